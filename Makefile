@@ -1,0 +1,55 @@
+# memwarden — the README's commands: `make demo`, `make test`; also `make bench`, `make lint`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: all demo test lint typecheck imports unit bench sysdeps clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	@touch $@
+
+# System tools some tests drive for real (headless chromium for the HTML report,
+# promtool for the alert rules). Installed when missing and possible; the tests
+# that need them skip with the reason otherwise.
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+demo: $(STAMP)
+	$(BIN)/memwarden demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: $(STAMP) sysdeps lint
+	$(BIN)/pytest -q -p no:cacheprovider --cov=memwarden --cov-report=term --cov-report=xml:.coverage.xml
+
+bench: $(BENCH_STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage* htmlcov build dist

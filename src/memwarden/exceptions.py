@@ -1,0 +1,107 @@
+"""The exception and warning tree every memwarden module raises from.
+
+Each error subclasses the builtin a caller would already catch (``ValueError``,
+``MemoryError``, ``TimeoutError``, ``RuntimeError``) so memwarden can be adopted
+without rewriting ``except`` clauses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "CommandError",
+    "ConfigurationError",
+    "DisposedError",
+    "MemoryBudgetExceededError",
+    "MemoryPressureWarning",
+    "MemwardenError",
+    "MemwardenWarning",
+    "PoolExhaustedError",
+    "PressureTimeoutError",
+    "TraceFormatError",
+    "UndisposedResourceWarning",
+]
+
+
+class MemwardenError(Exception):
+    """Base class of every error memwarden raises on purpose."""
+
+
+class ConfigurationError(MemwardenError, ValueError):
+    """A size, threshold, path or setting is invalid; the message names the value and its source."""
+
+    def __init__(self, message: str, *, value: object = None, source: str | None = None) -> None:
+        super().__init__(message)
+        self.value = value
+        self.source = source
+
+
+class MemoryBudgetExceededError(MemwardenError, MemoryError):
+    """A block of code used more memory than its budget allowed.
+
+    Attributes:
+        peak_bytes: the peak measured inside the block.
+        limit_bytes: the budget.
+        top_sites: ``(where, size_bytes)`` pairs of the largest allocation sites, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        peak_bytes: int,
+        limit_bytes: int,
+        top_sites: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.peak_bytes = peak_bytes
+        self.limit_bytes = limit_bytes
+        self.top_sites = list(top_sites)
+
+
+class PressureTimeoutError(MemwardenError, TimeoutError):
+    """Memory pressure did not end within the time allowed."""
+
+    def __init__(self, message: str, *, waited_s: float = 0.0, level: Any = None) -> None:
+        super().__init__(message)
+        self.waited_s = waited_s
+        self.level = level
+
+
+class PoolExhaustedError(MemwardenError):
+    """A pool cannot hand out another resource without breaking its bound."""
+
+
+class DisposedError(MemwardenError, RuntimeError):
+    """An object was used after ``dispose()``."""
+
+
+class TraceFormatError(MemwardenError, ValueError):
+    """A trace file is not a readable ``memwarden.trace/1`` file; the message names the line."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+
+class CommandError(MemwardenError):
+    """A CLI command failed; carries the process exit code (CLI only)."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class MemwardenWarning(UserWarning):
+    """Base class of memwarden's warnings."""
+
+
+class MemoryPressureWarning(MemwardenWarning):
+    """Memory use crossed a warning threshold or a budget in ``warn`` mode."""
+
+
+class UndisposedResourceWarning(MemwardenWarning, ResourceWarning):
+    """A disposable resource was garbage-collected without ``dispose()``."""

@@ -1,0 +1,42 @@
+"""Protocols shared across layers, so siblings depend on shapes rather than on each other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "Probe", "Reliever", "SupportsAcquire", "SupportsShrink"]
+
+Clock = Callable[[], float]
+"""A monotonic clock in seconds, such as ``time.monotonic``; injectable for tests."""
+
+Probe = Callable[[], int]
+"""Returns the current memory usage in bytes, such as ``memwarden.rss``; injectable for tests."""
+
+Reliever = Callable[[], "int | None"]
+"""Frees memory when called; returns the bytes it expects to have freed, or None."""
+
+
+@runtime_checkable
+class SupportsShrink(Protocol):
+    """Something that can give memory back, such as a cache or a pool."""
+
+    def shrink(self, fraction: float = 0.5) -> int:
+        """Drop about ``fraction`` of what is held; return the bytes released (estimate)."""
+        ...
+
+
+class BufferHandle(Protocol):
+    """A pooled buffer on loan: ``view`` is valid until ``release()``."""
+
+    @property
+    def view(self) -> memoryview: ...
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsAcquire(Protocol):
+    """A buffer pool, as accepted by streaming helpers."""
+
+    def acquire(self, size: int) -> BufferHandle: ...
