@@ -244,12 +244,30 @@ _FIELD_NAMES = {f.name for f in fields(MemoryConfig)} - {"sources"}
 _OTHER_TABLES = {"lint", "pytest", "report"}
 
 
-def _coerce(name: str, raw: Any, source: str, max_bytes: int | None) -> Any:
-    """Turn a raw value (string from the environment, TOML value) into the field's type."""
+def _from_megabytes(key: str, value: Any) -> Any:
+    """The playbook's ``*_mb`` settings are megabytes (binary, as Node counts): add the unit."""
+    if not key.endswith("_mb") or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return f"{value} MiB"
+    text = str(value).strip()
+    try:
+        float(text)
+    except ValueError:
+        return value  # already has a unit, or is invalid: reported when coerced
+    return f"{text} MiB"
+
+
+def _coerce(key: str, raw: Any, source: str, max_bytes: int) -> Any:
+    """Turn a raw value (string from the environment, TOML value) into the field's type.
+
+    ``key`` is the setting as the user wrote it (``max_memory_mb``); errors name it.
+    """
+    name = _ALIASES.get(key, key)
     where = (
-        f"{ENV_PREFIX}{name.upper()}={raw!r} ({source})"
+        f"{ENV_PREFIX}{key.upper()}={raw!r} ({source})"
         if source == "environment"
-        else (f"{name}={raw!r} ({source})")
+        else f"{key}={raw!r} ({source})"
     )
     try:
         if name == "max_memory_bytes":
@@ -282,6 +300,12 @@ def _coerce(name: str, raw: Any, source: str, max_bytes: int | None) -> Any:
             if not isinstance(raw, str):
                 raise ValueError
             return raw.strip().lower() if name == "profile" else raw.strip().upper()
+    except _AboveMaxError as exc:
+        raise ConfigurationError(
+            f"{where} is above max_memory_bytes={format_size(max_bytes or 0)}",
+            value=raw,
+            source=source,
+        ) from exc
     except (ValueError, TypeError) as exc:
         hint = _HINTS.get(name, "invalid value")
         raise ConfigurationError(f"{where}: {hint}", value=raw, source=source) from exc
@@ -312,39 +336,28 @@ _HINTS = {
 }
 
 
-class _SizeThreshold(float):
-    """A threshold given as a size; turned into a fraction once max_memory is known."""
-
-    size_bytes: int
-
-
-def _threshold(raw: Any, max_bytes: int | None) -> float:
+def _threshold(raw: Any, max_bytes: int) -> float:
+    """A fraction of ``max_bytes`` from a fraction (``0.8``) or a size (``"2.8 GB"``)."""
     if isinstance(raw, bool):
-        raise ValueError
+        raise ValueError(raw)
     if isinstance(raw, int | float):
         value = float(raw)
-        if math.isnan(value):
-            raise ValueError
-        if value <= 1:
-            return value
-        size = int(value)
     else:
-        text = str(raw).strip()
         try:
-            value = float(text)
+            value = float(str(raw).strip())
         except ValueError:
-            size = parse_size(text)
-        else:
-            if math.isnan(value):
-                raise ValueError from None
-            if value <= 1:
-                return value
-            size = int(value)
-    if max_bytes is None:
-        marker = _SizeThreshold(1.0)
-        marker.size_bytes = size
-        return marker
-    return size / max_bytes
+            value = float(parse_size(str(raw)))
+    if math.isnan(value) or value <= 0:
+        raise ValueError(raw)
+    if value <= 1:
+        return value
+    if value > max_bytes:
+        raise _AboveMaxError(raw)
+    return value / max_bytes
+
+
+class _AboveMaxError(ValueError):
+    """A threshold given as a size larger than max_memory_bytes."""
 
 
 def load_config(
@@ -392,7 +405,7 @@ def load_config(
         explicit["profile"] = profile
     layers.append(("argument", explicit))
 
-    raw: dict[str, tuple[Any, str]] = {}
+    raw: dict[str, tuple[Any, str, str]] = {}  # name -> (value, source, key as written)
     for source, values in layers:
         for key, value in values.items():
             name = _ALIASES.get(key, key)
@@ -403,14 +416,12 @@ def load_config(
                     value=value,
                     source=source,
                 )
-            numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            # The playbook's *_MB settings are numbers of megabytes (binary, as Node counts).
-            raw[name] = (f"{value} MiB" if key.endswith("_mb") and numeric else value, source)
+            raw[name] = (_from_megabytes(key, value), source, key)
 
     resolved: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    prof_raw = raw.get("profile", ("production", "default"))
-    prof = _coerce("profile", prof_raw[0], prof_raw[1], None)
+    prof_raw = raw.get("profile", ("production", "default", "profile"))
+    prof = _coerce(prof_raw[2], prof_raw[0], prof_raw[1], 0)
     if prof not in PROFILES:
         raise ConfigurationError(
             f"profile={prof_raw[0]!r} ({prof_raw[1]}): {_HINTS['profile']}",
@@ -424,8 +435,8 @@ def load_config(
         sources[name] = f"profile {prof}"
 
     if "max_memory_bytes" in raw:
-        v, s = raw["max_memory_bytes"]
-        resolved["max_memory_bytes"] = _coerce("max_memory_bytes", v, s, None)
+        v, s, key = raw["max_memory_bytes"]
+        resolved["max_memory_bytes"] = _coerce(key, v, s, 0)
         sources["max_memory_bytes"] = s
     else:
         lim = effective_limit()
@@ -433,28 +444,9 @@ def load_config(
         sources["max_memory_bytes"] = f"{lim.source} less {DEFAULT_SAFETY_MARGIN:.0%}"
     max_bytes = resolved["max_memory_bytes"]
 
-    for name, (v, s) in raw.items():
+    for name, (v, s, key) in raw.items():
         if name in ("profile", "max_memory_bytes"):
             continue
-        resolved[name] = _coerce(name, v, s, max_bytes)
+        resolved[name] = _coerce(key, v, s, max_bytes)
         sources[name] = s
-        if name in _THRESHOLDS and resolved[name] > 1:  # pragma: no cover - guarded in _threshold
-            raise ConfigurationError(f"{name}={v!r} ({s}): above max_memory", value=v, source=s)
-        if name in _THRESHOLDS and float(resolved[name]) == 1.0 and not isinstance(v, int | float):
-            size = parse_size(v) if isinstance(v, str) and not _is_number(v) else None
-            if size is not None and size > max_bytes:
-                raise ConfigurationError(
-                    f"{name}={v!r} ({s}) is above max_memory_bytes={format_size(max_bytes)} "
-                    f"({sources['max_memory_bytes']})",
-                    value=v,
-                    source=s,
-                )
     return MemoryConfig(**resolved, sources=sources)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

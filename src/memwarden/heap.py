@@ -1,0 +1,183 @@
+"""The Python heap: tracemalloc sessions with top allocation sites, and gc object counts.
+
+``HeapSession`` starts tracemalloc if it was off (and stops it again), or resets
+the peak if it was on, so a block's exact Python-heap peak and its top sites can
+be measured without disturbing an outer session. ``top_sites`` groups a
+snapshot diff by ``file:line`` and keeps memwarden's own frames out of it.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "AllocationSite",
+    "HeapSession",
+    "gc_type_counts",
+    "growing_types",
+    "memwarden_filters",
+    "top_sites",
+]
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def memwarden_filters() -> list[tracemalloc.Filter]:
+    """Filters that keep memwarden's own and tracemalloc's frames out of a snapshot."""
+    return [
+        tracemalloc.Filter(False, f"{_PACKAGE_DIR}/*"),
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    ]
+
+
+@dataclass(frozen=True)
+class AllocationSite:
+    """Memory allocated at one source line.
+
+    Attributes:
+        filename: the source file.
+        lineno: the line.
+        size_bytes: bytes allocated there (a growth when from a diff).
+        count: blocks allocated there (a growth when from a diff).
+    """
+
+    filename: str
+    lineno: int
+    size_bytes: int
+    count: int
+
+    @property
+    def where(self) -> str:
+        """``file:line``."""
+        return f"{self.filename}:{self.lineno}"
+
+
+def top_sites(
+    after: tracemalloc.Snapshot,
+    before: tracemalloc.Snapshot | None = None,
+    *,
+    limit: int = 10,
+    include_memwarden: bool = False,
+) -> list[AllocationSite]:
+    """The largest allocation sites in ``after`` (or growth since ``before``), by ``file:line``.
+
+    Sites that shrank are left out of a diff. memwarden's own frames are filtered
+    unless ``include_memwarden``.
+    """
+    if not include_memwarden:
+        after = after.filter_traces(memwarden_filters())
+        if before is not None:
+            before = before.filter_traces(memwarden_filters())
+    stats: Iterable[tracemalloc.StatisticDiff | tracemalloc.Statistic]
+    if before is None:
+        stats = after.statistics("lineno")
+        sites = [
+            AllocationSite(s.traceback[0].filename, s.traceback[0].lineno, s.size, s.count)
+            for s in stats
+        ]
+    else:
+        diffs = after.compare_to(before, "lineno")
+        sites = [
+            AllocationSite(
+                d.traceback[0].filename, d.traceback[0].lineno, d.size_diff, d.count_diff
+            )
+            for d in diffs
+            if d.size_diff > 0
+        ]
+    sites.sort(key=lambda s: s.size_bytes, reverse=True)
+    return sites[:limit]
+
+
+class HeapSession:
+    """Measure the Python heap of a block exactly with tracemalloc.
+
+    Example::
+
+        with HeapSession() as heap:
+            work()
+        heap.peak_bytes, heap.delta_bytes, heap.top_sites()
+
+    Args:
+        frames: traceback depth to record when this session starts tracemalloc.
+        snapshots: take start/end snapshots so :meth:`top_sites` can diff them
+            (costs a walk of every traced block; off when only the peak is needed).
+    """
+
+    def __init__(self, *, frames: int = 1, snapshots: bool = True) -> None:
+        self._frames = frames
+        self._snapshots = snapshots
+        self._started_here = False
+        self._base_bytes = 0
+        self.peak_bytes = 0
+        self.delta_bytes = 0
+        self._before: tracemalloc.Snapshot | None = None
+        self._after: tracemalloc.Snapshot | None = None
+        self._peak_snapshot: tracemalloc.Snapshot | None = None
+
+    def __enter__(self) -> HeapSession:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(self._frames)
+            self._started_here = True
+        if self._snapshots:
+            self._before = tracemalloc.take_snapshot()
+        tracemalloc.reset_peak()
+        self._base_bytes = tracemalloc.get_traced_memory()[0]
+        return self
+
+    def current_peak_bytes(self) -> int:
+        """The peak so far above the starting level (callable inside the block)."""
+        return max(0, tracemalloc.get_traced_memory()[1] - self._base_bytes)
+
+    def snapshot_now(self) -> None:
+        """Keep a snapshot taken now (e.g. at the suspected peak) for :meth:`top_sites`."""
+        self._peak_snapshot = tracemalloc.take_snapshot()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        self.peak_bytes = max(0, peak - self._base_bytes)
+        self.delta_bytes = current - self._base_bytes
+        if self._snapshots:
+            self._after = tracemalloc.take_snapshot()
+        if self._started_here:
+            tracemalloc.stop()
+
+    def top_sites(self, limit: int = 10, *, at_peak: bool = False) -> list[AllocationSite]:
+        """Sites that grew in the block (``at_peak``: as of :meth:`snapshot_now`)."""
+        after = self._peak_snapshot if at_peak and self._peak_snapshot else self._after
+        if after is None:
+            return []
+        return top_sites(after, self._before, limit=limit)
+
+
+def gc_type_counts(*, generation: int | None = None) -> dict[str, int]:
+    """Live gc-tracked objects per type name (``module.Qualname`` for non-builtins)."""
+    counts: dict[str, int] = {}
+    objs = gc.get_objects() if generation is None else gc.get_objects(generation)
+    for obj in objs:
+        t = type(obj)
+        mod = t.__module__
+        name = t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def growing_types(
+    before: dict[str, int], after: dict[str, int], *, limit: int = 10
+) -> list[tuple[str, int]]:
+    """Type names whose live count grew, largest growth first."""
+    grown = [(n, after[n] - before.get(n, 0)) for n in after if after[n] > before.get(n, 0)]
+    grown.sort(key=lambda x: x[1], reverse=True)
+    return grown[:limit]
