@@ -344,6 +344,12 @@ class Governor:
         monitor: a :class:`memwarden.monitor.MemoryMonitor` whose samples feed the level
             while watching (duck-typed: anything with ``on_sample(cb)``).
         sleep: how waiting sleeps (tests inject one driving a fake clock).
+        kernel_events: let the watcher wait on kernel notifications (PSI triggers, cgroup
+            v1 ``memory.pressure_level`` and usage thresholds) as well as sampling.
+        psi_trigger: ``(stall_us, window_us)`` of the PSI trigger: fire when tasks stall
+            this long within the window (default 150 ms per 1 s; unprivileged processes
+            get a 2 s window).
+        psi_trigger_level: the level a fired PSI trigger holds for two seconds.
     """
 
     def __init__(
@@ -365,6 +371,9 @@ class Governor:
         stuck_after_s: float = 30.0,
         monitor: Any = None,
         sleep: Callable[[float], None] | None = None,
+        kernel_events: bool = True,
+        psi_trigger: tuple[int, int] = (150_000, 1_000_000),
+        psi_trigger_level: PressureLevel = PressureLevel.MODERATE,
     ) -> None:
         if not (isinstance(interval_s, int | float) and 0 < interval_s <= 3600):
             raise ConfigurationError(
@@ -414,6 +423,17 @@ class Governor:
         self.stuck_after_s = float(stuck_after_s)
         self._monitor = monitor
         self._sleep = sleep
+        self.kernel_events = bool(kernel_events)
+        stall_us, window_us = psi_trigger
+        if not (0 < stall_us <= window_us and 500_000 <= window_us <= 10_000_000):
+            raise ConfigurationError(
+                f"psi_trigger={psi_trigger!r} (argument): expected (stall_us, window_us) with "
+                "0 < stall_us <= window_us and a window of 0.5-10 s, like (150000, 1000000)",
+                value=psi_trigger,
+                source="argument",
+            )
+        self.psi_trigger = (int(stall_us), int(window_us))
+        self.psi_trigger_level = PressureLevel(psi_trigger_level)
 
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())
@@ -650,11 +670,10 @@ class Governor:
             subscribers = list(self._subscribers)
         log.log(
             logging.WARNING if new > old else logging.INFO,
-            "memory pressure %s -> %s (usage %s of budget %s)",
+            "memory pressure %s -> %s (%s)",
             old.name,
             new.name,
-            format_size(used),
-            format_size(self.budget_bytes),
+            self.explain(),
         )
         for sub in subscribers:
             try:
@@ -665,6 +684,26 @@ class Governor:
         with self._changed:
             self._changed.notify_all()
         return new
+
+    def explain(self) -> str:
+        """Which inputs stand at which level, in one line (for logs and errors)."""
+        sig = self._signals
+        parts = [
+            f"usage {format_size(sig.usage_bytes)} of budget {format_size(self.budget_bytes)}"
+            f" -> {sig.usage_level.name}"
+        ]
+        if sig.cgroup_limit_bytes is not None and sig.cgroup_bytes is not None:
+            parts.append(
+                f"cgroup working set {format_size(sig.cgroup_bytes)} of limit "
+                f"{format_size(sig.cgroup_limit_bytes)} -> {sig.cgroup_level.name}"
+            )
+        if sig.psi_avg10 is not None:
+            parts.append(f"PSI some avg10 {sig.psi_avg10:.1f}% -> {sig.psi_level.name}")
+        if sig.events_level:
+            parts.append(f"memory.events rising -> {sig.events_level.name}")
+        if sig.kernel_level:
+            parts.append(f"kernel notification -> {sig.kernel_level.name}")
+        return "; ".join(parts)
 
     def _read_slow_signals(self, now: float, current: PressureLevel) -> None:
         """Cgroup usage, memory.events and PSI: re-read at most every 0.25 s."""
@@ -908,8 +947,7 @@ class Governor:
                     self._counters["wait_timeouts"] += 1
                     raise PressureTimeoutError(
                         f"memory pressure {level.name} did not end within {timeout:g} s "
-                        f"(usage {format_size(self._signals.usage_bytes)} of budget "
-                        f"{format_size(self.budget_bytes)}, release below "
+                        f"({self.explain()}; pressure ends below "
                         f"{format_size(self.thresholds_bytes()['release'])})",
                         waited_s=waited,
                         level=level,
@@ -944,8 +982,8 @@ class Governor:
                     self._counters["wait_timeouts"] += 1
                     raise PressureTimeoutError(
                         f"memory pressure {level.name} did not end within {timeout:g} s "
-                        f"(usage {format_size(self._signals.usage_bytes)} of budget "
-                        f"{format_size(self.budget_bytes)})",
+                        f"({self.explain()}; pressure ends below "
+                        f"{format_size(self.thresholds_bytes()['release'])})",
                         waited_s=waited,
                         level=level,
                     )
@@ -1173,13 +1211,17 @@ class _Watcher:
             if gov is None or self._stop.is_set():
                 return
             try:
-                for fd, _ev in ready:
+                for fd, revents in ready:
                     src = by_fd.get(fd)
                     if src is None:
                         continue
-                    level = src.consume()
-                    if level is not None:
-                        gov.note_kernel_event(level)
+                    if revents & (select.POLLERR | select.POLLNVAL | select.POLLHUP):
+                        # The cgroup went away or the trigger was torn down: stop polling it.
+                        log.debug("governor: %s reported an error; no longer polled", src.name)
+                        poller.unregister(fd)
+                        del by_fd[fd]
+                        continue
+                    gov.note_kernel_event(src.consume())
                 gov._tick()
             except Exception:
                 log.exception("governor watcher step failed; continuing")
@@ -1190,9 +1232,151 @@ class _Watcher:
 # kernel notification sources
 
 
-def _open_sources(gov: Governor) -> list[Any]:
-    """Open the kernel notification sources the machine allows (none yet: sampling)."""
-    return []
+class _Source:
+    """One kernel notification fd the watcher polls; ``consume`` maps an event to a level."""
+
+    name = "source"
+
+    def __init__(self, fd: int, events: int, level: PressureLevel, owned: tuple[int, ...]) -> None:
+        self.fd = fd
+        self.events = events
+        self.level = level
+        self._owned = owned
+        self.fired = 0
+
+    def consume(self) -> PressureLevel:
+        """Acknowledge one notification; return the level it signals (NONE: re-evaluate)."""
+        self.fired += 1
+        return self.level
+
+    def close(self) -> None:
+        for fd in self._owned:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._owned = ()
+
+
+class _PsiTrigger(_Source):
+    """A PSI trigger: ``poll()`` reports POLLPRI when stall time exceeds the threshold."""
+
+    name = "psi-trigger"
+
+
+class _EventFd(_Source):
+    """A cgroup v1 notification delivered through an eventfd (read to reset its counter)."""
+
+    def __init__(self, name: str, efd: int, level: PressureLevel, owned: tuple[int, ...]) -> None:
+        import select
+
+        super().__init__(efd, select.POLLIN, level, owned)
+        self.name = name
+
+    def consume(self) -> PressureLevel:
+        with contextlib.suppress(OSError):
+            os.read(self.fd, 8)
+        return super().consume()
+
+
+def _psi_paths(gov: Governor) -> list[Path]:
+    from memwarden.probes import cgroup_info
+
+    paths: list[Path] = []
+    info = cgroup_info()
+    if info is not None and info.version == 2:
+        paths.append(info.directory / "memory.pressure")
+    paths.append(Path("/proc/pressure/memory"))
+    return paths
+
+
+def _open_psi_trigger(gov: Governor) -> _Source | None:
+    """Write ``some <stall_us> <window_us>`` to the PSI file and keep it open for POLLPRI."""
+    import select
+
+    stall_us, window_us = gov.psi_trigger
+    for path in _psi_paths(gov):
+        # Unprivileged processes may only use windows that are multiples of 2 s.
+        windows = [window_us] if window_us % 2_000_000 == 0 else [window_us, 2_000_000]
+        for window in windows:
+            stall = min(stall_us * window // window_us, window)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                break
+            try:
+                os.write(fd, f"some {stall} {window}".encode() + b"\0")
+            except OSError as exc:
+                os.close(fd)
+                log.debug("PSI trigger some %d %d on %s refused: %s", stall, window, path, exc)
+                continue
+            log.debug("PSI trigger some %d %d armed on %s", stall, window, path)
+            src = _PsiTrigger(fd, select.POLLPRI, gov.psi_trigger_level, (fd,))
+            src.name = f"psi-trigger({path})"
+            return src
+    return None
+
+
+def _open_v1_sources(gov: Governor) -> list[_Source]:
+    """cgroup v1: ``memory.pressure_level`` events and ``memory.usage_in_bytes`` thresholds."""
+    from memwarden.probes import cgroup_info, cgroup_usage
+
+    info = cgroup_info()
+    if info is None or info.version != 1 or not hasattr(os, "eventfd"):
+        return []
+    control = info.directory / "cgroup.event_control"
+    out: list[_Source] = []
+
+    def arm(name: str, target: str, arg: str, level: PressureLevel) -> None:
+        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        try:
+            tfd = os.open(info.directory / target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(efd)
+            raise
+        try:
+            with open(control, "w") as fh:  # noqa: PTH123 - one write, then closed
+                fh.write(f"{efd} {tfd} {arg}")
+        except OSError:
+            os.close(efd)
+            os.close(tfd)
+            raise
+        out.append(_EventFd(name, efd, level, (efd, tfd)))
+
+    try:
+        arm("cgroup-v1-pressure(medium)", "memory.pressure_level", "medium", PressureLevel.MODERATE)
+        arm("cgroup-v1-pressure(critical)", "memory.pressure_level", "critical", PressureLevel.HIGH)
+    except OSError as exc:
+        log.debug("cgroup v1 memory.pressure_level notifications unavailable: %s", exc)
+    usage = cgroup_usage()
+    if usage is not None and usage.limit_bytes is not None:
+        # The kernel signals each crossing (either way) of each threshold at charge time.
+        for label, at in gov._thresholds(usage.limit_bytes).items():
+            try:
+                arm(
+                    f"cgroup-v1-threshold({label})",
+                    "memory.usage_in_bytes",
+                    str(at),
+                    PressureLevel.NONE,
+                )
+            except OSError as exc:
+                log.debug("cgroup v1 usage threshold %s unavailable: %s", label, exc)
+                break
+    return out
+
+
+def _open_sources(gov: Governor) -> list[_Source]:
+    """Open the kernel notification sources the machine allows; sampling always runs too."""
+    from memwarden._compat import IS_LINUX
+
+    if not IS_LINUX or not gov.kernel_events:
+        return []
+    sources: list[_Source] = []
+    if gov._use_psi:
+        psi = _open_psi_trigger(gov)
+        if psi is not None:
+            sources.append(psi)
+    if gov._use_cgroup:
+        sources.extend(_open_v1_sources(gov))
+    return sources
 
 
 # ---------------------------------------------------------------------------
