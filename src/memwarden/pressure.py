@@ -22,7 +22,6 @@ samples RSS between them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import gc
@@ -967,6 +966,8 @@ class Governor:
         Raises:
             PressureTimeoutError: pressure still present after ``timeout``.
         """
+        import asyncio  # lazy: keeps `import memwarden` cheap
+
         start = self._clock()
         if self._evaluate() == PressureLevel.NONE:
             return
