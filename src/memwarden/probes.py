@@ -38,6 +38,7 @@ __all__ = [
     "peak_rss",
     "physical_memory",
     "pressure_stall",
+    "reset_peak_rss",
     "rss",
 ]
 
@@ -131,6 +132,23 @@ def peak_rss(*, root: str | os.PathLike[str] = "/") -> int:
     # ru_maxrss is KiB on Linux, bytes on macOS.
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(maxrss) * (1 if os.uname().sysname == "Darwin" else 1024)
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS; True where supported.
+
+    Linux >= 4.0 resets the high-water mark when ``5`` is written to
+    ``/proc/self/clear_refs``; after that :func:`peak_rss` is the exact peak of
+    what ran since, with no sampling thread. Other platforms return False.
+    """
+    if not IS_LINUX:
+        return False
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:  # noqa: PTH123 - a /proc control file
+            fh.write("5")
+    except OSError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------

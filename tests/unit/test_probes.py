@@ -66,6 +66,24 @@ def test_rss_after_fork_reports_the_child() -> None:
     assert int(out.stdout) >= 70 * MIB
 
 
+def test_reset_peak_rss_gives_the_peak_of_what_ran_since() -> None:
+    """After reset_peak_rss(), peak_rss() shows a later 48 MiB temporary, not an earlier 160 MiB."""
+    code = (
+        "import memwarden.probes as p\n"
+        "def touch(n):\n"
+        "    b = bytearray(n); b[::4096] = b'x' * len(b[::4096])\n"
+        "touch(160 * 2**20)\n"
+        "base = p.rss(); ok = p.reset_peak_rss()\n"
+        "touch(48 * 2**20)\n"
+        "print(ok, p.peak_rss() - base)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ok, grown = out.stdout.split()
+    if ok != "True":
+        pytest.skip("this kernel does not reset VmHWM through /proc/self/clear_refs")
+    assert 44 * MIB <= int(grown) <= 100 * MIB
+
+
 def test_peak_rss_is_at_least_rss() -> None:
     """VmHWM is never below the current RSS."""
     assert probes.peak_rss() >= rss() - PAGE_SIZE
