@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
@@ -247,3 +248,259 @@ def test_registers_with_the_governor_weakly(kind: Kind) -> None:
     gc.collect()
     assert ref() is None
     assert not [r for r in pressure.governor().relievers() if r.name == name]
+
+
+# ---------------------------------------------------------------------------
+# LRUCache specifics: bounds by bytes, TTL, callbacks, validation
+
+
+def test_default_bound_is_128_entries() -> None:
+    """LRUCache() without bounds is still bounded, like functools.lru_cache."""
+    cache: LRUCache[int, int] = LRUCache(register=False)
+    for i in range(500):
+        cache[i] = i
+    assert len(cache) == cache.maxsize == 128
+
+
+def test_byte_bound_evicts_by_size_and_currsize_is_bytes() -> None:
+    """With max_bytes, currsize is the sum of sizes and never exceeds the bound."""
+    cache: LRUCache[str, bytes] = LRUCache(max_bytes="1 KiB", getsizeof=len, register=False)
+    cache["a"] = b"x" * 600
+    cache["b"] = b"y" * 300
+    assert cache.currsize == 900
+    cache["c"] = b"z" * 200  # 1100 > 1024: "a" (the oldest) goes
+    assert "a" not in cache
+    assert cache.currsize == 500
+    assert cache.stats().size_bytes == 500
+    cache["b"] = b"y" * 10  # overwrite adjusts the total
+    assert cache.currsize == 210
+
+
+def test_default_sizes_are_deep() -> None:
+    """Without getsizeof, a byte-bounded cache weighs values with the deep sizeof."""
+    from memwarden.sizing import sizeof
+
+    cache: LRUCache[str, list[bytes]] = LRUCache(max_bytes=10**6, register=False)
+    value = [b"q" * 5000, b"r" * 5000]
+    cache["v"] = value
+    assert cache.currsize == sizeof(value) > 10_000
+
+
+def test_too_large_item_raises_a_clear_value_error() -> None:
+    """An item bigger than max_bytes raises ItemTooLargeError (a ValueError) and changes nothing."""
+    from memwarden.cache import ItemTooLargeError
+
+    cache: LRUCache[str, bytes] = LRUCache(max_bytes=100, getsizeof=len, register=False)
+    cache["keep"] = b"k" * 50
+    with pytest.raises(ItemTooLargeError, match="max_bytes=100") as info:
+        cache["big"] = b"b" * 101
+    assert isinstance(info.value, ValueError)
+    assert (info.value.size_bytes, info.value.max_bytes) == (101, 100)
+    assert list(cache) == ["keep"]
+    assert cache.currsize == 50
+
+
+def test_shrink_reports_exact_bytes_when_sizes_are_tracked() -> None:
+    """shrink returns the tracked bytes of the entries it dropped, oldest first."""
+    cache: LRUCache[int, bytes] = LRUCache(max_bytes=10_000, getsizeof=len, register=False)
+    for i in range(4):
+        cache[i] = b"x" * (100 * (i + 1))
+    assert cache.shrink(0.5) == 100 + 200
+    assert list(cache) == [2, 3]
+    assert cache.shrink(0.0) == 0
+
+
+def test_ttl_expires_entries_with_an_injected_clock() -> None:
+    """An entry older than ttl is a miss, counted as an expiration, and reported to on_evict."""
+    clock = FakeClock()
+    dropped: list[tuple[str, int]] = []
+    cache: LRUCache[str, int] = LRUCache(
+        10, ttl=5.0, clock=clock, on_evict=lambda k, v: dropped.append((k, v)), register=False
+    )
+    cache["a"] = 1
+    clock.now += 3
+    cache["b"] = 2
+    assert cache.get("a") == 1  # reading does not extend the life
+    clock.now += 2.5  # a is 5.5 s old, b 2.5 s
+    assert cache.get("a") is None
+    assert "a" not in cache
+    assert "b" in cache
+    assert dropped == [("a", 1)]
+    clock.now += 10
+    assert len(cache) == 0  # len expires what is due
+    stats = cache.stats()
+    assert stats.expirations == 2
+    assert (stats.hits, stats.misses) == (1, 1)
+    assert dropped == [("a", 1), ("b", 2)]
+
+
+def test_ttl_rewrite_restarts_the_clock() -> None:
+    """Writing a key again gives it a fresh ttl, and expire() drops only what is due."""
+    clock = FakeClock()
+    cache: LRUCache[str, int] = LRUCache(10, ttl=5.0, clock=clock, register=False)
+    cache["a"] = 1
+    cache["b"] = 1
+    clock.now += 4
+    cache["a"] = 2
+    clock.now += 2
+    assert cache.expire() == 1
+    assert list(cache) == ["a"]
+    assert cache["a"] == 2
+
+
+def test_ttl_with_the_real_clock() -> None:
+    """With the real monotonic clock, an entry is gone after its ttl has passed."""
+    import time
+
+    cache: LRUCache[str, int] = LRUCache(10, ttl=0.05, register=False)
+    cache["a"] = 1
+    assert cache.get("a") == 1
+    deadline = time.monotonic() + 0.1
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cache.get("a") is None
+
+
+def test_on_evict_sees_bound_evictions_and_shrink_but_not_deletes() -> None:
+    """on_evict is called for entries the cache drops itself, not for del/pop/clear."""
+    seen: list[int] = []
+    cache: LRUCache[int, int] = LRUCache(2, on_evict=lambda k, v: seen.append(k), register=False)
+    cache[1] = 1
+    cache[2] = 2
+    cache[3] = 3  # evicts 1
+    del cache[2]
+    cache[4] = 4
+    cache.shrink(0.5)  # drops 3
+    cache.pop(4)
+    cache[5] = 5
+    cache.clear()
+    assert seen == [1, 3]
+
+
+def test_a_failing_on_evict_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception in on_evict is logged on memwarden.cache and the insert still succeeds."""
+
+    def boom(key: int, value: int) -> None:
+        raise RuntimeError("callback broke")
+
+    cache: LRUCache[int, int] = LRUCache(1, on_evict=boom, register=False)
+    cache[1] = 1
+    with caplog.at_level("ERROR", logger="memwarden.cache"):
+        cache[2] = 2
+    assert cache[2] == 2
+    assert "on_evict" in caplog.text
+
+
+def test_values_are_released_outside_the_lock() -> None:
+    """A value whose __del__ uses the same cache (when evicted or replaced) does not deadlock."""
+    cache: LRUCache[str, Any] = LRUCache(1, register=False)
+    log: list[str] = []
+
+    class Touchy:
+        def __del__(self) -> None:
+            log.append(str(cache.get("x")))
+            cache["from-del"] = 0
+
+    def scenario() -> None:
+        cache["a"] = Touchy()
+        cache["b"] = 1  # evicts Touchy, whose __del__ re-enters the cache
+        cache["c"] = Touchy()
+        cache["c"] = 2  # replaces it
+        cache["d"] = Touchy()
+        cache.clear()
+
+    # In a thread, so that a deadlock fails the test instead of hanging it.
+    worker = threading.Thread(target=scenario, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "deadlocked: a value was released while the lock was held"
+    assert len(log) == 3
+
+
+def test_peek_neither_refreshes_nor_counts() -> None:
+    """peek returns the value without a hit and without protecting it from eviction."""
+    cache: LRUCache[int, int] = LRUCache(2, register=False)
+    cache[1] = 10
+    cache[2] = 20
+    assert cache.peek(1) == 10
+    assert cache.peek(9, -1) == -1
+    cache[3] = 30
+    assert 1 not in cache
+    assert cache.stats().hits == 0
+
+
+def test_popitem_pops_the_least_recently_used() -> None:
+    """popitem returns the oldest entry, as cachetools.LRUCache does."""
+    cache: LRUCache[int, int] = LRUCache(5, register=False)
+    for i in range(3):
+        cache[i] = i
+    cache.get(0)
+    assert cache.popitem() == (1, 1)
+
+
+def test_maxsize_zero_stores_nothing() -> None:
+    """maxsize=0 accepts writes and keeps nothing (a disabled cache)."""
+    cache: LRUCache[int, int] = LRUCache(0, register=False)
+    cache[1] = 1
+    assert len(cache) == 0
+    assert cache.stats().evictions == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"maxsize": -1}, "maxsize=-1"),
+        ({"maxsize": 2.5}, "maxsize=2.5"),
+        ({"maxsize": True}, "maxsize=True"),
+        ({"max_bytes": "lots"}, "lots"),
+        ({"max_bytes": -5}, "-5"),
+        ({"ttl": 0}, "ttl=0"),
+        ({"ttl": float("inf")}, "ttl=inf"),
+        ({"getsizeof": 3}, "getsizeof=3"),
+    ],
+)
+def test_bad_settings_are_configuration_errors(kwargs: dict[str, Any], match: str) -> None:
+    """Invalid bounds, ttl or getsizeof raise ConfigurationError naming the value."""
+    with pytest.raises(ConfigurationError, match=match):
+        LRUCache(register=False, **kwargs)
+
+
+def test_a_bad_getsizeof_result_is_reported() -> None:
+    """A getsizeof that returns a negative number is a ConfigurationError, not silent corruption."""
+    cache: LRUCache[str, int] = LRUCache(max_bytes=100, getsizeof=lambda v: -1, register=False)
+    with pytest.raises(ConfigurationError, match="getsizeof returned -1"):
+        cache["a"] = 1
+    assert len(cache) == 0
+
+
+def test_ttl_cache_is_still_an_lru_cache() -> None:
+    """LRUCache(ttl=...) is an instance of LRUCache and shows its ttl."""
+    cache: LRUCache[str, int] = LRUCache(3, ttl=1.0, register=False)
+    assert isinstance(cache, LRUCache)
+    assert cache.ttl == 1.0
+    assert "ttl=1.0" in repr(cache)
+
+
+def test_weak_cache_drops_values_nobody_uses() -> None:
+    """Beyond its strong LRU, a WeakCache entry lives exactly as long as its value."""
+    cache: WeakCache[str, Val] = WeakCache(strong_size=1, register=False)
+    kept = Val(1)
+    cache["kept"] = kept
+    cache["temp"] = Val(2)  # pushes "kept" out of the strong LRU; "temp" is strong
+    cache["other"] = Val(3)  # pushes "temp" out: nobody else holds it
+    gc.collect()
+    assert "kept" in cache
+    assert "temp" not in cache
+    assert "other" in cache
+    del kept
+    cache["last"] = Val(4)
+    gc.collect()
+    assert "kept" not in cache
+
+
+def test_weak_cache_rejects_values_that_cannot_be_weakly_referenced() -> None:
+    """Storing an int in a WeakCache is a TypeError that says what to do instead."""
+    cache: WeakCache[str, Any] = WeakCache(register=False)
+    with pytest.raises(TypeError, match="LRUCache"):
+        cache["n"] = 42
+    assert len(cache) == 0
