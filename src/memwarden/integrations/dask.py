@@ -63,7 +63,7 @@ class _WorkerState:
     limit_bytes: int
     monitor: Any
     governor: Any
-    collector: Any = None
+    collectors: list[Any] = field(default_factory=list)
     started_s: float = field(default_factory=time.monotonic)
 
 
@@ -81,45 +81,27 @@ def _worker_limit(worker: Any) -> int:
     return effective_limit().limit_bytes
 
 
-class _WorkerCollector:
-    """Prometheus collector for one worker's memwarden state, read at scrape time."""
+class _GovernorCollector:
+    """Prometheus collector for a worker's governor (MemwardenCollector reports the monitor)."""
 
-    def __init__(self, state: _WorkerState) -> None:
-        self._state = state
+    def __init__(self, governor: Any) -> None:
+        self._governor = governor
+
+    def describe(self) -> list[Any]:
+        return []
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        st = self._state
-        sample = st.monitor.last_sample
-        current = sample.rss_bytes if sample is not None else rss()
-        yield GaugeMetricFamily(
-            "memwarden_rss_bytes", "Resident set size of this process.", value=current
-        )
-        yield GaugeMetricFamily(
-            "memwarden_limit_bytes",
-            "The memory budget memwarden enforces (the worker's memory_limit).",
-            value=st.limit_bytes,
-        )
-        yield GaugeMetricFamily(
-            "memwarden_usage_ratio",
-            "RSS as a fraction of the budget.",
-            value=current / st.limit_bytes if st.limit_bytes else 0.0,
-        )
-        yield GaugeMetricFamily(
-            "memwarden_level",
-            "Monitor level: 0 OK, 1 WARNING, 2 CRITICAL.",
-            value=int(st.monitor.level),
-        )
         yield GaugeMetricFamily(
             "memwarden_pressure_level",
             "Governor pressure: 0 NONE, 1 MODERATE, 2 HIGH, 3 CRITICAL.",
-            value=int(st.governor.level()),
+            value=int(self._governor.level()),
         )
         yield CounterMetricFamily(
             "memwarden_reliefs",
-            "Relief runs by the governor on this worker.",
-            value=len(st.governor.history()),
+            "Relief runs by the governor on this process.",
+            value=len(self._governor.history()),
         )
 
 
@@ -185,14 +167,19 @@ class MemwardenWorkerPlugin(WorkerPlugin):
         gov = Governor(config, monitor=mon).start()
         state = _WorkerState(worker.address, limit, mon, gov)
         if self.prometheus:
+            # Dask's worker serves prometheus_client's global REGISTRY at /metrics, so
+            # registering there publishes beside Dask's own dask_worker_* series.
             try:
                 import prometheus_client
 
-                state.collector = _WorkerCollector(state)
-                prometheus_client.REGISTRY.register(state.collector)
+                from memwarden.integrations.prometheus import MemwardenCollector
+
+                collectors = [MemwardenCollector(mon), _GovernorCollector(gov)]
+                for c in collectors:
+                    prometheus_client.REGISTRY.register(c)
+                state.collectors = collectors
             except (ImportError, ValueError) as exc:  # duplicate names in an in-process cluster
                 log.warning("memwarden metrics not published on %s: %s", worker.address, exc)
-                state.collector = None
         with _STATES_LOCK:
             old = _STATES.pop(worker.address, None)
             _STATES[worker.address] = state
@@ -213,11 +200,11 @@ class MemwardenWorkerPlugin(WorkerPlugin):
 
 
 def _stop_state(state: _WorkerState) -> None:
-    if state.collector is not None:
+    for collector in state.collectors:
         try:
             import prometheus_client
 
-            prometheus_client.REGISTRY.unregister(state.collector)
+            prometheus_client.REGISTRY.unregister(collector)
         except (ImportError, KeyError):
             pass
     for part in (state.governor, state.monitor):
