@@ -1,0 +1,243 @@
+"""Prometheus metrics that stay correct when a service runs several worker processes.
+
+Under gunicorn, uWSGI or a ``multiprocessing`` pool, each scrape of ``/metrics``
+reaches one worker, so a collector read at scrape time (as
+:class:`~memwarden.integrations.prometheus.MemwardenCollector` is) reports
+whichever process answered. prometheus_client's multiprocess mode fixes that:
+each process writes its values to memory-mapped files in
+``PROMETHEUS_MULTIPROC_DIR`` and the exporter aggregates every file at scrape
+time. This module publishes memwarden's figures that way:
+
+- in every worker process: :func:`publish` (after the monitor exists) updates
+  multiprocess gauges on each monitor sample;
+- in the process that serves ``/metrics``: :func:`multiprocess_registry` /
+  :func:`expose_multiprocess`;
+- when a worker exits: :func:`mark_process_dead` (gunicorn's ``child_exit`` hook).
+
+``PROMETHEUS_MULTIPROC_DIR`` must be set before ``prometheus_client`` is first
+imported in the worker processes (prometheus_client decides at import time).
+
+gunicorn ``gunicorn.conf.py``::
+
+    import os
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/tmp/memwarden-metrics")
+
+    def post_fork(server, worker):
+        from memwarden.integrations.prometheus_multiprocess import publish
+        publish()
+
+    def child_exit(server, worker):
+        from memwarden.integrations.prometheus_multiprocess import mark_process_dead
+        mark_process_dead(worker.pid)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from memwarden.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+    from memwarden.monitor import MemoryMonitor, Sample, Subscription
+
+__all__ = [
+    "MultiprocessPublisher",
+    "expose_multiprocess",
+    "mark_process_dead",
+    "multiprocess_registry",
+    "publish",
+]
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _directory(path: str | os.PathLike[str] | None) -> str:
+    value = os.fspath(path) if path is not None else os.environ.get(ENV)
+    source = "argument" if path is not None else "environment"
+    if not value:
+        raise ConfigurationError(
+            f"{ENV} is not set (environment): multiprocess metrics need a shared directory, "
+            f"e.g. {ENV}=/tmp/memwarden-metrics, set before prometheus_client is imported",
+            source="environment",
+        )
+    if not os.path.isdir(value):
+        raise ConfigurationError(
+            f"{ENV}={value!r} ({source}): not a directory", value=value, source=source
+        )
+    return value
+
+
+@dataclass
+class _Gauges:
+    rss: Any
+    rss_sum: Any
+    rss_max: Any
+    usage: Any
+    level: Any
+    limit: Any
+    level_changes: Any
+
+
+class MultiprocessPublisher:
+    """Writes one process's memory figures to prometheus_client's multiprocess files.
+
+    Series (aggregated across live processes by the exporter):
+
+    - ``memwarden_rss_bytes{pid}``: each live process's RSS (``liveall``);
+    - ``memwarden_rss_sum_bytes``: the service's total RSS (``livesum``);
+    - ``memwarden_rss_max_bytes``: the largest process (``livemax``);
+    - ``memwarden_usage_ratio``: the highest RSS / limit of any process (``livemax``);
+    - ``memwarden_level``: the worst monitor level of any process (``livemax``);
+    - ``memwarden_limit_bytes{pid}``: each process's budget (``liveall``);
+    - ``memwarden_level_changes_total{level}``: summed over processes (a counter).
+
+    Args:
+        monitor: the process's monitor (default: the process-wide one, started).
+    """
+
+    def __init__(self, monitor: MemoryMonitor | None = None) -> None:
+        _directory(None)
+        from prometheus_client import Counter, Gauge
+        from prometheus_client import values as pc_values
+
+        # prometheus_client picks its value class once, at import: mmap-backed files
+        # only when PROMETHEUS_MULTIPROC_DIR was already set then.
+        if getattr(pc_values.ValueClass, "__name__", "") != "MmapedValue":
+            raise ConfigurationError(
+                f"{ENV} was set after prometheus_client was imported in this process "
+                "(environment): set it before the first import, e.g. in the service's config",
+                source="environment",
+            )
+        if monitor is None:
+            from memwarden.monitor import monitor as default_monitor
+
+            monitor = default_monitor()
+        self.monitor = monitor
+        registry = None  # multiprocess values are written to files, not to a registry
+        self._g = _Gauges(
+            rss=Gauge(
+                "memwarden_rss_bytes",
+                "Resident set size of each live process.",
+                multiprocess_mode="liveall",
+                registry=registry,
+            ),
+            rss_sum=Gauge(
+                "memwarden_rss_sum_bytes",
+                "Total resident set size of the live processes.",
+                multiprocess_mode="livesum",
+                registry=registry,
+            ),
+            rss_max=Gauge(
+                "memwarden_rss_max_bytes",
+                "Largest resident set size of any live process.",
+                multiprocess_mode="livemax",
+                registry=registry,
+            ),
+            usage=Gauge(
+                "memwarden_usage_ratio",
+                "Highest RSS / limit of any live process.",
+                multiprocess_mode="livemax",
+                registry=registry,
+            ),
+            level=Gauge(
+                "memwarden_level",
+                "Worst monitor level of any live process: 0 OK, 1 WARNING, 2 CRITICAL.",
+                multiprocess_mode="livemax",
+                registry=registry,
+            ),
+            limit=Gauge(
+                "memwarden_limit_bytes",
+                "Memory budget of each live process.",
+                multiprocess_mode="liveall",
+                registry=registry,
+            ),
+            level_changes=Counter(
+                "memwarden_level_changes",
+                "Times a process's monitor entered each level.",
+                ["level"],
+                registry=registry,
+            ),
+        )
+        self._lock = threading.Lock()
+        self._subs: list[Subscription] = [
+            monitor.on_sample(self._on_sample),
+            monitor.on_level_change(self._on_level_change),
+        ]
+        self._on_sample(monitor.sample_now())
+
+    def _on_sample(self, sample: Sample) -> None:
+        limit = self.monitor.config.max_memory_bytes
+        with self._lock:
+            g = self._g
+            g.rss.set(sample.rss_bytes)
+            g.rss_sum.set(sample.rss_bytes)
+            g.rss_max.set(sample.rss_bytes)
+            g.usage.set(sample.rss_bytes / limit)
+            g.level.set(int(self.monitor.level))
+            g.limit.set(limit)
+
+    def _on_level_change(self, old: Any, new: Any, sample: Sample) -> None:
+        self._g.level_changes.labels(level=new.name).inc()
+        self._g.level.set(int(new))
+
+    def close(self) -> None:
+        """Stop updating (the values stay until the process is marked dead)."""
+        for sub in self._subs:
+            sub.unsubscribe()
+        self._subs.clear()
+
+
+_PUBLISHER: MultiprocessPublisher | None = None
+_PUBLISHER_LOCK = threading.Lock()
+
+
+def publish(monitor: MemoryMonitor | None = None) -> MultiprocessPublisher:
+    """Start publishing this process's figures (once per process; later calls return it)."""
+    global _PUBLISHER
+    with _PUBLISHER_LOCK:
+        if _PUBLISHER is None or _PUBLISHER.monitor is not (monitor or _PUBLISHER.monitor):
+            _PUBLISHER = MultiprocessPublisher(monitor)
+        return _PUBLISHER
+
+
+def _forget_after_fork() -> None:
+    global _PUBLISHER
+    _PUBLISHER = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def multiprocess_registry(path: str | os.PathLike[str] | None = None) -> CollectorRegistry:
+    """A registry that aggregates every process's files in ``path`` (default the env var)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=_directory(path))
+    return registry
+
+
+def expose_multiprocess(
+    port: int = 9464, addr: str = "127.0.0.1", *, path: str | os.PathLike[str] | None = None
+) -> Any:
+    """Serve the aggregated metrics at ``http://addr:port/metrics``; return ``(server, thread)``."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ConfigurationError(
+            f"port={port!r} (argument): expected a TCP port in 0..65535", value=port
+        )
+    from prometheus_client import start_http_server
+
+    return start_http_server(port, addr=addr, registry=multiprocess_registry(path))
+
+
+def mark_process_dead(pid: int, path: str | os.PathLike[str] | None = None) -> None:
+    """Drop an exited process's live gauges (call from gunicorn's ``child_exit``)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, _directory(path))
