@@ -174,7 +174,7 @@ class MemwardenWorkerPlugin(WorkerPlugin):
 
                 from memwarden.integrations.prometheus import MemwardenCollector
 
-                collectors = [MemwardenCollector(mon), _GovernorCollector(gov)]
+                collectors: list[Any] = [MemwardenCollector(mon), _GovernorCollector(gov)]
                 for c in collectors:
                     prometheus_client.REGISTRY.register(c)
                 state.collectors = collectors

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ def _directory(path: str | os.PathLike[str] | None) -> str:
             f"e.g. {ENV}=/tmp/memwarden-metrics, set before prometheus_client is imported",
             source="environment",
         )
-    if not os.path.isdir(value):
+    if not Path(value).is_dir():
         raise ConfigurationError(
             f"{ENV}={value!r} ({source}): not a directory", value=value, source=source
         )
@@ -219,7 +220,7 @@ def multiprocess_registry(path: str | os.PathLike[str] | None = None) -> Collect
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=_directory(path))
+    MultiProcessCollector(registry, path=_directory(path))  # type: ignore[no-untyped-call]
     return registry
 
 
@@ -240,4 +241,4 @@ def mark_process_dead(pid: int, path: str | os.PathLike[str] | None = None) -> N
     """Drop an exited process's live gauges (call from gunicorn's ``child_exit``)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid, _directory(path))
+    multiprocess.mark_process_dead(pid, _directory(path))  # type: ignore[no-untyped-call]
