@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memwarden.exceptions import ConfigurationError
