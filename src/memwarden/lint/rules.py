@@ -1,0 +1,1110 @@
+"""The lint rules (MW000–MW601) and the per-module index they share.
+
+Every rule works on one module's AST, without type inference, so each rule is a
+heuristic tuned to report what a reviewer would flag and to stay quiet where the
+code shows it manages the memory (a removal, a bound, a ``close()``, a hand-off).
+Names are resolved through the module's imports, so ``import functools as ft`` and
+``from functools import lru_cache as memo`` are seen as ``functools.lru_cache``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from memwarden.lint.model import RawFinding, Rule
+
+__all__ = [
+    "RULES",
+    "CacheOnMethod",
+    "DeepClone",
+    "ListenerNotRemoved",
+    "LoggerPerCall",
+    "ModuleIndex",
+    "UnboundedCache",
+    "UnclosedResource",
+    "Unparsable",
+    "WholeFileRead",
+]
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_BUILTINS = frozenset(dir(builtins))
+
+
+class ModuleIndex:
+    """One parsed module with what the rules need: parents, nodes by type, import aliases."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self.by_type: dict[type[ast.AST], list[ast.AST]] = {}
+        self.aliases: dict[str, str] = {}
+        self.defined: set[str] = set()  # names bound at module level other than by imports
+        self.function_names: set[str] = set()  # every def anywhere in the module
+        self.words: set[str] = set()  # every attribute name and identifier used
+        # One hand-rolled traversal instead of ast.walk + iter_child_nodes: indexing is on
+        # the hot path of a cold run (as costly as parsing when done the obvious way).
+        # Parents live in a side table, not on the nodes: no reference cycles, so a checked
+        # tree is freed by reference counting alone (the checker runs with gc paused).
+        self.parents: dict[int, ast.AST] = {}
+        parents = self.parents
+        by_type = self.by_type
+        stack: list[ast.AST] = [tree]
+        while stack:
+            node = stack.pop()
+            kind = type(node)
+            bucket = by_type.get(kind)
+            if bucket is None:
+                by_type[kind] = [node]
+            else:
+                bucket.append(node)
+            for name in node._fields:
+                if name == "ctx":
+                    continue  # Load/Store/Del are shared singletons
+                value = getattr(node, name, None)
+                if isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, ast.AST):
+                            parents[id(item)] = node
+                            stack.append(item)
+                elif isinstance(value, ast.AST):
+                    parents[id(value)] = node
+                    stack.append(value)
+        for node in self.of(ast.Import):
+            assert isinstance(node, ast.Import)
+            for alias in node.names:
+                if alias.asname:
+                    self.aliases[alias.asname] = alias.name
+                else:
+                    top = alias.name.split(".")[0]
+                    self.aliases[top] = top
+        for node in self.of(ast.ImportFrom):
+            assert isinstance(node, ast.ImportFrom)
+            if node.level or not node.module:
+                continue
+            for alias in node.names:
+                if alias.name != "*":
+                    self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for stmt in _flat_body(tree.body):
+            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
+                self.defined.add(stmt.name)
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for target in targets:
+                    self.defined.update(_bound_names(target))
+        for node in self.of(*_FUNCS):
+            assert isinstance(node, _FUNCS)
+            self.function_names.add(node.name)
+        for node in self.of(ast.Attribute):
+            assert isinstance(node, ast.Attribute)
+            self.words.add(node.attr)
+        for node in self.of(ast.Name):
+            assert isinstance(node, ast.Name)
+            self.words.add(node.id)
+        self._locals: dict[int, frozenset[str]] = {}
+        self._names: dict[int, dict[str, list[ast.Name]]] = {}
+
+    def of(self, *types: type[ast.AST]) -> list[ast.AST]:
+        """Every node of these types, in ``ast.walk`` order."""
+        if len(types) == 1:
+            return self.by_type.get(types[0], [])
+        return [node for t in types for node in self.by_type.get(t, [])]
+
+    def qualify(self, expr: ast.AST) -> str | None:
+        """The dotted name ``expr`` refers to through imports (``ft.cache`` -> ``functools.cache``).
+
+        A builtin not shadowed at module level is its bare name (``open``); a name defined in
+        the module is ``<module>.name``; anything else that is not a dotted name is ``None``.
+        """
+        if isinstance(expr, ast.Name):
+            if expr.id in self.aliases:
+                return self.aliases[expr.id]
+            if expr.id in self.defined:
+                return f"<module>.{expr.id}"
+            return expr.id
+        if isinstance(expr, ast.Attribute):
+            base = self.qualify(expr.value)
+            return None if base is None else f"{base}.{expr.attr}"
+        return None
+
+    def is_builtin(self, expr: ast.AST, name: str) -> bool:
+        """``expr`` is the builtin ``name``, not shadowed by an import or a module-level binding."""
+        return isinstance(expr, ast.Name) and expr.id == name and self.qualify(expr) == name
+
+    def parent(self, node: ast.AST | None) -> ast.AST | None:
+        """The node ``node`` is a child of (``None`` for the module)."""
+        return None if node is None else self.parents.get(id(node))
+
+    def scope_of(self, node: ast.AST) -> ast.AST:
+        """The nearest enclosing function, lambda, class or module."""
+        parent = self.parent(node)
+        while parent is not None and not isinstance(parent, _SCOPES):
+            parent = self.parent(parent)
+        return parent if parent is not None else node
+
+    def function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The nearest enclosing ``def`` (through classes and lambdas), if any."""
+        parent = self.parent(node)
+        while parent is not None and not isinstance(parent, _FUNCS):
+            parent = self.parent(parent)
+        return parent
+
+    def local_names(self, func: ast.AST) -> frozenset[str]:
+        """Names bound locally in ``func`` (parameters and assignments, minus ``global``)."""
+        cached = self._locals.get(id(func))
+        if cached is not None:
+            return cached
+        bound: set[str] = set()
+        declared: set[str] = set()
+        if isinstance(func, (*_FUNCS, ast.Lambda)):
+            args = func.args
+            for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+                if arg is not None:
+                    bound.add(arg.arg)
+        for node in ast.walk(func):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                bound.add(node.id)
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                declared.update(node.names)
+        result = frozenset(bound - declared)
+        self._locals[id(func)] = result
+        return result
+
+    def names_in(self, scope: ast.AST, name: str) -> list[ast.Name]:
+        """Every ``Name`` node called ``name`` inside ``scope`` (nested scopes included)."""
+        table = self._names.get(id(scope))
+        if table is None:
+            table = {}
+            nodes = self.of(ast.Name) if scope is self.tree else ast.walk(scope)
+            for node in nodes:
+                if isinstance(node, ast.Name):
+                    table.setdefault(node.id, []).append(node)
+            self._names[id(scope)] = table
+        return table.get(name, [])
+
+
+def _flat_body(body: Iterable[ast.stmt]) -> Iterator[ast.stmt]:
+    """Statements of a block, descending into ``if``/``try``/``with`` but not into defs."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, ast.If):
+            yield from _flat_body(stmt.body)
+            yield from _flat_body(stmt.orelse)
+        elif isinstance(stmt, ast.Try):
+            for block in (stmt.body, stmt.orelse, stmt.finalbody):
+                yield from _flat_body(block)
+            for handler in stmt.handlers:
+                yield from _flat_body(handler.body)
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+            yield from _flat_body(stmt.body)
+
+
+def _bound_names(target: ast.AST) -> Iterator[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for elt in target.elts:
+            yield from _bound_names(elt)
+    elif isinstance(target, ast.Starred):
+        yield from _bound_names(target.value)
+
+
+def _strip_call(expr: ast.AST) -> ast.AST:
+    return expr.func if isinstance(expr, ast.Call) else expr
+
+
+def _source_name(expr: ast.AST) -> str:
+    try:
+        return ast.unparse(expr)
+    except Exception:  # unparse of exotic trees is best effort; the code stays readable
+        return "?"
+
+
+def _in_loop(module: ModuleIndex, node: ast.AST) -> bool:
+    """``node`` runs repeatedly: inside a loop or comprehension of its own function."""
+    child: ast.AST | None = node
+    parent = module.parent(node)
+    while parent is not None and not isinstance(parent, (*_FUNCS, ast.Lambda, ast.ClassDef)):
+        if isinstance(parent, (ast.For, ast.AsyncFor)):
+            if child is not parent.iter:
+                return True
+        elif isinstance(parent, ast.While):
+            return True
+        elif isinstance(parent, ast.comprehension):
+            comp = module.parent(parent)
+            first = getattr(comp, "generators", [None])[0]
+            if child is not parent.iter or first is not parent:
+                return True
+            # The first iterable is evaluated once, outside the comprehension's loop.
+            child, parent = comp, module.parent(comp) if comp is not None else None
+            continue
+        elif isinstance(parent, _COMPREHENSIONS):
+            return True
+        child, parent = parent, module.parent(parent)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# MW000
+
+
+class Unparsable(Rule):
+    """A file that cannot be parsed is reported and skipped; the run goes on.
+
+    memwarden lint reads every file as Python source. A syntax error, a null byte, a
+    bad encoding declaration or nesting too deep for the parser makes the file
+    uncheckable: it is reported (so a broken file is not mistaken for a clean one)
+    and the other files are still checked. An internal error of a rule on a file is
+    reported under this code too, naming the rule.
+    """
+
+    code = "MW000"
+    name = "unparsable"
+    severity = "error"
+    summary = "the file cannot be parsed (or checked); it is skipped"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        return iter(())  # reported by the runner, which owns parsing
+
+
+# ---------------------------------------------------------------------------------------------
+# MW101
+
+_CACHE_DECORATORS = frozenset({"functools.cache", "functools.lru_cache"})
+_NOT_INSTANCE_METHOD = frozenset(
+    {"staticmethod", "classmethod", "abc.abstractstaticmethod", "abc.abstractclassmethod"}
+)
+_IMPLICIT_CLASS_METHODS = frozenset({"__new__", "__init_subclass__", "__class_getitem__"})
+
+
+class CacheOnMethod(Rule):
+    """``functools.cache`` / ``lru_cache`` on an instance method keeps every ``self`` alive.
+
+    The cache belongs to the function, which lives on the class, and ``self`` is part
+    of every cache key. So each instance the method was ever called on stays
+    reachable from the class for as long as the class lives (usually: forever), with
+    everything it references, even with ``maxsize`` set (until evicted) and always
+    with ``maxsize=None`` / ``functools.cache``.
+
+    Bad::
+
+        class Report:
+            @functools.lru_cache(maxsize=None)
+            def total(self) -> int: ...
+
+    Good: cache per instance, so the cache dies with the instance::
+
+        class Report:
+            @functools.cached_property
+            def total(self) -> int: ...
+
+    or key a module-level cache on something small and immutable (an id, a path), or
+    build the cache in ``__init__`` (``self.total = functools.lru_cache()(self._total)``).
+    Not reported: ``staticmethod``, ``classmethod``, ``cached_property``, plain functions.
+    """
+
+    code = "MW101"
+    name = "cache-on-method"
+    summary = "functools.cache/lru_cache on an instance method keeps every self alive"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        for cls in module.of(ast.ClassDef):
+            assert isinstance(cls, ast.ClassDef)
+            # A metaclass's instances are classes, which live as long as the cache anyway.
+            if any(module.qualify(base) in ("type", "abc.ABCMeta") for base in cls.bases):
+                continue
+            for stmt in _flat_body(cls.body):
+                if not isinstance(stmt, _FUNCS) or stmt.name in _IMPLICIT_CLASS_METHODS:
+                    continue
+                names = [module.qualify(_strip_call(d)) for d in stmt.decorator_list]
+                if any(n in _NOT_INSTANCE_METHOD for n in names):
+                    continue
+                for deco, qualified in zip(stmt.decorator_list, names, strict=True):
+                    if qualified in _CACHE_DECORATORS:
+                        yield RawFinding(
+                            deco,
+                            f"`@{_source_name(deco)}` on method `{cls.name}.{stmt.name}` keeps "
+                            "every instance it is called on alive (self is in the cache key); "
+                            "use functools.cached_property or a per-instance cache",
+                        )
+
+
+# ---------------------------------------------------------------------------------------------
+# MW102
+
+_CONTAINER_FACTORIES = frozenset(
+    {
+        "dict",
+        "list",
+        "set",
+        "collections.defaultdict",
+        "collections.OrderedDict",
+        "collections.Counter",
+        "collections.deque",
+    }
+)
+_ADD_METHODS = frozenset(
+    {"append", "add", "setdefault", "update", "extend", "insert", "appendleft", "extendleft"}
+)
+_REMOVE_METHODS = frozenset(
+    {
+        "pop",
+        "popitem",
+        "popleft",
+        "clear",
+        "remove",
+        "discard",
+        "difference_update",
+        "intersection_update",
+        "__delitem__",
+    }
+)
+# Calls that only read a container they are given; any other call may take it over.
+_READERS = frozenset(
+    {
+        "len",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "sorted",
+        "reversed",
+        "iter",
+        "next",
+        "repr",
+        "str",
+        "print",
+        "any",
+        "all",
+        "sum",
+        "min",
+        "max",
+        "enumerate",
+        "zip",
+        "isinstance",
+        "bool",
+        "id",
+        "hash",
+        "map",
+        "filter",
+        "dict",
+    }
+)
+
+
+def _is_container(module: ModuleIndex, value: ast.AST | None) -> bool:
+    if isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)):
+        return True
+    if isinstance(value, ast.Call) and module.qualify(value.func) in _CONTAINER_FACTORIES:
+        # deque(maxlen=n) is bounded by construction.
+        bounded_deque = module.qualify(value.func) == "collections.deque" and (
+            len(value.args) > 1 or any(k.arg == "maxlen" for k in value.keywords)
+        )
+        return not bounded_deque
+    return False
+
+
+class _Uses:
+    def __init__(self) -> None:
+        self.adders: list[str] = []  # functions that add
+        self.removed = False
+        self.escaped = False
+
+
+class UnboundedCache(Rule):
+    """A module- or class-level dict/list/set that functions only ever add to grows forever.
+
+    A container that lives as long as the module (or class) and that functions fill
+    (``d[k] = v``, ``append``, ``add``, ``setdefault``, ``update``) while nothing in
+    the module ever removes from it (``pop``, ``del``, ``clear``, ``discard`` …),
+    bounds it (a ``len(...)`` check) or replaces it, holds every value ever stored:
+    a leak proportional to the traffic.
+
+    Bad::
+
+        _results = {}
+
+        def lookup(key):
+            if key not in _results:
+                _results[key] = compute(key)
+            return _results[key]
+
+    Good: a bounded cache (``functools.lru_cache(maxsize=1024)``,
+    ``memwarden.cache``), or evict explicitly::
+
+        def lookup(key):
+            if len(_results) >= 1024:
+                _results.pop(next(iter(_results)))
+            ...
+
+    Not reported: containers handed to other code (passed as an argument, returned,
+    aliased) since that code may bound them; dunder names such as ``__all__``.
+    """
+
+    code = "MW102"
+    name = "unbounded-cache"
+    summary = "a module/class-level container that functions only add to grows forever"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        # Module level.
+        for stmt in _flat_body(module.tree.body):
+            for name, target in _container_targets(module, stmt):
+                uses = self._module_uses(module, name, target)
+                yield from self._verdict(f"module-level `{name}`", target, uses)
+        # Class level.
+        for cls in module.of(ast.ClassDef):
+            assert isinstance(cls, ast.ClassDef)
+            for stmt in _flat_body(cls.body):
+                for name, target in _container_targets(module, stmt):
+                    uses = self._class_uses(module, cls, name)
+                    yield from self._verdict(f"class attribute `{cls.name}.{name}`", target, uses)
+
+    @staticmethod
+    def _verdict(what: str, target: ast.AST, uses: _Uses) -> Iterator[RawFinding]:
+        if uses.adders and not uses.removed and not uses.escaped:
+            adders = ", ".join(f"`{a}()`" for a in dict.fromkeys(uses.adders))
+            yield RawFinding(
+                target,
+                f"{what} only grows: added to in {adders} but never removed from, cleared, "
+                "bounded or replaced; bound it (lru_cache(maxsize=…), memwarden.cache) "
+                "or evict",
+            )
+
+    def _module_uses(self, module: ModuleIndex, name: str, definition: ast.AST) -> _Uses:
+        uses = _Uses()
+        for node in module.names_in(module.tree, name):
+            if node is definition:
+                continue
+            func = module.function_of(node)
+            if func is not None and name in module.local_names(func):
+                continue  # a local of the same name
+            if isinstance(node.ctx, ast.Store):
+                if func is not None:
+                    uses.removed = True  # `global name; name = …` replaces it
+                continue
+            if isinstance(node.ctx, ast.Del):
+                uses.removed = True
+                continue
+            self._classify(module, node, func, uses)
+        return uses
+
+    def _class_uses(self, module: ModuleIndex, cls: ast.ClassDef, name: str) -> _Uses:
+        uses = _Uses()
+        owners = {"self", "cls", cls.name}
+        for node in module.of(ast.Attribute):
+            assert isinstance(node, ast.Attribute)
+            if node.attr != name:
+                continue
+            func = module.function_of(node)
+            if isinstance(node.ctx, ast.Store):
+                uses.removed = True  # replaced (on the class or shadowed per instance)
+                continue
+            if isinstance(node.ctx, ast.Del):
+                uses.removed = True
+                continue
+            owner = node.value
+            is_own = (isinstance(owner, ast.Name) and owner.id in owners) or (
+                isinstance(owner, ast.Call) and module.is_builtin(owner.func, "type")
+            )
+            if isinstance(owner, ast.Attribute) and owner.attr == "__class__":
+                is_own = True
+            self._classify(module, node, func, uses, count_adds=is_own)
+        return uses
+
+    @staticmethod
+    def _classify(
+        module: ModuleIndex,
+        node: ast.expr,
+        func: ast.FunctionDef | ast.AsyncFunctionDef | None,
+        uses: _Uses,
+        *,
+        count_adds: bool = True,
+    ) -> None:
+        parent = module.parent(node)
+        where = func.name if func is not None else None
+        if isinstance(parent, ast.Subscript) and parent.value is node:
+            if isinstance(parent.ctx, ast.Del) or isinstance(parent.slice, ast.Slice):
+                uses.removed = True
+            elif isinstance(parent.ctx, ast.Store) and where and count_adds:
+                uses.adders.append(where)
+            return
+        if isinstance(parent, ast.Attribute) and parent.value is node:
+            if parent.attr in _REMOVE_METHODS:
+                uses.removed = True
+            elif parent.attr in _ADD_METHODS:
+                call = module.parent(parent)
+                if isinstance(call, ast.Call) and call.func is parent and where and count_adds:
+                    uses.adders.append(where)
+            return
+        if isinstance(parent, ast.AugAssign) and parent.target is node:
+            if isinstance(parent.op, (ast.Sub, ast.BitAnd)):
+                uses.removed = True
+            elif where and count_adds:
+                uses.adders.append(where)
+            return
+        if isinstance(parent, ast.Call) and node is not parent.func:
+            callee = module.qualify(parent.func)
+            if callee == "len":
+                if isinstance(module.parent(parent), ast.Compare):
+                    uses.removed = True  # a size check bounds it
+                return
+            if callee not in _READERS:
+                uses.escaped = True
+            return
+        if isinstance(parent, ast.keyword):
+            uses.escaped = True
+            return
+        if isinstance(parent, (ast.Return, ast.Yield, ast.YieldFrom, ast.Assign, ast.NamedExpr)):
+            if not (isinstance(parent, ast.Assign) and node in parent.targets):
+                uses.escaped = True
+            return
+        if isinstance(parent, (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Starred)):
+            uses.escaped = True
+
+
+def _container_targets(module: ModuleIndex, stmt: ast.stmt) -> Iterator[tuple[str, ast.Name]]:
+    if isinstance(stmt, ast.Assign) and _is_container(module, stmt.value):
+        for target in stmt.targets:
+            if isinstance(target, ast.Name) and not _is_dunder(target.id):
+                yield target.id, target
+    elif (
+        isinstance(stmt, ast.AnnAssign)
+        and isinstance(stmt.target, ast.Name)
+        and _is_container(module, stmt.value)
+        and not _is_dunder(stmt.target.id)
+    ):
+        yield stmt.target.id, stmt.target
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+# ---------------------------------------------------------------------------------------------
+# MW201
+
+_OPENERS = frozenset(
+    {"open", "io.open", "codecs.open", "gzip.open", "bz2.open", "lzma.open", "os.fdopen"}
+)
+
+
+class WholeFileRead(Rule):
+    """Reading a whole file at once holds all of it in memory; stream it instead (advice).
+
+    ``f.read()`` / ``f.readlines()`` without a size on a file opened in the same scope,
+    and ``Path.read_text()`` / ``Path.read_bytes()``, build one object as big as the
+    file (``readlines`` several times bigger: one ``str`` per line). Fine for small
+    configuration files, a memory spike for logs, exports and uploads of unknown
+    size. Reported as ``info``: it is advice, not a bug.
+
+    Bad::
+
+        with open(path) as f:
+            for line in f.readlines():
+                handle(line)
+
+    Good: iterate, or read in chunks (``memwarden.stream``)::
+
+        with open(path) as f:
+            for line in f:
+                handle(line)
+
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                handle(chunk)
+    """
+
+    code = "MW201"
+    name = "whole-file-read"
+    severity = "info"
+    summary = "a whole file is read into memory at once; consider streaming"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        opened: set[tuple[int, str]] = set()  # (scope id, name) bound to an opened file
+        for node in module.of(ast.withitem):
+            assert isinstance(node, ast.withitem)
+            if isinstance(node.optional_vars, ast.Name) and self._is_open(
+                module, node.context_expr
+            ):
+                scope = module.scope_of(node.context_expr)
+                opened.add((id(scope), node.optional_vars.id))
+        for node in module.of(ast.Assign):
+            assert isinstance(node, ast.Assign)
+            if self._is_open(module, node.value):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        opened.add((id(module.scope_of(node)), target.id))
+        for call in module.of(ast.Call):
+            assert isinstance(call, ast.Call)
+            func = call.func
+            if not isinstance(func, ast.Attribute):
+                continue
+            if func.attr in ("read", "readlines") and _whole(call):
+                receiver = func.value
+                if self._is_open(module, receiver) or (
+                    isinstance(receiver, ast.Name)
+                    and (id(module.scope_of(call)), receiver.id) in opened
+                ):
+                    yield RawFinding(
+                        call,
+                        f"`{func.attr}()` without a size reads the whole file into memory; "
+                        "iterate over the file or read fixed-size chunks",
+                    )
+            elif func.attr in ("read_text", "read_bytes") and not call.args:
+                yield RawFinding(
+                    call,
+                    f"`{func.attr}()` loads the whole file into memory; for files of unknown "
+                    "size open it and stream",
+                )
+
+    @staticmethod
+    def _is_open(module: ModuleIndex, expr: ast.AST) -> bool:
+        if not isinstance(expr, ast.Call):
+            return False
+        qualified = module.qualify(expr.func)
+        if qualified in _OPENERS:
+            return True
+        # `path.open(...)` on something that is not an imported module: pathlib's open.
+        return (
+            isinstance(expr.func, ast.Attribute)
+            and expr.func.attr == "open"
+            and not (isinstance(expr.func.value, ast.Name) and expr.func.value.id in module.aliases)
+        )
+
+
+def _whole(call: ast.Call) -> bool:
+    if call.keywords:
+        return False
+    if not call.args:
+        return True
+    if len(call.args) == 1 and isinstance(call.args[0], ast.Constant):
+        value = call.args[0].value
+        return value is None or (isinstance(value, int) and value < 0)
+    if len(call.args) == 1 and isinstance(call.args[0], ast.UnaryOp):
+        return isinstance(call.args[0].op, ast.USub)  # read(-1)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# MW301
+
+_SERIALIZERS = ("json", "pickle", "_pickle", "cPickle", "marshal", "ujson", "orjson", "simplejson")
+
+
+class DeepClone(Rule):
+    """Deep-cloning by serialization (or ``copy.deepcopy``) duplicates the whole object graph.
+
+    ``json.loads(json.dumps(x))`` and ``pickle.loads(pickle.dumps(x))`` build the full
+    serialized text *and* a full copy: peak memory is several times the object, and
+    the copy is usually needed only in part. ``copy.deepcopy(x)`` copies everything
+    reachable (reported as ``info``: sometimes it is what you mean).
+
+    Bad::
+
+        snapshot = json.loads(json.dumps(state))
+
+    Good: copy only what changes (``dict(state)``, ``copy.copy``, a dataclass
+    ``replace``), share immutable parts (tuples, frozen dataclasses,
+    ``types.MappingProxyType``), or stream the serialization to where it is needed.
+    """
+
+    code = "MW301"
+    name = "deep-clone"
+    summary = "deep copy through serialization (or deepcopy) duplicates the whole object graph"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        for call in module.of(ast.Call):
+            assert isinstance(call, ast.Call)
+            qualified = module.qualify(call.func)
+            if qualified is None:
+                continue
+            if qualified == "copy.deepcopy":
+                yield RawFinding(
+                    call,
+                    "`copy.deepcopy()` copies the whole object graph; copy only what changes "
+                    "or share immutable parts",
+                    "info",
+                )
+                continue
+            lib, _, fn = qualified.rpartition(".")
+            if fn != "loads" or lib not in _SERIALIZERS or not call.args:
+                continue
+            inner = call.args[0]
+            if isinstance(inner, ast.Call) and module.qualify(inner.func) == f"{lib}.dumps":
+                yield RawFinding(
+                    call,
+                    f"`{lib}.loads({lib}.dumps(...))` deep-clones through a full serialized "
+                    "copy; copy only what changes (dict(x), copy.copy, dataclasses.replace)",
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# MW401
+
+_REMOVERS: dict[str, tuple[str, ...]] = {
+    "add_listener": ("remove_listener", "remove_all_listeners", "off"),
+    "addListener": ("removeListener", "removeAllListeners", "off"),
+    "on": ("off", "remove_listener", "removeListener", "remove_all_listeners"),
+    "connect": ("disconnect",),
+    "subscribe": ("unsubscribe",),
+    "add_done_callback": ("remove_done_callback",),
+    "addEventListener": ("removeEventListener",),
+    "register": ("unregister", "deregister"),
+    "add_callback": ("remove_callback",),
+    "add_handler": ("remove_handler",),
+    "addHandler": ("removeHandler",),
+    "add_observer": ("remove_observer",),
+    "add_signal_handler": ("remove_signal_handler",),
+    "add_reader": ("remove_reader",),
+    "add_writer": ("remove_writer",),
+    "trace_add": ("trace_remove",),
+    "watch": ("unwatch",),
+}
+_HANDLER_PREFIX = re.compile(r"^_*(on[_A-Z]|handle)")
+_HANDLER_SUFFIX = re.compile(r"(callback|handler|listener|_cb|hook|observer|receiver)s?$", re.I)
+
+
+class ListenerNotRemoved(Rule):
+    """A callback registered in ``__init__`` or in a loop, never removed, keeps its target alive.
+
+    A registration (``add_listener``, ``on``, ``connect``, ``subscribe``,
+    ``add_done_callback``, ``addEventListener``, ``register``, ``addHandler``,
+    ``signal.signal`` …) stores a reference to the callback, and a bound method
+    references its ``self``. Done once per instance (in ``__init__``) or once per
+    iteration, with no matching removal (``remove_listener``, ``off``,
+    ``disconnect``, ``unsubscribe`` …) anywhere in the class or module, every
+    instance ever created stays reachable from the emitter, and the list of
+    callbacks grows without bound.
+
+    Bad::
+
+        class Widget:
+            def __init__(self, bus):
+                bus.subscribe("tick", self.on_tick)
+
+    Good: remove what you add, in ``close()``/``dispose()`` (``memwarden.dispose``),
+    or register a weak reference (``weakref.WeakMethod``)::
+
+        class Widget:
+            def __init__(self, bus):
+                self._bus = bus
+                bus.subscribe("tick", self.on_tick)
+
+            def close(self):
+                self._bus.unsubscribe("tick", self.on_tick)
+
+    Only arguments that look like callbacks count (lambdas, ``functools.partial``,
+    functions or methods defined here, names like ``on_x``/``handle_x``/``x_callback``),
+    so ``sock.connect(address)`` is not a registration.
+    """
+
+    code = "MW401"
+    name = "listener-not-removed"
+    summary = "a callback registered in __init__ or a loop is never removed"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        restores_signals = bool({"getsignal", "SIG_DFL", "SIG_IGN"} & module.words)
+        for call in module.of(ast.Call):
+            assert isinstance(call, ast.Call)
+            func = call.func
+            if not isinstance(func, ast.Attribute):
+                continue
+            qualified = module.qualify(func)
+            if qualified == "signal.signal":
+                if restores_signals or not isinstance(module.parent(call), ast.Expr):
+                    continue  # the old handler is kept or restored
+                removal = "a restore of the previous handler (signal.getsignal)"
+            elif func.attr in _REMOVERS:
+                if any(name in module.words for name in _REMOVERS[func.attr]):
+                    continue
+                if not self._passes_callback(module, call):
+                    continue
+                removal = " / ".join(f"`{r}`" for r in _REMOVERS[func.attr][:2])
+            else:
+                continue
+            where = self._where(module, call)
+            if where is None:
+                continue
+            yield RawFinding(
+                call,
+                f"`{_source_name(func)}(...)` registers a callback {where} and nothing here "
+                f"removes it ({removal}): the emitter keeps every callback, and its object, alive",
+            )
+
+    @staticmethod
+    def _where(module: ModuleIndex, call: ast.Call) -> str | None:
+        func = module.function_of(call)
+        if func is not None and func.name == "__init__" and module.scope_of(call) is func:
+            return "in `__init__`"
+        if _in_loop(module, call):
+            return "in a loop"
+        return None
+
+    @staticmethod
+    def _passes_callback(module: ModuleIndex, call: ast.Call) -> bool:
+        methods: set[str] = set()
+        cls = module.parent(module.function_of(call) or call)
+        if isinstance(cls, ast.ClassDef):
+            methods = {s.name for s in cls.body if isinstance(s, _FUNCS)}
+        for arg in (*call.args, *(k.value for k in call.keywords)):
+            if isinstance(arg, ast.Lambda):
+                return True
+            if isinstance(arg, ast.Call) and (module.qualify(arg.func) or "").endswith("partial"):
+                return True
+            name = (
+                arg.id
+                if isinstance(arg, ast.Name)
+                else arg.attr
+                if isinstance(arg, ast.Attribute)
+                else None
+            )
+            if name is None:
+                continue
+            if _HANDLER_PREFIX.search(name) or _HANDLER_SUFFIX.search(name):
+                return True
+            if isinstance(arg, ast.Attribute) and name in methods:
+                return True
+            if isinstance(arg, ast.Name) and name in module.function_names:
+                return True
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# MW501
+
+_RESOURCES = frozenset(
+    {
+        "open",
+        "io.open",
+        "socket.socket",
+        "socket.create_connection",
+        "tempfile.TemporaryFile",
+        "tempfile.NamedTemporaryFile",
+        "tempfile.SpooledTemporaryFile",
+        "sqlite3.connect",
+    }
+)
+_CLOSERS = frozenset({"close", "__exit__", "detach", "release", "dispose"})
+
+
+class UnclosedResource(Rule):
+    """A file, socket, temporary file or database connection that is never closed leaks.
+
+    ``open()``, ``socket.socket()``, ``tempfile.*File()`` and ``sqlite3.connect()``
+    hold an OS handle and buffers until closed. CPython's reference counting often
+    closes them late (or, in a reference cycle or on PyPy, much later), so leaked
+    handles pile up under load: "Too many open files", growing RSS, locked files.
+
+    Bad::
+
+        data = open(path).read()
+        conn = sqlite3.connect(db)
+        rows = conn.execute(query).fetchall()
+
+    Good: a ``with`` block (or ``try``/``finally: close()``)::
+
+        with open(path) as f:
+            data = f.read()
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            rows = conn.execute(query).fetchall()
+
+    Not reported: a resource closed in the same scope, used in ``with``, returned
+    or yielded, passed to another call (which takes ownership), or stored on an
+    object whose class closes it somewhere in the module.
+    """
+
+    code = "MW501"
+    name = "unclosed-resource"
+    summary = "a file/socket/connection is not used as a context manager and never closed"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        for call in module.of(ast.Call):
+            assert isinstance(call, ast.Call)
+            qualified = module.qualify(call.func)
+            if qualified not in _RESOURCES:
+                continue
+            if qualified == "open" and not module.is_builtin(call.func, "open"):
+                continue
+            if self._leaks(module, call):
+                yield RawFinding(
+                    call,
+                    f"`{_source_name(call.func)}()` is not closed: use it in a `with` block "
+                    "or close it in `finally`",
+                )
+
+    def _leaks(self, module: ModuleIndex, call: ast.Call) -> bool:
+        parent = module.parent(call)
+        if isinstance(parent, ast.Await):
+            return False
+        if isinstance(parent, ast.Expr):
+            return True  # created and dropped
+        if isinstance(parent, ast.Attribute) and parent.value is call:
+            return parent.attr not in _CLOSERS and parent.attr not in ("__enter__",)
+        if isinstance(parent, (ast.For, ast.AsyncFor)) and parent.iter is call:
+            return True
+        if isinstance(parent, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
+            targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    return not self._name_managed(module, call, target.id)
+                if isinstance(target, ast.Attribute):
+                    return not self._attribute_managed(module, target.attr)
+            return False
+        # with-item, argument, return, yield, container, comprehension …: someone else owns it.
+        return False
+
+    @staticmethod
+    def _name_managed(module: ModuleIndex, call: ast.Call, name: str) -> bool:
+        scope = module.scope_of(call)
+        for node in module.names_in(scope, name):
+            if not isinstance(node.ctx, ast.Load):
+                continue
+            parent = module.parent(node)
+            if isinstance(parent, ast.Attribute):
+                if parent.attr in _CLOSERS or parent.attr == "__enter__":
+                    return True
+                continue
+            if isinstance(parent, ast.withitem):
+                return True
+            if isinstance(parent, ast.Call) and node is not parent.func:
+                return True
+            if isinstance(
+                parent,
+                (
+                    ast.keyword,
+                    ast.Return,
+                    ast.Yield,
+                    ast.YieldFrom,
+                    ast.Assign,
+                    ast.AnnAssign,
+                    ast.Tuple,
+                    ast.List,
+                    ast.Set,
+                    ast.Dict,
+                    ast.NamedExpr,
+                ),
+            ):
+                return True
+        return False
+
+    @staticmethod
+    def _attribute_managed(module: ModuleIndex, attr: str) -> bool:
+        for node in module.of(ast.Attribute):
+            assert isinstance(node, ast.Attribute)
+            if node.attr != attr or not isinstance(node.ctx, ast.Load):
+                continue
+            parent = module.parent(node)
+            if isinstance(parent, ast.Attribute) and parent.attr in _CLOSERS:
+                return True
+            if isinstance(parent, (ast.withitem, ast.Return, ast.keyword)):
+                return True
+            if isinstance(parent, ast.Call) and node is not parent.func:
+                return True
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# MW601
+
+_NAME_ATTRS = frozenset({"__name__", "__module__", "__qualname__"})
+
+
+class LoggerPerCall(Rule):
+    """``logging.getLogger(name)`` with a computed name inside a function creates loggers forever.
+
+    The logging module keeps every logger it ever created in
+    ``logging.Logger.manager.loggerDict``; loggers are never freed. A name built
+    from data (a request id, a user, a counter, an object's ``id``) makes one new
+    logger, with its handlers and level cache, per distinct value.
+
+    Bad::
+
+        def handle(request):
+            log = logging.getLogger(f"app.request.{request.id}")
+
+    Good: one logger per module (or class), and the data in the record::
+
+        log = logging.getLogger(__name__)
+
+        def handle(request):
+            log.info("handling", extra={"request_id": request.id})
+
+    Not reported: constant names, ``__name__``, ``__module__``/``__qualname__``
+    (and f-strings made only of those), and ``getLogger()`` (the root logger).
+    """
+
+    code = "MW601"
+    name = "logger-per-call"
+    summary = "logging.getLogger() with a non-constant name inside a function"
+
+    def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        for call in module.of(ast.Call):
+            assert isinstance(call, ast.Call)
+            if module.qualify(call.func) != "logging.getLogger":
+                continue
+            arg = call.args[0] if call.args else None
+            for keyword in call.keywords:
+                if keyword.arg == "name":
+                    arg = keyword.value
+            if arg is None or _constant_name(arg):
+                continue
+            if module.function_of(call) is None:
+                continue
+            yield RawFinding(
+                call,
+                f"`getLogger({_source_name(arg)})` inside a function creates a logger per "
+                "distinct name and loggers are never freed; use a module-level logger and put "
+                "the data in the log record",
+            )
+
+
+def _constant_name(expr: ast.AST) -> bool:
+    if isinstance(expr, ast.Constant):
+        return True
+    if isinstance(expr, ast.Name):
+        return expr.id == "__name__" or expr.id.isupper()  # __name__ or a CONSTANT
+    if isinstance(expr, ast.Attribute):
+        return expr.attr in _NAME_ATTRS
+    if isinstance(expr, ast.JoinedStr):
+        return all(
+            isinstance(v, ast.Constant)
+            or (isinstance(v, ast.FormattedValue) and _constant_name(v.value))
+            for v in expr.values
+        )
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        return _constant_name(expr.left) and _constant_name(expr.right)
+    return False
+
+
+#: Every rule, by code, in code order.
+RULES: dict[str, type[Rule]] = {
+    rule.code: rule
+    for rule in (
+        Unparsable,
+        CacheOnMethod,
+        UnboundedCache,
+        WholeFileRead,
+        DeepClone,
+        ListenerNotRemoved,
+        UnclosedResource,
+        LoggerPerCall,
+    )
+}
+
+
+def rule_info() -> list[dict[str, Any]]:
+    """Code, name, severity, summary and explanation of every rule (for docs and SARIF)."""
+    return [
+        {
+            "code": rule.code,
+            "name": rule.name,
+            "severity": rule.severity,
+            "summary": rule.summary,
+            "explanation": rule.explanation(),
+        }
+        for rule in RULES.values()
+    ]
