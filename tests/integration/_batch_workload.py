@@ -1,0 +1,98 @@
+"""Child workload for the adaptive-batching proof: items that cost about 1 MiB each.
+
+Run as ``python tests/integration/_batch_workload.py fixed 500`` or ``... adaptive``
+inside a memory-limited cgroup; prints one JSON line with the items processed, the
+elapsed time and the processor's stats. Each batch holds ``item_bytes`` of touched
+memory per item until it returns (as a batch of decoded images or parsed records
+would), and pays a fixed ``overhead_ms`` per batch (a round trip, a kernel launch),
+so bigger batches are faster until they no longer fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+PAGE = 4096
+
+
+def make_process(item_bytes: int, overhead_s: float):  # type: ignore[no-untyped-def]
+    ones = b"\x01" * (item_bytes // PAGE)
+
+    def process(batch: list[int]) -> list[int]:
+        held = []
+        for item in batch:
+            buf = bytearray(item_bytes)
+            buf[::PAGE] = ones  # touch every page so it is resident, as real data would be
+            held.append(buf)
+        time.sleep(overhead_s)
+        out = [item + held[i][0] for i, item in enumerate(batch)]
+        del held
+        return out
+
+    return process
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["fixed", "adaptive"])
+    ap.add_argument("batch", type=int, nargs="?", default=0)
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--item-bytes", type=int, default=1 << 20)
+    ap.add_argument("--overhead-ms", type=float, default=10.0)
+    ap.add_argument("--cut", type=float, default=None)
+    ap.add_argument("--target", type=float, default=0.7)
+    ap.add_argument("--initial", type=int, default=None)
+    ap.add_argument("--no-governor", action="store_true")
+    args = ap.parse_args(argv)
+    process = make_process(args.item_bytes, args.overhead_ms / 1000)
+    items = iter(range(args.items))  # a generator: the processor must not materialise it
+    t0 = time.perf_counter()
+    out: dict[str, object] = {"mode": args.mode}
+    checksum = 0
+    if args.mode == "fixed":
+        n = 0
+        while True:
+            batch = [x for _, x in zip(range(args.batch), items)]
+            if not batch:
+                break
+            checksum += sum(process(batch))
+            n += len(batch)
+        out["items"] = n
+    else:
+        from memwarden.batch import AdaptiveBatchProcessor
+
+        kwargs: dict[str, object] = {"target_usage": args.target}
+        if args.cut is not None:
+            kwargs["cut_factor"] = args.cut
+        if args.initial is not None:
+            kwargs["initial_batch"] = args.initial
+        if args.no_governor:
+            kwargs["governor"] = False
+        proc = AdaptiveBatchProcessor(process, max_batch=5000, **kwargs)  # type: ignore[arg-type]
+        for r in proc.run(items):
+            checksum += r
+        st = proc.stats
+        out.update(
+            items=st.items,
+            batches=st.batches,
+            retries=st.retries,
+            cuts=st.cuts,
+            waits=st.waits,
+            max_batch=st.max_batch_seen,
+            item_bytes=st.item_bytes,
+            peak_bytes=st.peak_bytes,
+            limit_bytes=proc.max_memory_bytes,
+            sizes=[s for _, s in list(st.sizes)[:40]],
+        )
+    out["elapsed_s"] = time.perf_counter() - t0
+    out["items_per_s"] = int(out["items"]) / out["elapsed_s"]  # type: ignore[call-overload,operator]
+    out["checksum"] = checksum
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
