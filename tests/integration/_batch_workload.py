@@ -11,6 +11,7 @@ so bigger batches are faster until they no longer fit.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -23,7 +24,7 @@ def make_process(item_bytes: int, overhead_s: float):  # type: ignore[no-untyped
 
     def process(batch: list[int]) -> list[int]:
         held = []
-        for item in batch:
+        for _ in batch:
             buf = bytearray(item_bytes)
             buf[::PAGE] = ones  # touch every page so it is resident, as real data would be
             held.append(buf)
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> int:
     if args.mode == "fixed":
         n = 0
         while True:
-            batch = [x for _, x in zip(range(args.batch), items)]
+            batch = list(itertools.islice(items, args.batch))
             if not batch:
                 break
             checksum += sum(process(batch))
