@@ -1,0 +1,76 @@
+"""``memwarden report``: summarize traces in the terminal, as JSON, or as an HTML report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from memwarden.exceptions import CommandError, MemwardenWarning, TraceFormatError
+
+__all__ = ["command"]
+
+
+@click.command()
+@click.argument("traces", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a single-file HTML report (chart, sites, operations) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option(
+    "--strict", is_flag=True, help="Refuse a damaged trace instead of reading up to the damage."
+)
+@click.option("--title", help="Title of the HTML report.")
+def command(
+    traces: tuple[Path, ...], html_out: Path | None, as_json: bool, strict: bool, title: str | None
+) -> int:
+    """Summarize memwarden.trace/1 files written by `memwarden run`.
+
+    Prints the peak and when it happened, duration, mean, the growth slope with
+    a leak suspicion when memory grows steadily, the top allocation sites and
+    the track() operations. Several traces are compared side by side in the
+    HTML report.
+    """
+    from memwarden.report.summary import summarize
+    from memwarden.report.trace import read_trace
+
+    loaded = []
+    for path in traces:
+        if not path.exists():
+            raise CommandError(f"no such trace file: {path}", exit_code=2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MemwardenWarning)
+            try:
+                trace = read_trace(path, strict=strict)
+            except TraceFormatError as exc:
+                raise CommandError(str(exc), exit_code=1) from None
+            except OSError as exc:
+                raise CommandError(f"cannot read {path}: {exc}", exit_code=1) from None
+        for w in caught:
+            click.echo(f"memwarden: warning: {w.message}", err=True)
+        loaded.append(trace)
+
+    if as_json:
+        out = [summarize(t).to_dict() for t in loaded]
+        click.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+    else:
+        from rich.console import Console
+
+        from memwarden.report.terminal import render_terminal
+
+        console = Console(file=sys.stdout, highlight=False)
+        for trace in loaded:
+            render_terminal(summarize(trace), console, spark=[s.rss_bytes for s in trace.samples])
+            console.print()
+    if html_out is not None:
+        from memwarden.report.html import render_html
+
+        html_out.write_text(render_html(loaded, title=title), encoding="utf-8")
+        click.echo(f"memwarden: wrote {html_out}", err=True)
+    return 0

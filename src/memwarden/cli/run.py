@@ -1,0 +1,222 @@
+"""``memwarden run``: profile a program's memory and write a trace."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from memwarden._units import format_size, parse_size
+from memwarden.exceptions import CommandError, ConfigurationError
+
+__all__ = ["LiveLine", "command"]
+
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_RUN = 126
+
+
+class LiveLine:
+    """One self-rewriting terminal line: current RSS, peak, a sparkline and elapsed time."""
+
+    def __init__(self, stream: TextIO, *, every_s: float = 0.1, width: int = 30) -> None:
+        self.stream = stream
+        self.every_s = every_s
+        self._history: deque[int] = deque(maxlen=width * 4)
+        self._last = 0.0
+        self._width = width
+        self.shown = False
+
+    def __call__(self, t_s: float, rss_bytes: int, peak_bytes: int) -> None:
+        from memwarden.report.terminal import sparkline
+
+        self._history.append(rss_bytes)
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        line = (
+            f"memwarden  {format_size(rss_bytes):>10}  peak {format_size(peak_bytes):>10}  "
+            f"{sparkline(list(self._history), self._width)}  {t_s:7.1f} s"
+        )
+        self.stream.write("\r\x1b[2K" + line)
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        """Erase the line (before the program's last output or the summary)."""
+        if self.shown:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+
+def _default_output(name: str) -> Path:
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)[:40] or "run"
+    return Path(f"memwarden-{stem}.{os.getpid()}.trace.jsonl")
+
+
+@click.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "-m", "module", is_flag=True, help="Run TARGET as a module (like python -m), with this Python."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trace file to write [default: ./memwarden-<name>.<pid>.trace.jsonl].",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.001, max=60.0),
+    default=0.1,
+    show_default=True,
+    help="Seconds between samples of the process tree.",
+)
+@click.option("--limit", help="Stop the program when its tree's RSS exceeds this (e.g. 512MiB).")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0.0, max=600.0),
+    default=5.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL when the limit is exceeded.",
+)
+@click.option(
+    "--python-heap",
+    is_flag=True,
+    help="Python targets: trace the heap (tracemalloc): top allocation sites at the peak and "
+    "at exit, plus track() operation spans.",
+)
+@click.option(
+    "--spans",
+    is_flag=True,
+    help="Python targets: record track() operation spans without tracemalloc (cheaper).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1, max=200),
+    default=20,
+    show_default=True,
+    help="How many allocation sites to keep per snapshot.",
+)
+@click.option("--label", help="Name of this run in reports [default: the command].")
+@click.option("-q", "--quiet", is_flag=True, help="No live line and no summary.")
+@click.argument("target")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def command(  # noqa: PLR0917 - click passes options as arguments
+    module: bool,
+    output: Path | None,
+    interval: float,
+    limit: str | None,
+    grace: float,
+    python_heap: bool,
+    spans: bool,
+    top: int,
+    label: str | None,
+    quiet: bool,
+    target: str,
+    args: tuple[str, ...],
+) -> int:
+    """Run a program and record the memory of its whole process tree.
+
+    \b
+      memwarden run script.py [ARGS...]        a Python script, with this Python
+      memwarden run -m package.module [ARGS...]
+      memwarden run [OPTIONS] -- COMMAND [ARGS...]   any program
+
+    The RSS of the program and all its children is sampled every --interval and
+    written to a memwarden.trace/1 file as it comes; `memwarden report TRACE`
+    summarizes it (add --html OUT for a chart). The program's exit code is
+    passed through (128+N when signal N ended it); with --limit, a program
+    stopped for exceeding it makes memwarden exit 3.
+    """
+    from memwarden.report import runner
+
+    limit_bytes: int | None = None
+    if limit is not None:
+        try:
+            limit_bytes = parse_size(limit, source="--limit")
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--limit") from None
+        if limit_bytes <= 0:
+            raise click.BadParameter("must be above zero", param_hint="--limit")
+
+    bootstrap = python_heap or spans
+    if module:
+        argv = [sys.executable, "-m", target, *args]
+    elif target.endswith((".py", ".pyw")):
+        argv = [sys.executable, target, *args]
+    else:
+        argv = [target, *args]
+    if bootstrap:
+        try:
+            argv = runner.bootstrap_command(argv)
+        except ValueError as exc:
+            raise CommandError(
+                f"--python-heap/--spans need a Python script or module: {exc}", exit_code=2
+            ) from None
+    trace_path = output or _default_output(target)
+    t0 = (time.monotonic(), time.time())
+    env = dict(os.environ)
+    if bootstrap:
+        env = runner.bootstrap_env(
+            env,
+            trace_path=trace_path,
+            t0_monotonic=t0[0],
+            t0_wall=t0[1],
+            heap=python_heap,
+            spans=True,
+            top=top,
+            interval_s=interval,
+        )
+    live = LiveLine(sys.stderr) if (not quiet and sys.stderr.isatty()) else None
+
+    def on_limit(message: str) -> None:
+        if live is not None:
+            live.clear()
+        click.echo(f"memwarden: {message}", err=True)
+
+    header = {
+        "command": [*(["-m"] if module else []), target, *args],
+        "label": label or " ".join([Path(target).name, *args])[:120],
+        "python_heap": python_heap,
+        "spans": bootstrap,
+    }
+    try:
+        result = runner.run_program(
+            argv,
+            trace_path=trace_path,
+            interval_s=interval,
+            limit_bytes=limit_bytes,
+            grace_s=grace,
+            env=env,
+            header=header,
+            on_sample=live,
+            on_limit=on_limit,
+            t0=t0,
+        )
+    except FileNotFoundError as exc:
+        raise CommandError(f"cannot run {argv[0]!r}: not found", exit_code=EXIT_NOT_FOUND) from exc
+    except PermissionError as exc:
+        raise CommandError(f"cannot run {argv[0]!r}: {exc}", exit_code=EXIT_CANNOT_RUN) from exc
+    finally:
+        if live is not None:
+            live.clear()
+    if result.reason == "limit":
+        click.echo(
+            f"memwarden: stopped {target!r}: it exceeded --limit {format_size(limit_bytes or 0)} "
+            f"(exit code {runner.EXIT_LIMIT})",
+            err=True,
+        )
+    if not quiet:
+        click.echo(
+            f"memwarden: peak {format_size(result.peak_rss_bytes)} in {result.duration_s:.2f} s, "
+            f"{result.samples} samples -> {trace_path}  (memwarden report {trace_path})",
+            err=True,
+        )
+    return result.exit_code

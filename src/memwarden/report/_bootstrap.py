@@ -1,0 +1,229 @@
+"""The child side of ``memwarden run --python-heap``: run a script or module under tracemalloc.
+
+Invoked as ``python -m memwarden.report._bootstrap [-m] TARGET [ARGS...]`` with
+``MEMWARDEN_TRACE_*`` variables naming the trace file. It starts tracemalloc
+(``MEMWARDEN_TRACE_HEAP=1``), watches the traced heap from a daemon thread and
+appends the top allocation sites each time the heap reaches a new high (the last
+one is the peak), appends them again at exit (and on SIGTERM, so a run stopped by
+``--limit`` still says where memory went), and appends one span record per
+finished ``track()`` block (``MEMWARDEN_TRACE_SPANS=1``). Records go to the
+parent's trace file with one ``O_APPEND`` write each; nothing else is written.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import linecache
+import logging
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from memwarden.report.trace import Site, SiteSnapshot, append_record, site_snapshot_record
+
+log = logging.getLogger("memwarden.report.bootstrap")
+
+_ENV = (
+    "MEMWARDEN_TRACE_FILE",
+    "MEMWARDEN_TRACE_T0",
+    "MEMWARDEN_TRACE_T0_WALL",
+    "MEMWARDEN_TRACE_HEAP",
+    "MEMWARDEN_TRACE_SPANS",
+    "MEMWARDEN_TRACE_TOP",
+    "MEMWARDEN_TRACE_INTERVAL",
+)
+
+#: A new peak snapshot is taken when the traced heap is this much above the last one.
+_PEAK_GROWTH = 1.2
+_MIN_PEAK_BYTES = 1 << 20
+
+
+def _top_sites(snapshot: tracemalloc.Snapshot, top: int) -> tuple[Site, ...]:
+    # Filtering the statistics (thousands) is far cheaper than filter_traces (every block).
+    skip = {tracemalloc.__file__, __file__, linecache.__file__, runpy.__file__}
+    out = []
+    for stat in snapshot.statistics("lineno"):
+        frame = stat.traceback[0]
+        if frame.filename in skip or frame.filename.startswith("<frozen importlib"):
+            continue
+        code = linecache.getline(frame.filename, frame.lineno).strip()[:200]
+        out.append(Site(frame.filename, frame.lineno, stat.size, stat.count, code))
+        if len(out) >= top:
+            break
+    return tuple(out)
+
+
+class _Session:
+    """Everything the bootstrap records for one child process."""
+
+    def __init__(
+        self,
+        fd: int,
+        t0: float,
+        t0_wall: float,
+        *,
+        heap: bool,
+        spans: bool,
+        top: int,
+        every_s: float,
+    ) -> None:
+        self.fd = fd
+        self.t0 = t0
+        self.t0_wall = t0_wall
+        self.heap = heap
+        self.spans = spans
+        self.top = top
+        self.every_s = max(0.05, every_s)
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._best_bytes = 0
+        self._finished = False
+        self._subscription: Any = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if os.getpid() != self.pid:  # a forked child inherited us; it is not the profiled process
+            return
+        try:
+            with self._lock:
+                append_record(self.fd, record)
+        except (OSError, ValueError) as exc:  # never take the program down over a trace
+            log.debug("cannot write trace record: %s", exc)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def snapshot(self, when: str) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        snap = tracemalloc.take_snapshot()
+        sites = _top_sites(snap, self.top)
+        del snap
+        self.write(site_snapshot_record(SiteSnapshot(when, self.now(), current, peak, sites)))
+
+    def start(self) -> None:
+        if self.heap:
+            if not tracemalloc.is_tracing():
+                tracemalloc.start(1)
+            threading.Thread(target=self._watch, name="memwarden-heap-watch", daemon=True).start()
+        if self.spans:
+            self._subscribe_spans()
+
+    def _subscribe_spans(self) -> None:
+        try:
+            from memwarden.monitor import monitor
+        except ImportError:
+            log.debug("memwarden.monitor is not available; no operation spans recorded")
+            return
+        self._subscription = monitor().on_operation(self._on_operation)
+
+    def _on_operation(self, stats: Any) -> None:
+        start = float(stats.start_time_s)
+        # OperationStats.start_time_s is wall-clock (time.time()).
+        start_s = start - self.t0_wall if start > 1e9 else start - self.t0
+        self.write(
+            {
+                "type": "span",
+                "name": str(stats.name),
+                "start_s": round(start_s, 4),
+                "duration_s": round(float(stats.duration_s), 6),
+                "rss_delta_bytes": int(stats.rss_delta_bytes or 0),
+                "peak_rss_bytes": int(stats.peak_rss_bytes or 0),
+                "python_heap_delta_bytes": int(stats.python_heap_delta_bytes or 0),
+                "python_heap_peak_bytes": int(stats.python_heap_peak_bytes or 0),
+            }
+        )
+
+    def _watch(self) -> None:
+        min_gap_s = 0.2
+        last_at = 0.0
+        while not self._stop.wait(self.every_s):
+            if not tracemalloc.is_tracing():
+                return
+            current, _ = tracemalloc.get_traced_memory()
+            now = time.monotonic()
+            if (
+                current >= _MIN_PEAK_BYTES
+                and current > self._best_bytes * _PEAK_GROWTH
+                and now - last_at >= min_gap_s
+            ):
+                self._best_bytes = current
+                started = time.perf_counter()
+                try:
+                    self.snapshot("peak")
+                except Exception as exc:  # the heap watcher must never kill the program
+                    log.debug("peak snapshot failed: %s", exc)
+                    return
+                # Snapshots cost O(live blocks); keep them to about a third of the run.
+                min_gap_s = max(0.2, 2 * (time.perf_counter() - started))
+                last_at = time.monotonic()
+
+    def finish(self) -> None:
+        if self._finished or os.getpid() != self.pid:
+            return
+        self._finished = True
+        self._stop.set()
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                self._subscription.unsubscribe()
+        if self.heap and tracemalloc.is_tracing():
+            with contextlib.suppress(Exception):
+                self.snapshot("exit")
+
+
+def _install_sigterm(session: _Session) -> None:
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        session.finish()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    # The target may install its own handler later; then it decides what SIGTERM does.
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the target named on the command line under the trace session."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    module = False
+    if args and args[0] == "-m":
+        module = True
+        args = args[1:]
+    if not args:
+        sys.stderr.write("usage: python -m memwarden.report._bootstrap [-m] TARGET [ARGS...]\n")
+        raise SystemExit(2)
+    env = {k: os.environ.pop(k, "") for k in _ENV}  # not inherited by the target's children
+    session: _Session | None = None
+    if env["MEMWARDEN_TRACE_FILE"]:
+        fd = os.open(env["MEMWARDEN_TRACE_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        session = _Session(
+            fd,
+            float(env["MEMWARDEN_TRACE_T0"] or time.monotonic()),
+            float(env["MEMWARDEN_TRACE_T0_WALL"] or time.time()),
+            heap=env["MEMWARDEN_TRACE_HEAP"] == "1",
+            spans=env["MEMWARDEN_TRACE_SPANS"] == "1",
+            top=int(env["MEMWARDEN_TRACE_TOP"] or 20),
+            every_s=float(env["MEMWARDEN_TRACE_INTERVAL"] or 0.1),
+        )
+        atexit.register(session.finish)
+        _install_sigterm(session)
+        session.start()
+    target, rest = args[0], args[1:]
+    if module:
+        sys.argv = [target, *rest]
+        sys.path[0] = str(Path.cwd())
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = [target, *rest]
+        sys.path[0] = str(Path(target).resolve().parent)
+        runpy.run_path(target, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Summarize a trace: peak and when, duration, mean, growth and leak suspicion, sites, operations.
+
+The summary is plain data (``to_dict`` gives the ``--json`` form) that the
+terminal and HTML renderers share, so both always say the same thing.
+Growth is judged on the run after its warm-up (the first quarter: imports and
+loading are not leaks) with robust rank statistics: Theil–Sen slope and the
+Mann–Kendall trend test (``memwarden._stats``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from memwarden._stats import trend
+from memwarden.report.trace import Event, Sample, Site, SiteSnapshot, Span, Trace
+
+__all__ = ["Growth", "OperationRow", "Summary", "summarize"]
+
+#: Share of the run treated as warm-up and left out of the growth test.
+WARMUP_FRACTION = 0.25
+_MIN_GROWTH_POINTS = 10
+_MIN_NOISE_FLOOR_BYTES = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How memory grew after warm-up.
+
+    Attributes:
+        slope_bytes_per_s: Theil–Sen slope of RSS over time.
+        total_bytes: the slope times the span judged.
+        p_value: one-sided Mann–Kendall p-value of an upward trend.
+        tau: Mann–Kendall S / pairs in [-1, 1].
+        leak_suspected: memory grew steadily: significant upward trend and a
+            total growth above the noise floor.
+        window_s: ``(start, end)`` seconds of the part of the run judged.
+        method: where the verdict came from.
+        reason: the leak detector's one-sentence explanation, when it judged.
+    """
+
+    slope_bytes_per_s: float
+    total_bytes: float
+    p_value: float
+    tau: float
+    leak_suspected: bool
+    window_s: tuple[float, float]
+    noise_floor_bytes: float
+    points: int
+    method: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class OperationRow:
+    """Aggregate of every ``track()`` span of one name."""
+
+    name: str
+    count: int
+    total_s: float
+    mean_s: float
+    max_rss_delta_bytes: int
+    sum_rss_delta_bytes: int
+    max_peak_rss_bytes: int
+    max_heap_delta_bytes: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything a report shows about one trace."""
+
+    label: str
+    command: list[str]
+    path: str | None
+    duration_s: float
+    samples: int
+    interval_s: float
+    peak_rss_bytes: int
+    peak_t_s: float | None
+    mean_rss_bytes: int
+    final_rss_bytes: int
+    max_processes: int
+    limit_bytes: int | None
+    exit_code: int | None
+    end_reason: str | None
+    growth: Growth | None
+    peak_sites: SiteSnapshot | None
+    exit_sites: SiteSnapshot | None
+    operations: list[OperationRow]
+    events: list[Event]
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (``memwarden report --json``)."""
+        out = asdict(self)
+        if self.growth is not None:
+            out["growth"]["window_s"] = list(self.growth.window_s)
+        return out
+
+
+def _time_weighted_mean(samples: Sequence[Sample]) -> float:
+    if not samples:
+        return 0.0
+    if len(samples) == 1:
+        return float(samples[0].rss_bytes)
+    area = 0.0
+    for a, b in itertools.pairwise(samples):
+        area += (b.t_s - a.t_s) * (a.rss_bytes + b.rss_bytes) / 2
+    span = samples[-1].t_s - samples[0].t_s
+    return area / span if span > 0 else float(statistics.fmean(s.rss_bytes for s in samples))
+
+
+def growth_of(
+    samples: Sequence[Sample], *, warmup_fraction: float = WARMUP_FRACTION
+) -> Growth | None:
+    """Judge the growth of RSS over the run after warm-up; None when too short to say.
+
+    The noise floor is 5% of the median RSS or 4 MiB, whichever is larger: a
+    sawtooth of buffers or an allocator keeping freed pages is not a leak.
+    """
+    if len(samples) < _MIN_GROWTH_POINTS:
+        return None
+    t_first, t_last = samples[0].t_s, samples[-1].t_s
+    cut = t_first + (t_last - t_first) * warmup_fraction
+    window = [s for s in samples if s.t_s >= cut]
+    if len(window) < _MIN_GROWTH_POINTS:
+        return None
+    ys = [float(s.rss_bytes) for s in window]
+    xs = [s.t_s for s in window]
+    floor = max(_MIN_NOISE_FLOOR_BYTES, 0.05 * statistics.median(ys))
+    window_s = (round(xs[0], 3), round(xs[-1], 3))
+    try:
+        from memwarden.leaks import suspect_leak
+    except ImportError:  # the leak detector is optional; the base statistics are not
+        tr = trend(ys, xs, noise_floor=floor)
+        return Growth(
+            slope_bytes_per_s=tr.slope,
+            total_bytes=tr.total_growth,
+            p_value=tr.p_value,
+            tau=tr.tau,
+            leak_suspected=tr.growing,
+            window_s=window_s,
+            noise_floor_bytes=floor,
+            points=tr.points,
+            method="Theil–Sen slope, Mann–Kendall test (memwarden._stats)",
+        )
+    judged = suspect_leak(xs, ys, noise_floor_bytes=floor)
+    return Growth(
+        slope_bytes_per_s=judged.slope_bytes_per_s,
+        total_bytes=judged.total_growth_bytes,
+        p_value=judged.p_value,
+        tau=judged.tau,
+        leak_suspected=judged.suspected,
+        window_s=window_s,
+        noise_floor_bytes=floor,
+        points=judged.points,
+        method="memwarden.leaks.suspect_leak",
+        reason=judged.reason,
+    )
+
+
+def operations_of(spans: Sequence[Span]) -> list[OperationRow]:
+    """Aggregate spans by name, the most expensive (total time) first."""
+    by_name: dict[str, list[Span]] = {}
+    for span in spans:
+        by_name.setdefault(span.name, []).append(span)
+    rows = []
+    for name, group in by_name.items():
+        total = sum(s.duration_s for s in group)
+        rows.append(
+            OperationRow(
+                name=name,
+                count=len(group),
+                total_s=total,
+                mean_s=total / len(group),
+                max_rss_delta_bytes=max(s.rss_delta_bytes for s in group),
+                sum_rss_delta_bytes=sum(s.rss_delta_bytes for s in group),
+                max_peak_rss_bytes=max(s.peak_rss_bytes for s in group),
+                max_heap_delta_bytes=max(s.python_heap_delta_bytes for s in group),
+            )
+        )
+    rows.sort(key=lambda r: (-r.total_s, r.name))
+    return rows
+
+
+def _pick_sites(trace: Trace) -> tuple[SiteSnapshot | None, SiteSnapshot | None]:
+    peaks = [s for s in trace.sites if s.when == "peak"]
+    exits = [s for s in trace.sites if s.when == "exit"]
+    peak = max(peaks, key=lambda s: s.traced_bytes, default=None)
+    exit_ = exits[-1] if exits else None
+    return peak, exit_
+
+
+def summarize(trace: Trace) -> Summary:
+    """Return the :class:`Summary` of ``trace``."""
+    samples = trace.samples
+    peak_sample = max(samples, key=lambda s: s.rss_bytes, default=None)
+    end = trace.end
+    peak_sites, exit_sites = _pick_sites(trace)
+    interval = trace.header.get("interval_s", 0.0)
+    return Summary(
+        label=trace.label,
+        command=trace.command,
+        path=trace.path,
+        duration_s=trace.duration_s,
+        samples=len(samples) * trace.stride,
+        interval_s=float(interval) if isinstance(interval, int | float) else 0.0,
+        peak_rss_bytes=trace.peak_rss_bytes,
+        peak_t_s=peak_sample.t_s if peak_sample is not None else None,
+        mean_rss_bytes=round(_time_weighted_mean(samples)),
+        final_rss_bytes=samples[-1].rss_bytes if samples else 0,
+        max_processes=max((s.processes for s in samples), default=0),
+        limit_bytes=trace.limit_bytes,
+        exit_code=end.exit_code if end else None,
+        end_reason=end.reason if end else None,
+        growth=growth_of(samples),
+        peak_sites=peak_sites,
+        exit_sites=exit_sites,
+        operations=operations_of(trace.spans),
+        events=list(trace.events),
+        problems=list(trace.problems),
+    )
+
+
+def site_label(site: Site) -> str:
+    """``file:line`` of a site."""
+    return f"{site.file}:{site.line}"

@@ -1,0 +1,132 @@
+"""Render a trace summary for the terminal with rich (tables, no colour when ``NO_COLOR``).
+
+Text from the profiled program (paths, code, operation names) is printed as
+plain text, never interpreted as rich markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from memwarden._units import format_size
+from memwarden.report.summary import Summary, site_label
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["SPARK", "render_terminal", "sparkline"]
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """A one-line bar chart of ``values`` squeezed (max per bucket) into ``width`` characters."""
+    if not values:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [
+            max(values[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)])
+            for i in range(width)
+        ]
+    lo, hi = min(values), max(values)
+    span = hi - lo
+    if span <= 0:
+        return SPARK[0] * len(values)
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * len(SPARK)))] for v in values)
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float] = ()) -> None:
+    """Print ``summary`` to ``console``.
+
+    Args:
+        summary: what to print.
+        console: a rich console (the CLI's stdout).
+        spark: RSS values to draw as a sparkline under the headline.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("program", Text(" ".join(summary.command) or summary.label))
+    head.add_row(
+        "peak RSS",
+        Text(f"{format_size(summary.peak_rss_bytes)} at {_fmt_s(summary.peak_t_s)}"),
+    )
+    head.add_row("duration", Text(_fmt_s(summary.duration_s)))
+    head.add_row("mean RSS", Text(format_size(summary.mean_rss_bytes)))
+    head.add_row("final RSS", Text(format_size(summary.final_rss_bytes)))
+    head.add_row("samples", Text(f"{summary.samples} every {summary.interval_s:g} s"))
+    if summary.max_processes > 1:
+        head.add_row("processes", Text(f"up to {summary.max_processes}"))
+    if summary.limit_bytes:
+        head.add_row("limit", Text(format_size(summary.limit_bytes)))
+    if summary.end_reason is not None:
+        head.add_row("ended", Text(f"{summary.end_reason} (exit code {summary.exit_code})"))
+    if spark:
+        head.add_row("timeline", Text(sparkline(spark, 60)))
+    g = summary.growth
+    if g is not None:
+        verdict = (
+            Text("LEAK SUSPECTED: memory grows steadily", style="bold red")
+            if g.leak_suspected
+            else Text("no steady growth", style="green")
+        )
+        verdict.append(
+            f"  ({format_size(round(g.slope_bytes_per_s))}/s, "
+            f"{format_size(round(g.total_bytes))} over {g.window_s[0]:.1f}–{g.window_s[1]:.1f} s, "
+            f"Mann–Kendall p={g.p_value:.2g})",
+            style="",
+        )
+        head.add_row("growth", verdict)
+    console.print(Text(f"memwarden report: {summary.label}", style="bold"))
+    console.print(head)
+    for problem in summary.problems:
+        console.print(Text(f"warning: {problem}", style="yellow"))
+
+    for snap, title in ((summary.peak_sites, "near the peak"), (summary.exit_sites, "at exit")):
+        if snap is None or not snap.sites:
+            continue
+        table = Table(
+            title=f"Top allocation sites {title} (Python heap {format_size(snap.traced_bytes)} "
+            f"at {snap.t_s:.2f} s)",
+            title_justify="left",
+        )
+        table.add_column("size", justify="right")
+        table.add_column("blocks", justify="right")
+        table.add_column("where")
+        table.add_column("code", overflow="fold")
+        for site in snap.sites[:10]:
+            table.add_row(
+                format_size(site.size_bytes),
+                str(site.count),
+                Text(site_label(site)),
+                Text(site.code),
+            )
+        console.print(table)
+
+    if summary.operations:
+        ops = Table(title="Operations (track())", title_justify="left")
+        for col in ("operation", "count", "total", "mean", "max RSS Δ", "max peak RSS"):
+            ops.add_column(col, justify="left" if col == "operation" else "right")
+        for row in summary.operations[:20]:
+            ops.add_row(
+                Text(row.name),
+                str(row.count),
+                _fmt_s(row.total_s),
+                _fmt_s(row.mean_s),
+                format_size(row.max_rss_delta_bytes),
+                format_size(row.max_peak_rss_bytes),
+            )
+        console.print(ops)
+    for event in summary.events[:20]:
+        console.print(Text(f"{event.t_s:8.2f} s  {event.kind}: {event.message}"))
