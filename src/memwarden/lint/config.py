@@ -73,9 +73,13 @@ class LintConfig:
     def is_excluded(self, relative: str | PurePosixPath) -> bool:
         """Whether a path (relative to the project root, ``/``-separated) is excluded."""
         path = PurePosixPath(relative)
-        candidates = [str(path), *(str(parent) for parent in path.parents if str(parent) != ".")]
+        candidates = [
+            str(path),
+            *(str(parent) for parent in path.parents if str(parent) != "."),
+            *path.parts,
+        ]
         return any(
-            fnmatch.fnmatchcase(candidate, pattern) or fnmatch.fnmatchcase(path.name, pattern)
+            fnmatch.fnmatchcase(candidate, pattern)
             for pattern in self.exclude
             for candidate in candidates
         )

@@ -531,6 +531,17 @@ class UnboundedCache(Rule):
                 uses.removed = True
             elif isinstance(parent.ctx, ast.Store) and where and count_adds:
                 uses.adders.append(where)
+            else:
+                # `d[k].append(v)`: grows the value (and a defaultdict's keys) all the same.
+                attr = module.parent(parent)
+                if (
+                    isinstance(attr, ast.Attribute)
+                    and attr.attr in _ADD_METHODS
+                    and isinstance(module.parent(attr), ast.Call)
+                    and where
+                    and count_adds
+                ):
+                    uses.adders.append(where)
             return
         if isinstance(parent, ast.Attribute) and parent.value is node:
             if parent.attr in _REMOVE_METHODS:

@@ -99,8 +99,8 @@ def _check(data: bytes, path: str) -> list[Finding]:
         return [
             Finding(
                 path,
-                exc.lineno or 1,
-                exc.offset or 1,
+                max(exc.lineno or 1, 1),
+                max(exc.offset or 1, 1),
                 "MW000",
                 f"cannot parse: {exc.msg}",
                 "error",

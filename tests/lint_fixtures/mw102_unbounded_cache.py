@@ -1,0 +1,109 @@
+"""MW102 unbounded-cache: positive cases carry `# expect: MW102` on the definition line."""
+
+import collections
+from collections import defaultdict, deque
+
+_results = {}  # expect: MW102
+_seen = set()  # expect: MW102
+_log = []  # expect: MW102
+_by_key = defaultdict(list)  # expect: MW102
+_ann: dict[str, int] = {}  # expect: MW102
+_history = collections.deque()  # expect: MW102
+_bounded_history = deque(maxlen=100)
+_evicted = {}
+_cleared = []
+_replaced = {}
+_sized = {}
+_handed_over = {}
+_only_read = {"a": 1}
+_filled_at_import = {}
+__all__ = []
+
+
+def lookup(key):
+    if key not in _results:
+        _results[key] = key * 2
+    return _results[key]
+
+
+def remember(x):
+    _seen.add(x)
+    _log.append(x)
+    _by_key[x].append(x)
+    _ann.setdefault(str(x), x)
+    _history.append(x)
+    _bounded_history.append(x)
+
+
+async def async_adder(x):
+    _evicted[x] = x
+
+
+def evict(x):
+    _evicted.pop(x, None)
+
+
+def add_and_clear(x):
+    _cleared.append(x)
+    if x is None:
+        _cleared.clear()
+
+
+def replace(x):
+    global _replaced
+    _replaced[x] = x
+    _replaced = {}
+
+
+def bounded(x):
+    if len(_sized) > 100:
+        return
+    _sized[x] = x
+
+
+def hand_over(x):
+    _handed_over[x] = x
+    register_elsewhere(_handed_over)
+
+
+def register_elsewhere(d):
+    return d
+
+
+def read(x):
+    return _only_read.get(x)
+
+
+for _i in range(3):
+    _filled_at_import[_i] = _i
+
+
+def shadowing(x):
+    _seen = set()  # a local: not the module-level one
+    _seen.add(x)
+    return _seen
+
+
+class Registry:
+    handlers = {}  # expect: MW102
+    plugins = []
+    names = set()
+
+    def register(self, name, handler):
+        self.handlers[name] = handler
+        type(self).plugins.append(name)
+        self.names.add(name)
+
+    def unregister(self, name):
+        self.names.discard(name)
+
+    @classmethod
+    def reset(cls):
+        cls.plugins = []
+
+    class Inner:
+        cache = {}  # expect: MW102
+
+        def put(self, k, v):
+            Registry.Inner.cache[k] = v
+            self.cache[k] = v

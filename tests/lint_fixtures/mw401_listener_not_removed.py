@@ -1,0 +1,65 @@
+"""MW401 listener-not-removed: positive cases carry `# expect: MW401`."""
+
+import signal
+from functools import partial
+
+
+def on_tick(event):
+    return event
+
+
+class Widget:
+    def __init__(self, bus, button, future, emitter):
+        bus.subscribe("tick", self.on_tick)  # expect: MW401
+        button.addEventListener("click", lambda e: e)  # expect: MW401
+        future.add_done_callback(self._done)  # expect: MW401
+        emitter.on("data", partial(self.handle, 1))  # expect: MW401
+        emitter.add_listener("x", on_tick)  # expect: MW401
+        self.sock = None
+
+    def on_tick(self, event):
+        return event
+
+    def _done(self, fut):
+        return fut
+
+    def handle(self, n, data):
+        return n, data
+
+
+def wire_all(items, bus):
+    for item in items:
+        bus.connect(item.on_change)  # expect: MW401
+    return [bus.register(x.callback) for x in items]  # expect: MW401
+
+
+async def async_loop(bus, items):
+    async for item in items:
+        bus.addHandler(item.handler)  # expect: MW401
+
+
+def once(bus):
+    bus.subscribe("tick", on_tick)  # not in __init__ nor a loop: a one-off registration
+
+
+class Connection:
+    def __init__(self, sock, address):
+        sock.connect(address)  # not a callback: a socket connect
+        self.sock = sock
+
+
+class Handlers:
+    def __init__(self):
+        signal.signal(signal.SIGTERM, self.on_term)  # expect: MW401
+
+    def on_term(self, signum, frame):
+        return signum
+
+
+class Outer:
+    class Inner:
+        def __init__(self, bus):
+            bus.subscribe("x", self.on_x)  # expect: MW401
+
+        def on_x(self, e):
+            return e
