@@ -57,7 +57,7 @@ from collections.abc import (
     ValuesView,
 )
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, MemwardenError
@@ -890,152 +890,113 @@ def cached(cache: Any = None, /, *, key: Callable[..., Hashable] = hashkey) -> A
     return decorator
 
 
-class cached_method(Generic[R]):  # a decorator, named like functools.cached_property
-    """Cache a method's results per instance without keeping the instance alive.
+class _Slot:
+    """One instance's cache, with a weak reference to the instance it belongs to."""
 
-    ``functools.lru_cache`` on a method keys its one global cache on ``self``, so
-    every instance it has seen stays alive until evicted. Here each instance gets
-    its own cache, stored in its ``__dict__`` (as ``functools.cached_property``
-    stores its value) together with a bound wrapper that holds the instance only
-    through a weak reference: when the instance is dropped, its cache goes with it.
-    (A cached value that refers back to the instance makes a cycle that the
-    garbage collector, rather than reference counting, reclaims.)
+    __slots__ = ("__weakref__", "cache", "owner")
 
-    Use as ``@cached_method`` or ``@cached_method(maxsize=..., max_bytes=..., ttl=...)``.
+    def __init__(self, owner: weakref.ref[Any], cache: MutableMapping[Any, Any]) -> None:
+        self.owner = owner
+        self.cache = cache
 
-    Args:
-        func: the method (when used without parentheses).
-        maxsize: per-instance count bound (default 128).
-        max_bytes: per-instance byte bound (int or size string).
-        ttl: per-instance entry lifetime in seconds.
-        key: builds the key from the arguments after ``self``; default :func:`hashkey`.
-        cache_factory: makes each instance's cache instead (called with no
-            arguments); overrides ``maxsize``, ``max_bytes`` and ``ttl``.
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        # pickle/deepcopy of an instance carry no cache (nor its lock): an empty slot,
+        # which belongs to nobody, so the copy makes its own on first call.
+        return (_empty_slot, ())
 
-    The per-instance caches are not registered with the governor one by one (an
-    application may have millions of instances); the descriptor registers one
-    reliever that shrinks every live instance's cache.
 
-    Raises:
-        TypeError: on first call, if the instance has no ``__dict__`` or cannot be
-            weakly referenced (add ``"__dict__", "__weakref__"`` to ``__slots__``).
+def _dead_owner() -> None:
+    return None
+
+
+def _empty_slot() -> _Slot:
+    return _Slot(_dead_owner, {})  # type: ignore[arg-type]
+
+
+class _MethodCaches:
+    """The per-instance caches of one ``cached_method``.
+
+    Who keeps what alive: an instance with a ``__dict__`` holds its own cache there
+    (in a :class:`_Slot`, like ``functools.cached_property`` stores its value), so
+    the cache dies with the instance, and a cached value that refers back to the
+    instance only makes a cycle the garbage collector reclaims. The slot knows its
+    owner through a weak reference, so a ``copy.copy`` of the instance, which
+    shares the ``__dict__`` entries, is detected and gets a cache of its own.
+    Instances without a ``__dict__`` (``__slots__``) are found by identity in a
+    table that holds them weakly and drops their entry when they die; there a
+    value referring back to its instance would keep it alive (documented).
+    ``slots`` lets the governor's reliever reach every live cache.
     """
 
     def __init__(
         self,
-        func: Callable[..., R] | None = None,
-        *,
-        maxsize: int | None = DEFAULT_MAXSIZE,
-        max_bytes: SizeLike | None = None,
-        ttl: float | None = None,
-        key: Callable[..., Hashable] = hashkey,
-        cache_factory: Callable[[], MutableMapping[Any, Any]] | None = None,
+        func: Callable[..., Any],
+        cache_factory: Callable[[], MutableMapping[Any, Any]],
+        key: Callable[..., Hashable],
     ) -> None:
         self.func = func
-        self.key = key
-        self.attrname: str | None = None
-        if cache_factory is None:
-            LRUCache(maxsize, max_bytes=max_bytes, ttl=ttl, register=False)  # validate now
-
-            def cache_factory() -> MutableMapping[Any, Any]:
-                return LRUCache(maxsize, max_bytes=max_bytes, ttl=ttl, register=False)
-
         self.cache_factory = cache_factory
-        # Bounded by the live instances: entries vanish with their instances.
-        self._caches: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._caches_lock = threading.Lock()
-        self._registration: Any = None
-        if func is not None:
-            functools.update_wrapper(self, func)
+        self.key = key
+        self.attr = f"__cached_method_{getattr(func, '__qualname__', id(func))}"
+        self.by_id: dict[int, _Slot] = {}
+        self.slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
+        self.registration: Any = None
+        self.label = f"cached_method {getattr(func, '__qualname__', repr(func))}"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Decorate a function (``@cached_method(...)``), or call ``Class.method(obj, ...)``."""
-        if self.func is None:
-            (func,) = args
-            self.func = func
-            functools.update_wrapper(self, func)
-            return self
-        if not args:
-            raise TypeError(f"{self.attrname}() needs the instance as its first argument")
-        return self.__get__(args[0], type(args[0]))(*args[1:], **kwargs)
+    def cache_for(self, obj: object, *, create: bool = True) -> MutableMapping[Any, Any] | None:
+        """``obj``'s cache (made on first use when ``create``), else None."""
+        namespace = getattr(obj, "__dict__", None)
+        slot = namespace.get(self.attr) if namespace is not None else self.by_id.get(id(obj))
+        if slot is not None and slot.owner() is obj:
+            return slot.cache
+        return self.create(obj) if create else None
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.attrname = name
-
-    @overload
-    def __get__(self, instance: None, owner: type | None = None) -> cached_method[R]: ...
-
-    @overload
-    def __get__(self, instance: object, owner: type | None = None) -> Callable[..., R]: ...
-
-    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        func, name = self.func, self.attrname
-        if func is None or name is None:
-            raise TypeError("cached_method must decorate a method defined in a class body")
+    def create(self, obj: object) -> MutableMapping[Any, Any]:
+        """Make and remember ``obj``'s cache."""
+        namespace = getattr(obj, "__dict__", None)
+        i = id(obj)
         try:
-            namespace = instance.__dict__
-            existing = namespace.get(name)
-            if existing is not None and getattr(existing, "cache_owner", None) is self:
-                return existing  # reached through Class.method(obj, ...)
-        except AttributeError:
-            raise TypeError(
-                f"cached_method {name!r}: {type(instance).__name__} instances have no"
-                " __dict__ to hold their cache; add '__dict__' to its __slots__"
-            ) from None
-        try:
-            self_ref = weakref.ref(instance)
+            if namespace is not None:
+                ref = weakref.ref(obj)
+            else:
+                ref = weakref.ref(obj, functools.partial(self._forget, i))
         except TypeError:
             raise TypeError(
-                f"cached_method {name!r}: {type(instance).__name__} instances cannot be"
-                " weakly referenced; add '__weakref__' to its __slots__"
+                f"{self.label}: {type(obj).__name__} instances cannot be weakly referenced;"
+                " add '__weakref__' to its __slots__"
             ) from None
-        cache = self.cache_factory()
-        key = self.key
-        get = cache.get
+        slot = _Slot(ref, self.cache_factory())
+        if namespace is not None:
+            namespace[self.attr] = slot
+        else:
+            self.by_id[i] = slot
+        self.slots.add(slot)
+        if self.registration is None:
+            self.registration = _register(self, self.label)
+        return slot.cache
 
-        # The bound wrapper holds the instance weakly: instance -> __dict__ -> wrapper
-        # -> weakref, so no cycle through the instance and no strong reference to it.
-        def bound(*args: Any, **kwargs: Any) -> Any:
-            k = key(*args, **kwargs)
-            value = get(k, _MISSING)
-            if value is _MISSING:
-                obj = self_ref()
-                if obj is None:  # pragma: no cover - cannot be called once collected
-                    raise ReferenceError("instance of a cached_method was collected")
-                value = func(obj, *args, **kwargs)
-                _miss_store(cache, k, value)
-            return value
+    def _forget(self, i: int, ref: weakref.ref[Any]) -> None:
+        # A weakref callback: may run in any thread, during garbage collection; so no
+        # lock, only single dict operations.
+        slot = self.by_id.get(i)
+        if slot is not None and slot.owner is ref:
+            self.by_id.pop(i, None)
 
-        functools.update_wrapper(bound, func)
-        bound.cache = cache  # type: ignore[attr-defined]
-        bound.cache_clear = cache.clear  # type: ignore[attr-defined]
-        bound.cache_owner = self  # type: ignore[attr-defined]
-        # Later lookups find the wrapper in the instance __dict__ (this is a
-        # non-data descriptor) and never come back here.
-        namespace[name] = bound
-        self._track(cache)
-        return bound
+    def _caches(self) -> list[MutableMapping[Any, Any]]:
+        return [slot.cache for slot in list(self.slots)]
 
-    def _track(self, cache: MutableMapping[Any, Any]) -> None:
-        try:
-            with self._caches_lock:
-                self._caches.add(cache)
-        except TypeError:  # a user cache that cannot be weakly referenced: not shrinkable
-            return
-        if self._registration is None:
-            self._registration = _register(
-                self, f"cached_method {getattr(self.func, '__qualname__', self.attrname)}"
-            )
+    def cache_clear(self, obj: object | None = None) -> None:
+        """Empty ``obj``'s cache, or every instance's when ``obj`` is None."""
+        caches = self._caches() if obj is None else [self.cache_for(obj, create=False)]
+        for cache in caches:
+            if cache is not None:
+                cache.clear()
 
     def shrink(self, fraction: float = 0.5) -> int:
         """Shrink every live instance's cache by ``fraction``; return the bytes freed."""
         fraction = _check_fraction(fraction)
-        with self._caches_lock:
-            caches = list(self._caches)
         freed = 0
-        for cache in caches:
+        for cache in self._caches():
             shrink = getattr(cache, "shrink", None)
             if shrink is not None:
                 freed += int(shrink(fraction) or 0)
@@ -1043,9 +1004,7 @@ class cached_method(Generic[R]):  # a decorator, named like functools.cached_pro
 
     def stats(self) -> CacheStats:
         """The per-instance caches' counters summed (``maxsize`` is per instance)."""
-        with self._caches_lock:
-            caches = list(self._caches)
-        parts = [c.stats() for c in caches if hasattr(c, "stats")]
+        parts = [c.stats() for c in self._caches() if hasattr(c, "stats")]
         sizes = [p.size_bytes for p in parts if p.size_bytes is not None]
         first = parts[0] if parts else None
         return CacheStats(
@@ -1059,3 +1018,83 @@ class cached_method(Generic[R]):  # a decorator, named like functools.cached_pro
             maxsize=first.maxsize if first else None,
             max_bytes=first.max_bytes if first else None,
         )
+
+
+def cached_method(
+    func: Callable[..., R] | None = None,
+    /,
+    *,
+    maxsize: int | None = DEFAULT_MAXSIZE,
+    max_bytes: SizeLike | None = None,
+    ttl: float | None = None,
+    key: Callable[..., Hashable] = hashkey,
+    cache_factory: Callable[[], MutableMapping[Any, Any]] | None = None,
+) -> Any:
+    """Cache a method's results per instance without keeping the instance alive.
+
+    ``functools.lru_cache`` on a method keys one global cache on ``self``, so every
+    instance it has seen stays alive until evicted. Here each instance gets its own
+    cache, kept in the instance's ``__dict__`` (as ``functools.cached_property``
+    keeps its value) and owned by the instance through a weak reference, so the
+    cache dies with the instance, and copies and pickles never share or carry it.
+    Instances without a ``__dict__`` are looked up by identity in a table that
+    holds them weakly. The decorated method stays a plain function, so a bound
+    method keeps its instance alive while you hold it, as usual.
+
+    Use as ``@cached_method`` or ``@cached_method(maxsize=..., max_bytes=..., ttl=...)``.
+
+    Args:
+        func: the method (when used without parentheses).
+        maxsize: per-instance count bound (default 128).
+        max_bytes: per-instance byte bound (int or size string).
+        ttl: per-instance entry lifetime in seconds.
+        key: builds the key from the arguments after ``self``; default :func:`hashkey`.
+        cache_factory: makes each instance's cache instead (called with no
+            arguments); overrides ``maxsize``, ``max_bytes`` and ``ttl``.
+
+    Returns:
+        The method, with ``cache_for(obj)``, ``cache_clear(obj=None)``,
+        ``shrink(fraction)`` and ``stats()`` attributes.
+
+    Raises:
+        ConfigurationError: a bound or ``ttl`` is invalid (at decoration).
+        TypeError: on first call, if the instance cannot be weakly referenced
+            (add ``"__weakref__"`` to its ``__slots__``).
+
+    Per-instance caches are not registered with the governor one by one (an
+    application may have millions of instances): one reliever per decorated method
+    shrinks them all. A cached value that refers back to its instance makes a
+    cycle, which the garbage collector (not reference counting) reclaims; for a
+    ``__slots__`` class without ``__dict__`` such a value keeps the instance alive.
+    The cache appears in ``vars(obj)`` under ``__cached_method_<qualname>``.
+    """
+    if cache_factory is None:
+        LRUCache(maxsize, max_bytes=max_bytes, ttl=ttl, register=False)  # validate now
+
+        def cache_factory() -> MutableMapping[Any, Any]:
+            return LRUCache(maxsize, max_bytes=max_bytes, ttl=ttl, register=False)
+
+    factory = cache_factory
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        caches = _MethodCaches(fn, factory, key)
+        cache_for = caches.cache_for
+
+        @functools.wraps(fn)
+        def method(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+            cache = cache_for(obj)
+            assert cache is not None
+            k = key(*args, **kwargs)
+            value = cache.get(k, _MISSING)
+            if value is _MISSING:
+                value = fn(obj, *args, **kwargs)
+                _miss_store(cache, k, value)
+            return value
+
+        method.cache_for = caches.cache_for  # type: ignore[attr-defined]
+        method.cache_clear = caches.cache_clear  # type: ignore[attr-defined]
+        method.shrink = caches.shrink  # type: ignore[attr-defined]
+        method.stats = caches.stats  # type: ignore[attr-defined]
+        return method
+
+    return decorate(func) if func is not None else decorate
