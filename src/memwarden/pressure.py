@@ -298,6 +298,48 @@ def malloc_trim() -> int | None:
 
 
 # ---------------------------------------------------------------------------
+# small cgroup file readers that never raise
+
+
+def _read_int(path: Path) -> int | None:
+    """A cgroup number; ``max`` and v1's huge 'unlimited' value read as None."""
+    try:
+        text = path.read_text().strip()
+        value = int(text)
+    except (OSError, ValueError):
+        return None
+    return None if value >= 2**62 else value
+
+
+def _read_kv(path: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            out[key] = int(value)
+    return out
+
+
+def _read_psi_some_avg10(path: Path) -> float | None:
+    """``avg10`` of the ``some`` line of a PSI file, or None."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for field_ in line.split()[1:]:
+                if field_.startswith("avg10="):
+                    with contextlib.suppress(ValueError):
+                        return float(field_[6:])
+    return None
+
+
+# ---------------------------------------------------------------------------
 # the governor
 
 
@@ -464,6 +506,11 @@ class Governor:
         self._cgroup_dir: Path | None = None
         self._cgroup_version = 0
         self._cgroup_resolved = False
+        self._cgroup_ancestors: list[Path] = []
+        self._cgroup_limit: int | None = None
+        self._cgroup_limit_read_s: float | None = None
+        self._psi_path: Path | None = None
+        self._threshold_cache: dict[int, dict[str, int]] = {}
         self._last_events: tuple[int, int, int] | None = None
         self._events_hold_until_s = 0.0
         self._events_hold_level = PressureLevel.NONE
@@ -495,7 +542,7 @@ class Governor:
 
     def thresholds_bytes(self) -> dict[str, int]:
         """Usage in bytes at which each level starts, and below which pressure ends."""
-        return self._thresholds(self.budget_bytes)
+        return dict(self._thresholds(self.budget_bytes))
 
     def _fractions(self) -> tuple[float, float, float, float]:
         cfg = self.config
@@ -505,13 +552,20 @@ class Governor:
         return cfg.release_threshold, moderate, max(high, moderate), max(critical, high, moderate)
 
     def _thresholds(self, limit_bytes: int) -> dict[str, int]:
+        cached = self._threshold_cache.get(limit_bytes)
+        if cached is not None:
+            return cached
         release, moderate, high, critical = self._fractions()
-        return {
+        out = {
             "release": int(limit_bytes * release),
             "moderate": int(limit_bytes * moderate),
             "high": int(limit_bytes * high),
             "critical": int(limit_bytes * critical),
         }
+        if len(self._threshold_cache) >= 8:  # budget and cgroup limit: a handful at most
+            self._threshold_cache.clear()
+        self._threshold_cache[limit_bytes] = out
+        return out
 
     # -- registration ----------------------------------------------------
 
@@ -710,15 +764,18 @@ class Governor:
         if self._use_cgroup:
             self._read_cgroup(now, current)
         if self._use_psi:
-            from memwarden.probes import pressure_stall
+            if self._psi_path is None:
+                # Found once: the cgroup's memory.pressure (v2) or the system's file.
+                from memwarden.probes import pressure_stall
 
-            psi = pressure_stall()
-            if psi is None:
+                found = pressure_stall()
+                self._psi_path = Path(found.source) if found is not None else Path()
+            avg = _read_psi_some_avg10(self._psi_path) if self._psi_path.name else None
+            if avg is None:
                 self._use_psi = False
                 sig.psi_avg10 = None
                 sig.psi_level = PressureLevel.NONE
             else:
-                avg = psi.some.avg10
                 sig.psi_avg10 = avg
                 m, h, c = self.psi_thresholds
                 sig.psi_level = (
@@ -732,39 +789,57 @@ class Governor:
                 )
 
     def _read_cgroup(self, now: float, current: PressureLevel) -> None:
-        from memwarden import probes
+        """Usage against the limit and memory.events, from the cgroup's files directly.
 
+        The cgroup's directory is found once (parsing mountinfo costs milliseconds, too
+        slow for the path from a kernel notification to the callback); the limit, which
+        can sit on any ancestor, is re-read every 5 s.
+        """
         sig = self._signals
         if not self._cgroup_resolved:
+            from memwarden.probes import cgroup_info
+
             self._cgroup_resolved = True
-            info = probes.cgroup_info()
+            info = cgroup_info()
             if info is not None:
                 self._cgroup_dir = info.directory
                 self._cgroup_version = info.version
-        if self._cgroup_dir is None:
+                self._cgroup_ancestors = list(info.ancestors())
+        d = self._cgroup_dir
+        if d is None:
             self._use_cgroup = False
             return
-        usage = probes.cgroup_usage()
-        if usage is not None and usage.limit_bytes is not None:
-            sig.cgroup_bytes = usage.working_set_bytes
-            sig.cgroup_limit_bytes = usage.limit_bytes
-            sig.cgroup_level = self._usage_level(
-                usage.working_set_bytes, usage.limit_bytes, sig.cgroup_level
-            )
+        v1 = self._cgroup_version == 1
+        if self._cgroup_limit_read_s is None or now - self._cgroup_limit_read_s >= 5.0:
+            self._cgroup_limit_read_s = now
+            name = "memory.limit_in_bytes" if v1 else "memory.max"
+            limits = [_read_int(a / name) for a in self._cgroup_ancestors]
+            self._cgroup_limit = min((x for x in limits if x), default=None)
+        limit = self._cgroup_limit
+        usage = _read_int(d / ("memory.usage_in_bytes" if v1 else "memory.current"))
+        if usage is not None and limit is not None:
+            stat = _read_kv(d / "memory.stat")
+            inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
+            working_set = max(0, usage - inactive)
+            sig.cgroup_bytes = working_set
+            sig.cgroup_limit_bytes = limit
+            sig.cgroup_level = self._usage_level(working_set, limit, sig.cgroup_level)
         else:
             sig.cgroup_level = PressureLevel.NONE
-        events = probes.memory_events()
-        if events is None:
-            return
-        counts = (events.high, events.max, events.oom + events.oom_kill)
+        if v1:
+            oom = _read_kv(d / "memory.oom_control")
+            counts = (0, _read_int(d / "memory.failcnt") or 0, oom.get("oom_kill", 0))
+        else:
+            ev = _read_kv(d / "memory.events")
+            counts = (ev.get("high", 0), ev.get("max", 0), ev.get("oom", 0) + ev.get("oom_kill", 0))
         if self._last_events is not None:
             prev = self._last_events
             rising = PressureLevel.NONE
             if counts[2] > prev[2]:
                 rising = PressureLevel.CRITICAL
-            elif counts[1] > prev[1]:
-                rising = PressureLevel.HIGH
-            elif counts[0] > prev[0]:
+            elif counts[1] > prev[1] or counts[0] > prev[0]:
+                # Hitting memory.high/max (v1: failcnt) also happens while the kernel
+                # reclaims page cache, so on its own it is MODERATE, not more.
                 rising = PressureLevel.MODERATE
             if rising > PressureLevel.NONE:
                 # A rising count is a moment, not a state: hold it a little while.
