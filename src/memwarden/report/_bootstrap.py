@@ -215,14 +215,23 @@ def main(argv: list[str] | None = None) -> None:
         _install_sigterm(session)
         session.start()
     target, rest = args[0], args[1:]
-    if module:
-        sys.argv = [target, *rest]
-        sys.path[0] = str(Path.cwd())
-        runpy.run_module(target, run_name="__main__", alter_sys=True)
-    else:
-        sys.argv = [target, *rest]
-        sys.path[0] = str(Path(target).resolve().parent)
-        runpy.run_path(target, run_name="__main__")
+    sys.argv = [target, *rest]
+    try:
+        if module:
+            sys.path[0] = str(Path.cwd())
+            namespace = runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            sys.path[0] = str(Path(target).resolve().parent)
+            namespace = runpy.run_path(target, run_name="__main__")
+    except BaseException:
+        # The traceback's frames keep the program's globals alive: the exit
+        # snapshot still sees what the program held when it ended.
+        if session is not None:
+            session.finish()
+        raise
+    if session is not None:
+        session.finish()  # runpy returned a copy of the globals, still alive here
+    del namespace
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from memwarden.report.trace import Sample, SiteSnapshot, Trace
 __all__ = ["ReportRun", "render_chart_svg", "render_html", "write_html"]
 
 _MAX_CHART_POINTS = 4000
+_SVG_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _MAX_LANES = 10
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 #: Threshold lines drawn under a limit, as fractions of it (the monitor's defaults).
@@ -155,7 +157,10 @@ def render_chart_svg(runs: Sequence[ReportRun], *, width_in: float = 11.0) -> st
         fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
     start = svg.find("<svg")
-    return svg[start:] if start >= 0 else svg
+    svg = svg[start:] if start >= 0 else svg
+    # Matplotlib notes each text in an (escaped) XML comment; drop them: the page
+    # needs no copy of program strings inside the drawing.
+    return _SVG_COMMENT.sub("", svg)
 
 
 _CSS = """
