@@ -11,16 +11,14 @@ spelling: failures of several disposers are raised together as an ``ExceptionGro
 from __future__ import annotations
 
 import gc
-import inspect
 import itertools
 import logging
 import sys
 import threading
-import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from types import TracebackType
+from types import MethodType, TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from memwarden.exceptions import (
@@ -316,7 +314,7 @@ class AsyncDisposableStack(_StackBase):
         for callback in reversed(callbacks):
             try:
                 result = callback()
-                if inspect.isawaitable(result):
+                if hasattr(result, "__await__"):
                     await result
             except BaseException as exc:  # every disposer runs; errors are raised together
                 errors.append(exc)
@@ -503,6 +501,8 @@ def _creation_site(limit: int = 8) -> str:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return "<unknown>"
+    import traceback  # only in debug mode: keeps `import memwarden.dispose` cheap
+
     return "".join(traceback.format_stack(frame, limit=limit)).rstrip()
 
 
@@ -723,7 +723,7 @@ class EventEmitter:
                     emitter._remove(entry)
 
             try:
-                if inspect.ismethod(fn):
+                if isinstance(fn, MethodType):
                     listener.ref = weakref.WeakMethod(fn, _dead)
                 else:
                     listener.ref = weakref.ref(fn, _dead)
@@ -842,7 +842,7 @@ class EventEmitter:
             called += 1
             try:
                 result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
+                if hasattr(result, "__await__"):
                     await result
             except Exception as exc:
                 self._failed(event, exc)

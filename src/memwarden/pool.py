@@ -19,7 +19,6 @@ import mmap
 import os
 import sys
 import threading
-import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -84,6 +83,8 @@ def _creation_site(limit: int = 8) -> str:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return "<unknown>"
+    import traceback  # only in debug mode
+
     return "".join(traceback.format_stack(frame, limit=limit)).rstrip()
 
 
