@@ -145,7 +145,9 @@ class _StackBase:
         """True once ``dispose()`` ran or ``move()`` took the resources away."""
         return self._disposed
 
-    def __len__(self) -> int:
+    @property
+    def pending(self) -> int:
+        """How many registrations are waiting for disposal."""
         return len(self._callbacks)
 
     def _push(self, callback: Callable[[], object]) -> None:

@@ -67,6 +67,36 @@ def _new_buffer(nbytes: int) -> memoryview:
     return memoryview(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE))
 
 
+ZERO_CHUNK_BYTES = 1 << 20
+"""Size of the one read-only zero mapping every pool copies from (larger buffers loop)."""
+_zero: memoryview | None = None
+_zero_lock = threading.Lock()
+
+
+def _zero_chunk() -> memoryview:
+    """The process-wide zero source: untouched anonymous pages all map the kernel's zero
+    page, so it costs 1 MiB of address space (not of memory), shared by every pool."""
+    global _zero
+    with _zero_lock:
+        if _zero is None:
+            _zero = memoryview(
+                mmap.mmap(-1, ZERO_CHUNK_BYTES, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+            )
+        return _zero
+
+
+def _zero_range(buf: memoryview, n: int) -> None:
+    """Zero ``buf[:n]`` by copying from the zero source, a chunk at a time."""
+    zero = _zero_chunk()
+    step = len(zero)
+    off = 0
+    while n - off >= step:
+        buf[off : off + step] = zero
+        off += step
+    if off < n:
+        buf[off:n] = zero[: n - off]
+
+
 def _free_buffer(buf: memoryview) -> None:
     """Unmap ``buf`` now, so its pages go back to the kernel at once."""
     mm = buf.obj
@@ -251,7 +281,9 @@ class BufferHandle:
         if n and pool._zero_on_release:
             # Copy from a zero mapping: reads hit one shared zero page, no page faults.
             zeros = pool._zeros[idx]
-            if n == len(zeros):
+            if zeros is None:
+                _zero_range(buf, n)
+            elif n == len(zeros):
                 buf[:] = zeros
             else:
                 buf[:n] = zeros[:n]
@@ -388,12 +420,12 @@ class BufferPool:
         self._hot: list[list[memoryview]] = (
             [[] for _ in self._classes] if self._track_all else self._free
         )
-        # One read-only zero mapping as large as the largest class: untouched anonymous
-        # pages all map the kernel's zero page, so it costs address space, not memory.
-        self._zero_view: memoryview = memoryview(
-            mmap.mmap(-1, self._classes[-1], flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
-        )
-        self._zeros: list[memoryview] = [self._zero_view[:c] for c in self._classes]
+        # Per class, the zero source of one whole buffer (None above ZERO_CHUNK_BYTES:
+        # those are zeroed chunk by chunk).
+        zero = _zero_chunk() if zero_on_release else None
+        self._zeros: list[memoryview | None] = [
+            zero[:c] if zero is not None and c <= ZERO_CHUNK_BYTES else None for c in self._classes
+        ]
         self._closed = False
         self._tracked: dict[int, tuple[weakref.ref[BufferHandle], int, str | None]] = {}
         self._lost = _lost_handle_callback(weakref.ref(self))
@@ -556,7 +588,7 @@ class BufferPool:
         cap = self._classes[idx] if idx >= 0 else -idx
         keep = idx >= 0
         if keep and n and self._zero_on_release:
-            buf[:n] = self._zeros[idx][:n]
+            _zero_range(buf, n)
         with self._lock:
             if track is not None:
                 self._tracked.pop(id(track), None)

@@ -100,7 +100,7 @@ def test_stack_disposes_lifo_once() -> None:
     stack.adopt("handle", lambda v: log.append(f"adopt:{v}"))
     c = Closable()
     assert stack.use(c) is c
-    assert len(stack) == 4
+    assert stack.pending == 4
     stack.dispose()
     stack.dispose()
     assert log == ["adopt:handle", "deferred", "a"]
@@ -113,7 +113,7 @@ def test_stack_use_returns_value_and_accepts_none() -> None:
     """use() returns its argument, and None is accepted and ignored (as in TC39)."""
     stack = DisposableStack()
     assert stack.use(None) is None
-    assert len(stack) == 0
+    assert stack.pending == 0
 
 
 def test_stack_rejects_non_disposable() -> None:

@@ -20,6 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from memwarden import pool as pool_module
 from memwarden.exceptions import (
     ConfigurationError,
     DisposedError,
@@ -310,6 +311,29 @@ def test_release_zeroes_the_buffer(pool: BufferPool) -> None:
     h2 = pool.acquire(16_000)
     assert pool.stats().hits == 1
     assert bytes(h2.view) == bytes(16_000)
+
+
+def test_release_zeroes_large_buffers_chunk_by_chunk() -> None:
+    """Buffers above the 1 MiB zero source are zeroed in full, partial sizes included."""
+    pool = BufferPool(max_bytes="64 MiB", register=False)
+    size = 3 * (1 << 20) + 100  # a 4 MiB class, used partially, not a chunk multiple
+    h = pool.acquire(size)
+    h.view[:] = b"\xff" * size
+    h.release()
+    with pool.acquire(4 << 20) as view:
+        assert pool.stats().hits == 1
+        assert view.tobytes().count(0) == 4 << 20
+
+
+def test_zero_source_is_shared_and_small() -> None:
+    """Every pool copies from one 1 MiB zero mapping, whatever its largest class."""
+    a = BufferPool(max_bytes=1, register=False)
+    b = BufferPool(max_bytes=1, size_classes=[1 << 26], register=False)
+    za, zb = a._zeros[0], b._zeros[-1]
+    assert za is not None
+    assert zb is None  # a 64 MiB class is zeroed chunk by chunk
+    assert za.obj is pool_module._zero_chunk().obj
+    assert len(pool_module._zero_chunk()) == pool_module.ZERO_CHUNK_BYTES == 1 << 20
 
 
 def test_without_zeroing_data_survives_reuse() -> None:
