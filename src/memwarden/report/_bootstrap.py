@@ -46,19 +46,50 @@ _PEAK_GROWTH = 1.2
 _MIN_PEAK_BYTES = 1 << 20
 
 
+#: Frames kept per allocation: enough to walk out of library code to the caller.
+_NFRAMES = 8
+
+
+def _library_prefixes() -> tuple[str, ...]:
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    found.add(str(Path(__file__).resolve().parent.parent))  # memwarden itself
+    return tuple(sorted(p.rstrip("/") + "/" for p in found))
+
+
 def _top_sites(snapshot: tracemalloc.Snapshot, top: int) -> tuple[Site, ...]:
-    # Filtering the statistics (thousands) is far cheaper than filter_traces (every block).
+    """Group allocations by the innermost frame in the program's own code.
+
+    ``np.ones(...)`` allocates inside numpy; the line a user can change is the
+    caller's, so each traceback is charged to its innermost frame outside the
+    standard library, site-packages and memwarden (the innermost frame when all
+    of them are library code).
+    """
+    library = _library_prefixes()
     skip = {tracemalloc.__file__, __file__, linecache.__file__, runpy.__file__}
-    out = []
-    for stat in snapshot.statistics("lineno"):
-        frame = stat.traceback[0]
-        if frame.filename in skip or frame.filename.startswith("<frozen importlib"):
+    totals: dict[tuple[str, int], list[int]] = {}
+    for stat in snapshot.statistics("traceback"):
+        frames = list(stat.traceback)  # oldest first
+        if not frames:
             continue
-        code = linecache.getline(frame.filename, frame.lineno).strip()[:200]
-        out.append(Site(frame.filename, frame.lineno, stat.size, stat.count, code))
-        if len(out) >= top:
-            break
-    return tuple(out)
+        chosen = frames[-1]
+        for frame in reversed(frames):
+            name = frame.filename
+            if not (name.startswith(library) or name.startswith("<")):
+                chosen = frame
+                break
+        if chosen.filename in skip or chosen.filename.startswith("<frozen importlib"):
+            continue
+        acc = totals.setdefault((chosen.filename, chosen.lineno), [0, 0])
+        acc[0] += stat.size
+        acc[1] += stat.count
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+    return tuple(
+        Site(file, line, size, count, linecache.getline(file, line).strip()[:200])
+        for (file, line), (size, count) in ranked
+    )
 
 
 class _Session:
@@ -111,7 +142,7 @@ class _Session:
     def start(self) -> None:
         if self.heap:
             if not tracemalloc.is_tracing():
-                tracemalloc.start(1)
+                tracemalloc.start(_NFRAMES)
             threading.Thread(target=self._watch, name="memwarden-heap-watch", daemon=True).start()
         if self.spans:
             self._subscribe_spans()
