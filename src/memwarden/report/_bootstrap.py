@@ -77,7 +77,7 @@ def _top_sites(snapshot: tracemalloc.Snapshot, top: int) -> tuple[Site, ...]:
         chosen = frames[-1]
         for frame in reversed(frames):
             name = frame.filename
-            if not (name.startswith(library) or name.startswith("<")):
+            if not name.startswith((*library, "<")):
                 chosen = frame
                 break
         if chosen.filename in skip or chosen.filename.startswith("<frozen importlib"):
