@@ -153,7 +153,8 @@ class MonitorStats:
         level: the current level.
         time_in_level_s: seconds (monitor clock) spent in each level.
         level_changes: how many times each level was entered.
-        sampling_time_s: real time spent taking samples (probe, ring, handlers).
+        sampling_time_s: CPU time the sampler thread spent taking samples (probe, ring,
+            handlers, gc excluded); time spent waiting for the GIL is not counted.
         wall_time_s: real time the sampler thread has been running.
         overhead_ratio: ``sampling_time_s / wall_time_s`` (0 when never started).
         gc_collections_forced: ``gc.collect()`` calls made for ``gc_interval_s``.
@@ -489,12 +490,13 @@ class MemoryMonitor:
         last_gc = time.monotonic()
         next_at = time.monotonic()
         while not stop.is_set():
-            t0 = time.perf_counter()
+            # Thread CPU time, not wall time: waiting for the GIL is not work we add.
+            t0 = time.thread_time()
             try:
                 self.sample_now()
             except Exception as exc:  # a failing probe must never kill the thread
                 self._count_error(exc, "sampler", "sample failed")
-            self._sampling_time_s += time.perf_counter() - t0
+            self._sampling_time_s += time.thread_time() - t0
             if gc_interval is not None and time.monotonic() - last_gc >= gc_interval:
                 g0 = time.perf_counter()
                 gc.collect()
