@@ -189,3 +189,14 @@ def test_lint_runs_on_its_own_source_without_internal_errors() -> None:
     result = lint_paths([src], root=src, jobs=1)
     assert len(result.files) > 10
     assert [f for f in result.findings if f.code == "MW000"] == []
+
+
+def test_docs_cover_every_rule_and_the_hook_is_declared() -> None:
+    """docs/lint.md has a section per rule; .pre-commit-hooks.yaml declares memwarden-lint."""
+    repo = Path(__file__).resolve().parents[2]
+    docs = (repo / "docs" / "lint.md").read_text()
+    for code, rule in RULES.items():
+        assert f"### {code} {rule.name}" in docs, code
+    hooks = (repo / ".pre-commit-hooks.yaml").read_text()
+    assert "- id: memwarden-lint" in hooks
+    assert "entry: memwarden lint" in hooks

@@ -125,7 +125,11 @@ def command(  # noqa: PLR0917 - click passes every option positionally
     started = time.perf_counter()
     try:
         result = lint_paths(
-            [str(p) for p in paths] or [str(cwd)], config=config, cache_dir=cache, jobs=jobs
+            [str(p) for p in paths] or [str(cwd)],
+            config=config,
+            cache_dir=cache,
+            jobs=jobs,
+            root=root,
         )
     except ConfigurationError as exc:
         raise CommandError(str(exc), exit_code=2) from exc
