@@ -9,9 +9,11 @@ workload is ``examples/survive_limit.py``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,13 @@ pytestmark = pytest.mark.slow
 
 def _argv(mode: str) -> list[str]:
     return [sys.executable, str(EXAMPLE), "--child", mode, "--requests", str(REQUESTS)]
+
+
+@pytest.fixture
+def child_env(tmp_path: Path) -> dict[str, Any]:
+    """Run children away from any pyproject.toml and MEMWARDEN_* settings: defaults only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMWARDEN_")}
+    return {"cwd": str(tmp_path), "env": env}
 
 
 def _check_governed(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
@@ -44,10 +53,12 @@ def _check_governed(proc: subprocess.CompletedProcess[str]) -> dict[str, object]
 @pytest.mark.skipif(
     cgroup_unavailable_reason() is not None, reason=str(cgroup_unavailable_reason())
 )
-def test_service_is_oom_killed_ungoverned_and_finishes_governed_in_a_cgroup() -> None:
+def test_service_is_oom_killed_ungoverned_and_finishes_governed_in_a_cgroup(
+    child_env: dict[str, Any],
+) -> None:
     """Under a 300 MiB memory cgroup the ungoverned run is OOM-killed, the governed one finishes."""
     with memory_cgroup(LIMIT_BYTES, name="memwarden-survival") as cg:
-        dead = cg.run(_argv("ungoverned"), timeout=120)
+        dead = cg.run(_argv("ungoverned"), timeout=120, **child_env)
         events = cg.events()
         assert dead.returncode != 0
         # Killed by the cgroup's OOM killer, or (if the kernel failed the charge first)
@@ -55,7 +66,7 @@ def test_service_is_oom_killed_ungoverned_and_finishes_governed_in_a_cgroup() ->
         killed = events.get("oom_kill", 0) >= 1 or "MemoryError" in dead.stderr
         assert killed, (dead.returncode, events, dead.stderr[-500:])
     with memory_cgroup(LIMIT_BYTES, name="memwarden-survival") as cg:
-        alive = cg.run(_argv("governed"), timeout=120)
+        alive = cg.run(_argv("governed"), timeout=120, **child_env)
         events = cg.events()
         result = _check_governed(alive)
         assert events.get("oom_kill", 0) == 0
@@ -64,7 +75,9 @@ def test_service_is_oom_killed_ungoverned_and_finishes_governed_in_a_cgroup() ->
         assert any(str(m).startswith("cgroup-v") for m in result["mechanisms"])  # type: ignore[attr-defined]
 
 
-def test_service_dies_ungoverned_and_finishes_governed_under_rlimit_data() -> None:
+def test_service_dies_ungoverned_and_finishes_governed_under_rlimit_data(
+    child_env: dict[str, Any],
+) -> None:
     """Under RLIMIT_DATA of 300 MiB the ungoverned run dies of MemoryError; governed finishes."""
     dead = subprocess.run(
         _argv("ungoverned"),
@@ -73,6 +86,7 @@ def test_service_dies_ungoverned_and_finishes_governed_under_rlimit_data() -> No
         text=True,
         timeout=120,
         check=False,
+        **child_env,
     )
     assert dead.returncode != 0
     assert "MemoryError" in dead.stderr
@@ -83,6 +97,7 @@ def test_service_dies_ungoverned_and_finishes_governed_under_rlimit_data() -> No
         text=True,
         timeout=120,
         check=False,
+        **child_env,
     )
     result = _check_governed(alive)
     assert result["budget_bytes"] == int(LIMIT_BYTES * 0.9)  # RLIMIT_DATA less the margin
