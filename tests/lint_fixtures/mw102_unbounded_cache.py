@@ -17,6 +17,7 @@ _sized = {}
 _handed_over = {}
 _only_read = {"a": 1}
 _filled_at_import = {}
+_codecs = {}
 __all__ = []
 
 
@@ -70,6 +71,10 @@ def register_elsewhere(d):
     return d
 
 
+def register_codec(name, codec):
+    _codecs[name] = codec  # a registry filled by registration calls, not by traffic
+
+
 def read(x):
     return _only_read.get(x)
 
@@ -89,8 +94,10 @@ class Registry:
     plugins = []
     names = set()
 
-    def register(self, name, handler):
+    def on_event(self, name, handler):
         self.handlers[name] = handler
+
+    def register(self, name):
         type(self).plugins.append(name)
         self.names.add(name)
 

@@ -1,6 +1,7 @@
 """MW401 listener-not-removed: positive cases carry `# expect: MW401`."""
 
 import signal
+import sqlite3
 from functools import partial
 
 
@@ -40,6 +41,24 @@ async def async_loop(bus, items):
 
 def once(bus):
     bus.subscribe("tick", on_tick)  # not in __init__ nor a loop: a one-off registration
+
+
+for _name in ("a", "b"):
+    bus_at_import = None
+    if bus_at_import is not None:
+        bus_at_import.subscribe(_name, on_tick)  # a module-level loop runs once
+
+
+class Own:
+    def __init__(self, db):
+        self.register(self.on_x)  # the instance's own registry dies with it
+        self.conn = sqlite3.connect(db, factory=self.on_x)  # a module's connect: no emitter
+
+    def register(self, cb):
+        return cb
+
+    def on_x(self):
+        return self.conn
 
 
 class Connection:

@@ -442,7 +442,9 @@ class UnboundedCache(Rule):
             ...
 
     Not reported: containers handed to other code (passed as an argument, returned,
-    aliased) since that code may bound them; dunder names such as ``__all__``.
+    aliased) since that code may bound them; containers filled only by registration
+    functions (``register_x``, ``add_x``, ``set_x`` …: they grow with set-up calls, not
+    with traffic); dunder names such as ``__all__``.
     """
 
     code = "MW102"
@@ -465,6 +467,10 @@ class UnboundedCache(Rule):
 
     @staticmethod
     def _verdict(what: str, target: ast.AST, uses: _Uses) -> Iterator[RawFinding]:
+        # Filled only by registration functions (register_x, add_alias, set_x …): a registry
+        # that grows with the code's calls at set-up, not with traffic.
+        if all(_REGISTRATION.match(name) for name in uses.adders):
+            return
         if uses.adders and not uses.removed and not uses.escaped:
             adders = ", ".join(f"`{a}()`" for a in dict.fromkeys(uses.adders))
             yield RawFinding(
@@ -575,6 +581,9 @@ class UnboundedCache(Rule):
             return
         if isinstance(parent, (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Starred)):
             uses.escaped = True
+
+
+_REGISTRATION = re.compile(r"^_*(register|add|set|define|install|declare|bind)(_|$|[A-Z])")
 
 
 def _container_targets(module: ModuleIndex, stmt: ast.stmt) -> Iterator[tuple[str, ast.Name]]:
@@ -810,7 +819,8 @@ class ListenerNotRemoved(Rule):
 
     Only arguments that look like callbacks count (lambdas, ``functools.partial``,
     functions or methods defined here, names like ``on_x``/``handle_x``/``x_callback``),
-    so ``sock.connect(address)`` is not a registration.
+    so ``sock.connect(address)`` is not a registration. Registrations on ``self``
+    (the instance's own registry) and module-level loops (run once) are not reported.
     """
 
     code = "MW401"
@@ -832,6 +842,15 @@ class ListenerNotRemoved(Rule):
             elif func.attr in _REMOVERS:
                 if any(name in module.words for name in _REMOVERS[func.attr]):
                     continue
+                receiver = func.value
+                # self.register(...): the registry is the instance's own and dies with it;
+                # module.connect(...) (sqlite3, socket) opens something, it is no emitter.
+                # atexit.register(...) is the exception: that registry lives forever.
+                if isinstance(receiver, ast.Name) and (
+                    receiver.id in ("self", "cls")
+                    or module.aliases.get(receiver.id, "atexit") != "atexit"
+                ):
+                    continue
                 if not self._passes_callback(module, call):
                     continue
                 removal = " / ".join(f"`{r}`" for r in _REMOVERS[func.attr][:2])
@@ -851,7 +870,8 @@ class ListenerNotRemoved(Rule):
         func = module.function_of(call)
         if func is not None and func.name == "__init__" and module.scope_of(call) is func:
             return "in `__init__`"
-        if _in_loop(module, call):
+        # A loop at module or class level runs once, at import: bounded by the code.
+        if func is not None and _in_loop(module, call):
             return "in a loop"
         return None
 
