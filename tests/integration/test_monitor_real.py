@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,16 @@ def test_memwarden_monitor_default_works_in_a_fresh_process() -> None:
     assert samples >= 3
     assert current > MiB
     assert max_bytes == 1 << 30
+
+
+def test_the_docs_example_runs() -> None:
+    """The first Python example in docs/monitoring.md runs and reaches CRITICAL."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "monitoring.md"
+    code = doc.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "level OK -> WARNING" in out.stdout or "level OK -> CRITICAL" in out.stdout
+    assert "memwarden_level 2.0" in out.stdout
+    assert "OperationStats(name='load'" in out.stdout
