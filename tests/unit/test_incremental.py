@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from memwarden.exceptions import ConfigurationError
 from memwarden.incremental import DB_NAME, PICKLE_CODEC, IncrementalEngine
@@ -331,3 +336,54 @@ def test_concurrent_processes_share_a_cache_without_corruption(tmp_path: Path) -
     with IncrementalEngine(compute, cache_dir=cache, jobs=1) as engine:
         assert engine.run(paths).results == truth
     assert compute.calls == []
+
+
+class EngineAgainstTruth(RuleBasedStateMachine):
+    """Random edits (same-size, same-mtime, deletions) never make the engine serve stale results."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="mw-engine-"))
+        self.paths = [str(self.dir / f"in{i}.txt") for i in range(4)]
+        self.cache = self.dir / "cache"
+        self.engine = IncrementalEngine(count_lines, cache_dir=self.cache, jobs=1)
+
+    @rule(i=st.integers(0, 3), lines=st.integers(0, 5), keep_stat=st.booleans())
+    def edit(self, i: int, lines: int, keep_stat: bool) -> None:
+        path = Path(self.paths[i])
+        old = path.stat() if path.exists() else None
+        path.write_text("ab\n" * lines + "c" * (5 - lines) * 3)  # the same size every time
+        if keep_stat and old is not None:
+            os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+
+    @rule(i=st.integers(0, 3))
+    def delete(self, i: int) -> None:
+        Path(self.paths[i]).unlink(missing_ok=True)
+
+    @rule()
+    def reopen(self) -> None:
+        """A new process: a fresh engine on the same cache directory."""
+        self.engine.close()
+        self.engine = IncrementalEngine(count_lines, cache_dir=self.cache, jobs=1)
+
+    @invariant()
+    def results_match_the_files(self) -> None:
+        report = self.engine.run(self.paths)
+        for key in self.paths:
+            if Path(key).exists():
+                assert report.results[key] == count_lines(key, Path(key).read_bytes())
+            else:
+                assert key in report.errors
+
+    def teardown(self) -> None:
+        self.engine.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+EngineAgainstTruth.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_engine_never_serves_stale_results = EngineAgainstTruth.TestCase

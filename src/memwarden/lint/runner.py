@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import hashlib
 import io
 import logging
 import os
@@ -213,10 +214,21 @@ def discover(paths: Iterable[str | os.PathLike[str]], config: LintConfig, root: 
 
 def _fingerprint() -> str:
     from memwarden import __version__
+    from memwarden.lint import model, rules
 
-    # Results depend on the rules (memwarden's version, RULES_VERSION) and on the parser
-    # (the Python version); select/ignore only filter, so they are not part of it.
-    return f"memwarden-lint {__version__} rules={RULES_VERSION} {sys.version} {sorted(RULES)}"
+    # Results depend on the rules (memwarden's version, RULES_VERSION, and the rule code
+    # itself, so an edited rule never meets results of its old self) and on the parser (the
+    # Python version); select/ignore only filter, so they are not part of it.
+    digest = hashlib.blake2b(digest_size=16)
+    for module in (model, rules, sys.modules[__name__]):
+        try:
+            digest.update(Path(module.__file__ or "").read_bytes())
+        except OSError:  # no source on disk (zipapp, frozen): the version has to do
+            digest.update(module.__name__.encode())
+    return (
+        f"memwarden-lint {__version__} rules={RULES_VERSION} code={digest.hexdigest()} "
+        f"{sys.version} {sorted(RULES)}"
+    )
 
 
 def lint_paths(
