@@ -134,17 +134,24 @@ def run() -> str:
             best, med = min(times[key]), statistics.median(times[key])
             speed_best, speed_med = alloc_best / best, alloc_med / med
             if size >= MIB and label == "on":
-                target, ok = ">= 10x", speed_best >= 10
+                target, bar = ">= 10x", 10.0
             elif size == 64 * KIB:
-                target, ok = "within 1.2x (>= 0.83x)", speed_best >= 1 / 1.2
+                target, bar = "within 1.2x (>= 0.83x)", 1 / 1.2
             else:
-                target, ok = "—", None
-            if ok is not None:
-                verdicts.append(ok)
+                target, bar = "—", None
+            if bar is None:
+                met = "—"
+            else:
+                # The verdict is on best-of (noise only adds time); say so when the median
+                # of the same rounds falls short.
+                verdicts.append(speed_best >= bar)
+                met = "yes" if speed_best >= bar else "**no**"
+                if speed_best >= bar > speed_med:
+                    met += " (median: no)"
             lines.append(
                 f"| {_fmt_size(size)} | {label} | {_us(alloc_best)} ({_us(alloc_med)}) |"
                 f" {_us(best)} ({_us(med)}) | {speed_best:.2f}x | {speed_med:.2f}x | {target} |"
-                f" {'—' if ok is None else ('yes' if ok else '**no**')} |"
+                f" {met} |"
             )
     lines += [
         "",
@@ -179,11 +186,12 @@ def run() -> str:
             f"| {_fmt_size(int(res['size']))} | {_us(a_best)} | {_us(p_best)} |"  # type: ignore[call-overload]
             f" {a_best / p_best:.2f}x | {a_med / p_med:.2f}x |"
         )
-    met = all(verdicts)
+    met_all = all(verdicts)
     lines += [
         "",
         f"**Targets** (>= 10x for n >= 1 MiB with zeroing, within 1.2x at 64 KiB, RSS flat):"
-        f" {'all met' if met else 'NOT all met — see the rows marked no'} in this run."
+        f" {'all met on best-of' if met_all else 'NOT all met — see the rows marked no'} in this"
+        " run."
         " Timings are noisy on this shared 2-core machine; ratios are measured in the same"
         " process, interleaved.",
         "",

@@ -326,14 +326,33 @@ def test_release_zeroes_large_buffers_chunk_by_chunk() -> None:
 
 
 def test_zero_source_is_shared_and_small() -> None:
-    """Every pool copies from one 1 MiB zero mapping, whatever its largest class."""
+    """Every pool copies from one 256 KiB zero mapping, whatever its largest class."""
     a = BufferPool(max_bytes=1, register=False)
     b = BufferPool(max_bytes=1, size_classes=[1 << 26], register=False)
-    za, zb = a._zeros[0], b._zeros[-1]
-    assert za is not None
-    assert zb is None  # a 64 MiB class is zeroed chunk by chunk
-    assert za.obj is pool_module._zero_chunk().obj
-    assert len(pool_module._zero_chunk()) == pool_module.ZERO_CHUNK_BYTES == 1 << 20
+    assert len(a._zeros[0]) == 4096
+    assert len(b._zeros[0]) == pool_module.ZERO_SOURCE_BYTES == 256 << 10
+    assert a._zeros[0].obj is b._zeros[0].obj is pool_module._zero_source().obj
+
+
+@pytest.mark.parametrize("n", [1, 4096, (256 << 10) - 1, 256 << 10, 300_001])
+def test_both_zeroing_paths_clear_exactly_the_used_bytes(n: int) -> None:
+    """Copy (small) and memset (large) zeroing clear every used byte, on both release paths."""
+    for debug in (False, True):  # the inlined hot path, and the tracked (slow) path
+        pool = BufferPool(max_bytes="8 MiB", size_classes=[1 << 20], register=False, debug=debug)
+        h = pool.acquire(n)
+        h.view[:] = b"\x01" * n
+        h.release()
+        with pool.acquire(1 << 20) as view:
+            assert view.tobytes().count(0) == 1 << 20
+
+
+def test_copy_fallback_zeroes_like_memset() -> None:
+    """The ctypes-free fallback zeroes whole chunks and the remainder."""
+    n = 2 * pool_module.ZERO_SOURCE_BYTES + 123
+    buf = memoryview(bytearray(b"\xff" * (n + 10)))
+    pool_module._zero_by_copy(buf, n)
+    assert buf[:n].tobytes().count(0) == n
+    assert buf[n:].tobytes() == b"\xff" * 10
 
 
 def test_without_zeroing_data_survives_reuse() -> None:
