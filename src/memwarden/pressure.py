@@ -1282,7 +1282,14 @@ class _Watcher:
             except OSError:
                 if self._stop.is_set():
                     return
-                raise
+                # Never let the watcher die: log, and carry on by sampling alone.
+                log.exception("governor: poll() failed; continuing with sampling only")
+                poller = select.poll()
+                with contextlib.suppress(OSError, ValueError):
+                    poller.register(self._wake_r, select.POLLIN)
+                by_fd.clear()
+                self._stop.wait(self._interval_s)
+                continue
             gov = self._gov()
             if gov is None or self._stop.is_set():
                 return

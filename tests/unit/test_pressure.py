@@ -12,6 +12,8 @@ import textwrap
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memwarden.config import MemoryConfig
 from memwarden.exceptions import ConfigurationError, PressureTimeoutError
@@ -121,6 +123,25 @@ def test_pressure_ends_only_below_the_release_level() -> None:
         (PressureLevel.NONE, PressureLevel.MODERATE),
         (PressureLevel.MODERATE, PressureLevel.NONE),
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=1100), min_size=1, max_size=60))
+def test_pressure_enters_at_the_threshold_and_leaves_only_below_release(trace: list[int]) -> None:
+    """For any usage trace, pressure starts only at >= 85% and ends only below 75%."""
+    usage = Usage(0)
+    gov = make(usage)
+    previous = PressureLevel.NONE
+    for value in trace:
+        usage.value = value
+        level = gov.level()
+        if previous == PressureLevel.NONE and level > PressureLevel.NONE:
+            assert value >= 850
+        if previous > PressureLevel.NONE and level == PressureLevel.NONE:
+            assert value < 750
+        if value >= 850:
+            assert level >= PressureLevel.MODERATE
+        previous = level
 
 
 def test_higher_levels_fall_with_hysteresis() -> None:
