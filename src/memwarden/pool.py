@@ -110,6 +110,8 @@ def _zero_large(buf: memoryview, n: int) -> None:
             )
 
             def _ctypes_memset(buf: memoryview, n: int) -> None:
+                if n > buf.nbytes:  # memset past the mapping would corrupt the process
+                    raise ValueError(f"cannot zero {n} bytes of a {buf.nbytes}-byte buffer")
                 memset(addressof(from_buffer(buf)), 0, n)
 
             _memset = _ctypes_memset
@@ -179,6 +181,8 @@ def _register_reliever(pool: Any, name: str) -> Any:
 
 def _after_fork_in_child() -> None:
     # A lock held by another thread of the parent at fork time would never be released here.
+    global _zero_lock
+    _zero_lock = threading.Lock()
     for pool in list(_live_pools):
         pool._lock = threading.Lock()
 
