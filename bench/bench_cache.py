@@ -1,0 +1,271 @@
+"""Cache throughput and per-entry memory: LRUCache vs cachetools, lru_cache and OrderedDict.
+
+Workload (issue 5): 1e6 operations over 100k keys with about 80% hits, maxsize 10k.
+An operation on a mapping cache is ``v = cache.get(k)`` and, on a miss,
+``cache[k] = value``; on a decorated function it is one call. Times are the
+thread's CPU time (other builds share this machine). Variants run interleaved in
+every round; the best round of each and the median are reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import random
+import statistics
+import threading
+import time
+import tracemalloc
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import cachetools
+
+from memwarden.cache import LRUCache, cached
+
+N_OPS = 1_000_000
+N_KEYS = 100_000
+MAXSIZE = 10_000
+HOT_KEYS = 5_000
+HOT_SHARE = 0.8
+ROUNDS = 7
+TARGET = 1.5
+
+Decorator = Callable[[Callable[[int], int]], Callable[[int], int]]
+
+
+class OrderedDictLRU:
+    """The textbook LRU: an OrderedDict, no lock (not thread-safe)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.od: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        od = self.od
+        if key in od:
+            od.move_to_end(key)
+            return od[key]
+        return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        od = self.od
+        od[key] = value
+        od.move_to_end(key)
+        if len(od) > self.maxsize:
+            od.popitem(last=False)
+
+
+class LockedOrderedDictLRU(OrderedDictLRU):
+    """The same with a threading.Lock around every operation (thread-safe, the naive way)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self.lock:
+            return super().get(key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self.lock:
+            super().__setitem__(key, value)
+
+
+def workload(seed: int = 1) -> list[int]:
+    rng = random.Random(seed)
+    return [
+        rng.randrange(HOT_KEYS) if rng.random() < HOT_SHARE else rng.randrange(N_KEYS)
+        for _ in range(N_OPS)
+    ]
+
+
+def run_mapping(make: Callable[[], Any], keys: list[int]) -> float:
+    cache = make()
+    get = cache.get
+    gc.collect()
+    t0 = time.thread_time()
+    for k in keys:
+        v = get(k)
+        if v is None:
+            cache[k] = k
+    return time.thread_time() - t0
+
+
+def run_function(decorate: Decorator, keys: list[int]) -> float:
+    def ident(k: int) -> int:
+        return k
+
+    f = decorate(ident)
+    gc.collect()
+    t0 = time.thread_time()
+    for k in keys:
+        f(k)
+    return time.thread_time() - t0
+
+
+MAPPINGS: dict[str, Callable[[], Any]] = {
+    "cachetools.LRUCache": lambda: cachetools.LRUCache(MAXSIZE),
+    "memwarden LRUCache": lambda: LRUCache(MAXSIZE, register=False),
+    "OrderedDict LRU, no lock": lambda: OrderedDictLRU(MAXSIZE),
+    "OrderedDict LRU + Lock": lambda: LockedOrderedDictLRU(MAXSIZE),
+}
+FUNCTIONS: dict[str, Decorator] = {
+    "@cachetools.cached(LRUCache)": lambda f: cachetools.cached(cachetools.LRUCache(MAXSIZE))(f),
+    "@memwarden cached(LRUCache)": lambda f: cached(LRUCache(MAXSIZE, register=False))(f),
+    "@functools.lru_cache": lambda f: functools.lru_cache(maxsize=MAXSIZE)(f),
+}
+
+
+def hit_ratio(keys: list[int]) -> float:
+    f = functools.lru_cache(maxsize=MAXSIZE)(lambda k: k)
+    for k in keys:
+        f(k)
+    info = f.cache_info()
+    return info.hits / (info.hits + info.misses)
+
+
+def per_entry_bytes(fill: Callable[[list[int], list[object]], object], n: int = MAXSIZE) -> float:
+    """Bytes the cache structure itself allocates per entry (keys and values pre-made)."""
+    keys = list(range(10**6, 10**6 + n))
+    values = [object() for _ in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        holder = fill(keys, values)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del holder
+    return (after - before) / n
+
+
+def fill_mapping(make: Callable[[], Any]) -> Callable[[list[int], list[object]], object]:
+    def fill(keys: list[int], values: list[object]) -> object:
+        cache = make()
+        for k, v in zip(keys, values, strict=True):
+            cache[k] = v
+        return cache
+
+    return fill
+
+
+def fill_lru_cache(keys: list[int], values: list[object]) -> object:
+    table = dict(zip(keys, values, strict=True))
+    f = functools.lru_cache(maxsize=MAXSIZE)(table.__getitem__)
+    for k in keys:
+        f(k)
+    return f
+
+
+def fmt_ms(s: float) -> str:
+    return f"{s * 1e3:,.0f}"
+
+
+def run() -> str:
+    keys = workload()
+    ratio = hit_ratio(keys)
+    times: dict[str, list[float]] = {name: [] for name in [*MAPPINGS, *FUNCTIONS]}
+    for rnd in range(ROUNDS):
+        order = [*MAPPINGS.items()]
+        random.Random(rnd).shuffle(order)
+        for name, make in order:
+            times[name].append(run_mapping(make, keys))
+        forder = [*FUNCTIONS.items()]
+        random.Random(rnd).shuffle(forder)
+        for name, deco in forder:
+            times[name].append(run_function(deco, keys))
+    best = {name: min(ts) for name, ts in times.items()}
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+
+    ref = "cachetools.LRUCache"
+    fref = "@cachetools.cached(LRUCache)"
+    lines = [
+        "## Caches: LRUCache throughput and per-entry memory",
+        "",
+        f"{N_OPS:,} operations over {N_KEYS:,} keys ({HOT_SHARE:.0%} of them drawn from"
+        f" {HOT_KEYS:,} hot keys), maxsize {MAXSIZE:,}: hit ratio {ratio:.1%}. A mapping"
+        " operation is `v = cache.get(k)` plus `cache[k] = v` on a miss; a function"
+        " operation is one call of the decorated identity function. Thread CPU time, best of"
+        f" {ROUNDS} interleaved rounds (median in brackets); speedup = reference time / time.",
+        "",
+        "| mapping cache | thread-safe | time (ms) | vs cachetools.LRUCache best | median |",
+        "|---|---|---:|---:|---:|",
+    ]
+    safe = {
+        "cachetools.LRUCache": "no",
+        "memwarden LRUCache": "yes",
+        "OrderedDict LRU, no lock": "no",
+        "OrderedDict LRU + Lock": "yes",
+    }
+    for name in MAPPINGS:
+        lines.append(
+            f"| {name} | {safe[name]} | {fmt_ms(best[name])} ({fmt_ms(median[name])}) |"
+            f" {best[ref] / best[name]:.2f}x | {median[ref] / median[name]:.2f}x |"
+        )
+    lines += [
+        "",
+        "| decorated function | time (ms) | vs @cachetools.cached best | median |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in FUNCTIONS:
+        lines.append(
+            f"| {name} | {fmt_ms(best[name])} ({fmt_ms(median[name])}) |"
+            f" {best[fref] / best[name]:.2f}x | {median[fref] / median[name]:.2f}x |"
+        )
+
+    mw = "memwarden LRUCache"
+    speedup = best[ref] / best[mw]
+    speedup_med = median[ref] / median[mw]
+    lru_gap = best[mw] / best["@functools.lru_cache"]
+    fn_gap = best["@memwarden cached(LRUCache)"] / best["@functools.lru_cache"]
+    met = speedup >= TARGET
+    lines += [
+        "",
+        f"**Target** (memwarden `LRUCache` >= {TARGET}x cachetools on this workload, while"
+        f" thread-safe): {speedup:.2f}x best, {speedup_med:.2f}x median —"
+        f" {'met' if met else '**not met**'}.",
+        "",
+        f"**Gap to `functools.lru_cache`** (C): as a mapping, memwarden's `LRUCache` takes"
+        f" {lru_gap:.1f}x the time of a call to an `lru_cache`-decorated function; as a"
+        f" decorator, `@cached(LRUCache(...))` takes {fn_gap:.1f}x. `lru_cache` does the"
+        " whole lookup and relinking in C in one call; a Python-level cache pays at least"
+        " one Python frame per operation. Use `lru_cache` for pure functions of hashable"
+        " arguments that need no byte bound, no TTL, no eviction callback, no relief under"
+        " memory pressure and no per-instance caching of methods.",
+        "",
+    ]
+
+    entries = {
+        "cachetools.LRUCache": per_entry_bytes(fill_mapping(MAPPINGS["cachetools.LRUCache"])),
+        "memwarden LRUCache": per_entry_bytes(fill_mapping(MAPPINGS["memwarden LRUCache"])),
+        "memwarden LRUCache(max_bytes=…)": per_entry_bytes(
+            fill_mapping(lambda: LRUCache(max_bytes=10**9, getsizeof=lambda v: 16, register=False))
+        ),
+        "OrderedDict LRU": per_entry_bytes(fill_mapping(MAPPINGS["OrderedDict LRU, no lock"])),
+        "functools.lru_cache": per_entry_bytes(fill_lru_cache),
+        "dict (no eviction order)": per_entry_bytes(fill_mapping(dict)),
+    }
+    lines += [
+        f"Per-entry memory of the cache structure ({MAXSIZE:,} int keys to pre-made values,"
+        " measured with tracemalloc; keys and values themselves excluded):",
+        "",
+        "| structure | bytes per entry | vs cachetools |",
+        "|---|---:|---:|",
+    ]
+    for name, b in entries.items():
+        lines.append(f"| {name} | {b:.0f} | {b / entries['cachetools.LRUCache']:.2f}x |")
+    lines += [
+        "",
+        "memwarden's LRUCache keeps one `OrderedDict` (cachetools keeps a dict plus an"
+        " `OrderedDict` for the order); byte-bounded caches add one size per entry.",
+        "",
+        "Reproduce: `python bench/run.py cache`",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(run())
