@@ -41,6 +41,7 @@ __all__ = [
     "ResourceManager",
     "Subscription",
     "configure_leak_detection",
+    "undisposed_count",
 ]
 
 logger = logging.getLogger("memwarden.dispose")
@@ -494,6 +495,15 @@ def configure_leak_detection(*, sample_rate: int | None = None, debug: bool | No
         _leak_sample_rate = sample_rate
     if debug is not None:
         _leak_debug = debug
+
+
+def undisposed_count() -> int:
+    """How many ``DisposableBase`` instances were reported collected without ``dispose()``.
+
+    A process-wide counter (sampled like the warnings), for tests and health checks that
+    want a number rather than a warning.
+    """
+    return _leaks_reported
 
 
 def _creation_site(limit: int = 8) -> str:

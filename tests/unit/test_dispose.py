@@ -21,6 +21,7 @@ from memwarden.dispose import (
     DisposalError,
     ResourceManager,
     configure_leak_detection,
+    undisposed_count,
 )
 from memwarden.exceptions import (
     DisposedError,
@@ -437,7 +438,9 @@ def test_disposable_base_dispose_once_and_guard() -> None:
 
 def test_undisposed_instance_warns_with_class_name() -> None:
     """An instance collected without dispose() warns UndisposedResourceWarning naming its class."""
+    before = undisposed_count()
     record = _leak_warnings(Conn)
+    assert undisposed_count() == before + 1
     assert len(record) == 1
     assert "Conn object was garbage-collected without dispose()" in record[0]
 

@@ -651,3 +651,52 @@ BufferPoolMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None
 )
 TestBufferPoolMachine = BufferPoolMachine.TestCase
+
+
+class ObjectPoolMachine(RuleBasedStateMachine):
+    """Random acquire/release/trim/shrink sequences keep ObjectPool within max_size and exact."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made = 0
+
+        def factory() -> list[int]:
+            self.made += 1
+            return []
+
+        self.pool: ObjectPool[list[int]] = ObjectPool(
+            factory, reset=list.clear, max_size=3, register=False, leak_sample_rate=0
+        )
+        self.handles: list[Any] = []
+
+    @rule()
+    def acquire(self) -> None:
+        h = self.pool.acquire()
+        assert h.value == []  # reset before reuse
+        assert all(h.value is not other.value for other in self.handles)  # never lent twice
+        h.value.append(1)
+        self.handles.append(h)
+
+    @precondition(lambda self: self.handles)
+    @rule(i=st.integers(min_value=0), by_value=st.booleans())
+    def release(self, i: int, by_value: bool) -> None:
+        h = self.handles.pop(i % len(self.handles))
+        self.pool.release(h.value if by_value else h)
+
+    @rule(fraction=st.sampled_from([0.0, 0.5, 1.0]))
+    def shrink(self, fraction: float) -> None:
+        self.pool.shrink(fraction)
+
+    @invariant()
+    def bounded_and_consistent(self) -> None:
+        s = self.pool.stats()
+        assert s.idle <= 3
+        assert s.in_use == len(self.handles)
+        assert s.misses == self.made
+        assert s.high_water >= s.in_use + s.idle
+
+
+ObjectPoolMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=30, deadline=None
+)
+TestObjectPoolMachine = ObjectPoolMachine.TestCase
