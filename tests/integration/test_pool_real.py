@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,19 @@ def test_pooled_buffers_are_not_shared_across_fork() -> None:
         """
     )
     assert out == {"status": 0, "seen": "parent"}
+
+
+def test_read_chunks_borrows_from_a_buffer_pool(tmp_path: Path) -> None:
+    """read_chunks(pool=BufferPool) reads a real file through one pooled buffer, then returns it."""
+    stream = pytest.importorskip("memwarden.stream")
+    from memwarden.pool import BufferPool
+
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    pool = BufferPool(max_bytes="4 MiB", register=False)
+    for _ in range(3):
+        got = b"".join(bytes(c) for c in stream.read_chunks(path, "256 KiB", pool=pool))
+        assert got == data
+    stats = pool.stats()
+    assert (stats.misses, stats.hits, stats.in_use) == (1, 2, 0)
