@@ -40,7 +40,6 @@ become approximate.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 import threading
@@ -850,6 +849,8 @@ def _wrap(
     cache: MutableMapping[Any, Any],
     key: Callable[..., Hashable],
 ) -> Callable[..., Any]:
+    import inspect  # at decoration time only: it is not cheap to import
+
     get = cache.get
     if inspect.iscoroutinefunction(func):
 
