@@ -152,6 +152,19 @@ class _Outcome:
     error: str | None = None
 
 
+def _register(engine: IncrementalEngine[Any]) -> Any:
+    """Register ``engine.shrink`` with the process-wide governor, weakly; None if unavailable."""
+    try:
+        from memwarden.pressure import PRIORITY_CACHE, register_reliever
+    except ImportError:  # the governor is optional; the engine works alone
+        return None
+    try:
+        return register_reliever(engine.shrink, priority=PRIORITY_CACHE, name=engine.name)
+    except Exception:  # a full registry must not stop the engine from working
+        log.warning("could not register %s with the governor", engine.name, exc_info=True)
+        return None
+
+
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -351,6 +364,9 @@ class IncrementalEngine(Generic[R]):
         depends_on: ``(key, data, result) -> keys`` this input's result depends on; when
             one of them changes, this input is recomputed too.
         jobs: worker processes for :meth:`run` (default: all cores); 1 computes inline.
+        register: register :meth:`shrink` with memwarden's governor (held weakly), so the
+            in-memory results are dropped first under memory pressure.
+        name: a label for logs and the governor.
 
     Raises:
         ConfigurationError: a bad ``max_memory_bytes`` or ``jobs``.
@@ -366,6 +382,8 @@ class IncrementalEngine(Generic[R]):
         codec: Codec = JSON_CODEC,
         depends_on: Callable[[str, bytes, R], Iterable[str]] | None = None,
         jobs: int | None = None,
+        register: bool = True,
+        name: str | None = None,
     ) -> None:
         self._compute = compute
         self._depends_on = depends_on
@@ -392,6 +410,8 @@ class IncrementalEngine(Generic[R]):
         self._lock = threading.RLock()
         self.stats = EngineStats()
         self._store = _Store(Path(cache_dir), self.fingerprint) if cache_dir is not None else None
+        self.name = name or f"IncrementalEngine@{id(self):x}"
+        self._registration: Any = _register(self) if register else None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -539,10 +559,44 @@ class IncrementalEngine(Generic[R]):
             if self._store is not None:
                 self._store.save([], [name])
 
+    def shrink(self, fraction: float = 0.5) -> int:
+        """Drop about ``fraction`` of the in-memory results, least recently used first.
+
+        Called by the governor under memory pressure; persisted results are reloaded from
+        ``cache_dir`` when next needed, others recomputed. Never blocks: while a run holds
+        the engine, it returns 0.
+
+        Returns:
+            The estimated bytes released.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigurationError(
+                f"fraction={fraction!r} (argument): expected a number in [0, 1]",
+                value=fraction,
+                source="argument",
+            )
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            target = self._bytes * (1.0 - fraction)
+            released = 0
+            while self._entries and self._bytes > target:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.cost_bytes
+                released += evicted.cost_bytes
+                self.stats.evictions += 1
+            return released
+        finally:
+            self._lock.release()
+
     def close(self) -> None:
-        """Close the persistent cache (results stay in memory)."""
+        """Close the persistent cache and leave the governor (results stay in memory)."""
         if self._store is not None:
             self._store.close()
+        registration, self._registration = self._registration, None
+        if registration is not None:
+            with contextlib.suppress(Exception):
+                registration.unregister()
 
     def __enter__(self) -> IncrementalEngine[R]:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sqlite3
@@ -387,3 +388,39 @@ EngineAgainstTruth.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_engine_never_serves_stale_results = EngineAgainstTruth.TestCase
+
+
+def test_shrink_drops_least_recently_used_results(tmp_path: Path) -> None:
+    """shrink(0.5) releases about half the in-memory bytes, oldest first; results stay correct."""
+    paths = [write(tmp_path / f"s{i}.txt", "s\n" * 50) for i in range(10)]
+    engine = IncrementalEngine(count_lines, cache_dir=tmp_path / "c", jobs=1, register=False)
+    engine.run(paths)
+    before = engine.memory_bytes
+    released = engine.shrink(0.5)
+    assert 0 < released <= before
+    assert engine.memory_bytes == before - released
+    assert engine.memory_bytes <= before / 2
+    assert len(engine) < 10
+    assert engine.run(paths).computed == []  # evicted results come back from sqlite
+    with pytest.raises(ConfigurationError, match="fraction"):
+        engine.shrink(2.0)
+
+
+def test_engine_registers_with_the_governor_weakly() -> None:
+    """A registered engine is relieved by the governor and its registration ends on close()."""
+    from memwarden import pressure
+
+    pressure._reset_default_for_tests()
+    try:
+        engine = IncrementalEngine(count_lines, jobs=1, name="test-engine")
+        names = [r.name for r in pressure.governor().relievers()]
+        assert "test-engine" in names
+        engine.close()
+        assert "test-engine" not in [r.name for r in pressure.governor().relievers()]
+        dropped = IncrementalEngine(count_lines, jobs=1, name="dropped-engine")
+        (registration,) = [r for r in pressure.governor().relievers() if r.name == "dropped-engine"]
+        del dropped
+        gc.collect()
+        assert not registration.alive  # the governor did not keep the engine alive
+    finally:
+        pressure._reset_default_for_tests()

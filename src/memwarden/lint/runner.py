@@ -259,7 +259,12 @@ def lint_paths(
     base = Path(root).absolute() if root is not None else Path.cwd()
     files = discover(paths, cfg, base)
     engine: IncrementalEngine[list[list[object]]] = IncrementalEngine(
-        _check_file, cache_dir=cache_dir, fingerprint=_fingerprint(), jobs=jobs
+        _check_file,
+        cache_dir=cache_dir,
+        fingerprint=_fingerprint(),
+        jobs=jobs,
+        register=False,  # lives for one call: nothing for the governor to relieve later
+        name="memwarden.lint",
     )
     try:
         report = engine.run(files)
