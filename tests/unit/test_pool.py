@@ -364,6 +364,14 @@ def test_without_zeroing_data_survives_reuse() -> None:
     assert bytes(pool.acquire(4096).view[:4]) == b"keep"
 
 
+def test_with_block_after_explicit_release_is_a_double_release(pool: BufferPool) -> None:
+    """Leaving a with block whose handle was already released raises, like any double release."""
+    handle = pool.acquire(10)
+    with pytest.raises(DisposedError, match="twice"), handle:
+        handle.release()
+    assert pool.stats().released == 1
+
+
 def test_released_view_raises_instead_of_reading(pool: BufferPool) -> None:
     """After release() the handle's view raises instead of exposing the next owner's data."""
     h = pool.acquire(100)
