@@ -165,6 +165,19 @@ def _register(engine: IncrementalEngine[Any]) -> Any:
         return None
 
 
+def _pool_context() -> Any:
+    """``fork`` (fast: no re-import in workers) when this process has one thread, else the default.
+
+    Forking a process with other threads running can deadlock the child on a lock one
+    of them held; then the platform's default start method is used.
+    """
+    import multiprocessing
+
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return None
+
+
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -708,7 +721,9 @@ class IncrementalEngine(Generic[R]):
         n_chunks = min(len(ordered), workers * 8)
         chunks = [ordered[i::n_chunks] for i in range(n_chunks)]
         own = executor is None
-        pool: Executor = executor or ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+        pool: Executor = executor or ProcessPoolExecutor(
+            max_workers=min(workers, len(chunks)), mp_context=_pool_context()
+        )
         try:
             futures = [
                 pool.submit(_evaluate_many, self._compute, self._depends_on, chunk)
