@@ -505,6 +505,36 @@ def test_buffers_are_private_mappings(pool: BufferPool) -> None:
                 pytest.fail("buffer mapping not found in /proc/self/maps")
 
 
+def _thp_advised(view: memoryview) -> bool | None:
+    """Whether the mapping holding ``view`` carries the hugepage advice (None: unknown)."""
+    addr = _address(view)
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    for i, line in enumerate(lines):
+        head = line.split()[0]
+        if "-" in head and all(c in "0123456789abcdef-" for c in head):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            if lo <= addr < hi:
+                for follow in lines[i + 1 :]:
+                    if follow.startswith("VmFlags:"):
+                        return " hg" in follow
+                return None
+    return None
+
+
+def test_large_buffers_ask_for_huge_pages() -> None:
+    """Buffers of 2 MiB and more carry MADV_HUGEPAGE unless huge_pages=False; small ones never."""
+    if getattr(mmap, "MADV_HUGEPAGE", None) is None:
+        pytest.skip("this platform's mmap has no MADV_HUGEPAGE")
+    on = BufferPool(max_bytes="16 MiB", register=False)
+    off = BufferPool(max_bytes="16 MiB", register=False, huge_pages=False)
+    with on.acquire(4 << 20) as big, on.acquire(64 << 10) as small, off.acquire(4 << 20) as plain:
+        if _thp_advised(big) is None:
+            pytest.skip("/proc/self/smaps shows no VmFlags here")
+        assert _thp_advised(big) is True
+        assert _thp_advised(small) is False
+        assert _thp_advised(plain) is False
+
+
 def test_hit_path_handles_are_untracked_by_default(pool: BufferPool) -> None:
     """By default only about 1 handle in 128 carries a weak reference (the sampling)."""
     pool.acquire(4096).release()
