@@ -1,0 +1,346 @@
+"""The plugin's markers and the measurement behind them (tracemalloc and the leak detector).
+
+Each marker is a function whose signature is the marker's (checked at
+collection, so a bad argument is a usage error before any test runs) and whose
+docstring is its ``--markers`` help. A failed check returns a ``MemoryProblem``
+that the report hook shows.
+"""
+
+from __future__ import annotations
+
+import ast
+import gc
+import inspect
+import os
+import sysconfig
+import tracemalloc
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memwarden._units import SizeLike, format_size, parse_size
+from memwarden.exceptions import ConfigurationError
+from memwarden.testing import Stack, StackFrame
+
+__all__ = [
+    "MARKERS",
+    "Measurement",
+    "MemoryProblem",
+    "limit_leaks",
+    "limit_memory",
+    "no_leaks",
+    "validate",
+]
+
+#: Frames per allocation: enough to see past the stdlib to the code that called it.
+NFRAMES = 16
+
+_STDLIB = sysconfig.get_paths()["stdlib"]
+_PLATSTDLIB = sysconfig.get_paths()["platstdlib"]
+
+
+def _package_dir(name: str) -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return "\0"  # matches nothing
+    return str(Path(next(iter(spec.submodule_search_locations))).resolve()) + os.sep
+
+
+# Allocations whose nearest non-stdlib frame is in these belong to the test
+# runner, not to the test (pytest's capture buffers, pluggy's hook results,
+# memwarden's own bookkeeping, xdist's channel threads).
+_RUNNER_DIRS = tuple(
+    _package_dir(n)
+    for n in ("_pytest", "pluggy", "memwarden", "xdist", "execnet", "pytest_memray", "coverage")
+)
+
+
+def _is_stdlib(filename: str) -> bool:
+    return (
+        filename.startswith((_STDLIB, _PLATSTDLIB, "<frozen")) and "site-packages" not in filename
+    ) or filename == "<unknown>"
+
+
+def belongs_to_runner(frames: tracemalloc.Traceback) -> bool:
+    """True when the innermost frame outside the stdlib is the runner's (pytest, memwarden…)."""
+    for frame in reversed(frames):  # tracemalloc orders oldest first
+        name = frame.filename
+        if _is_stdlib(name):
+            continue
+        return name.startswith(_RUNNER_DIRS)
+    return True  # only stdlib frames: interpreter or runner machinery, not test code
+
+
+# ----------------------------------------------------------------------------- markers
+
+
+@dataclass(frozen=True)
+class MemoryProblem:
+    """A failed memory check: the report section's title and its text."""
+
+    title: str
+    text: str
+    kind: str  # "limit_memory" | "limit_leaks" | "no_leaks"
+
+
+def limit_memory(limit: SizeLike, *, current_thread_only: bool = False) -> dict[str, Any]:
+    """limit_memory(limit, current_thread_only=False): fail the test when the peak memory it
+    allocates (Python heap via tracemalloc, numpy buffers included) exceeds ``limit``
+    (``"24 MB"``, ``"1.5 MiB"``, bytes). Same signature as pytest-memray's marker.
+    ``current_thread_only`` is accepted for compatibility: tracemalloc cannot tell threads
+    apart, so every thread's allocations count (a test passing with all threads also
+    passes with one).
+    """
+    return {"limit_bytes": parse_size(limit, source="limit_memory marker")}
+
+
+def limit_leaks(
+    location_limit: SizeLike, *, filter_fn: Callable[[Stack], bool] | None = None
+) -> dict[str, Any]:
+    """limit_leaks(location_limit, filter_fn=None): fail the test when memory it allocated
+    and still alive at its end (after gc) exceeds ``location_limit``. ``filter_fn(stack)``
+    gets each leaking allocation's stack (pytest-memray's ``Stack``: ``frames`` most recent
+    first, each with ``function``, ``filename``, ``lineno``) and returns False to exclude it.
+    Allocations made by pytest and memwarden themselves are not the test's: an empty test or
+    one that only prints passes even at ``"1 B"``.
+    """
+    if filter_fn is not None and not callable(filter_fn):
+        raise ConfigurationError(
+            f"limit_leaks(filter_fn={filter_fn!r}): expected a callable taking a Stack",
+            value=filter_fn,
+        )
+    return {
+        "limit_bytes": parse_size(location_limit, source="limit_leaks marker"),
+        "filter_fn": filter_fn,
+    }
+
+
+def no_leaks(
+    *, rounds: int = 8, calls_per_round: int | None = None, warmup: int = 2
+) -> dict[str, Any]:
+    """no_leaks(rounds=8, calls_per_round=None, warmup=2): rerun the test body with the same
+    fixture values in rounds (memwarden.leaks.check_leaks: gc and interpreter-cache clean-up
+    between rounds, robust trend statistics on the Python heap, C heap and RSS) and fail when
+    it leaks. ``calls_per_round=None`` calibrates to about 60 ms per round. Fixtures are set up
+    once, so a test body that mutates a fixture grows it each call.
+    """
+    if not isinstance(rounds, int) or rounds < 4:
+        raise ConfigurationError(f"no_leaks(rounds={rounds!r}): expected an int >= 4", value=rounds)
+    if calls_per_round is not None and (
+        not isinstance(calls_per_round, int) or calls_per_round < 1
+    ):
+        raise ConfigurationError(
+            f"no_leaks(calls_per_round={calls_per_round!r}): expected an int >= 1 or None",
+            value=calls_per_round,
+        )
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ConfigurationError(f"no_leaks(warmup={warmup!r}): expected an int >= 0", value=warmup)
+    return {"rounds": rounds, "calls_per_round": calls_per_round, "warmup": warmup}
+
+
+MARKERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "limit_memory": limit_memory,
+    "limit_leaks": limit_leaks,
+    "no_leaks": no_leaks,
+}
+
+
+def validate(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Check a marker's arguments against its signature and parse them.
+
+    Raises:
+        ConfigurationError: wrong arguments or an invalid value; the message names both.
+    """
+    fn = MARKERS[name]
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"@pytest.mark.{name}{_call_text(args, kwargs)}: {exc}; "
+            f"expected {name}{inspect.signature(fn)}",
+            value=(args, kwargs),
+        ) from exc
+    try:
+        return fn(*args, **kwargs)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"@pytest.mark.{name}{_call_text(args, kwargs)}: {exc}", value=(args, kwargs)
+        ) from exc
+
+
+def _call_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return "(" + ", ".join(parts) + ")"
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+class Measurement:
+    """Tracemalloc around one test's call phase: its peak, and what it left alive.
+
+    If tracemalloc already runs (``-X tracemalloc``, a fixture), it is reused and
+    left running: the peak is then relative to the traced memory at the start and
+    leaks come from a snapshot difference.
+    """
+
+    def __init__(self, *, want_leaks: bool, limit_bytes: int | None = None) -> None:
+        self.want_leaks = want_leaks
+        self.limit_bytes = limit_bytes
+        self.ours = False
+        self.start_bytes = 0
+        self.peak_bytes = 0
+        self.snapshot: tracemalloc.Snapshot | None = None
+        self._before: tracemalloc.Snapshot | None = None
+
+    def start(self) -> None:
+        if tracemalloc.is_tracing():
+            if self.want_leaks or self.limit_bytes is not None:
+                self._before = tracemalloc.take_snapshot()
+        else:
+            tracemalloc.start(NFRAMES)
+            self.ours = True
+        tracemalloc.reset_peak()
+        self.start_bytes = tracemalloc.get_traced_memory()[0]
+
+    def stop(self) -> None:
+        if not tracemalloc.is_tracing():  # the test stopped it: nothing to report
+            self.ours = False
+            return
+        self.peak_bytes = max(0, tracemalloc.get_traced_memory()[1] - self.start_bytes)
+        over = self.limit_bytes is not None and self.peak_bytes > self.limit_bytes
+        if self.want_leaks or over:
+            # Over the limit: what is still alive is the best tracemalloc can show
+            # of where the peak came from.
+            gc.collect()
+            self.snapshot = tracemalloc.take_snapshot()
+        if self.ours:
+            tracemalloc.stop()
+            self.ours = False
+
+    def top_sites(self, n: int = 5) -> list[tuple[str, int]]:
+        """Largest allocation sites alive at the end (file:line, bytes), test code only."""
+        return [(_where(tb), size) for tb, size, _ in self._leaks(None)[:n]]
+
+    def leaks(
+        self, filter_fn: Callable[[Stack], bool] | None
+    ) -> list[tuple[tracemalloc.Traceback, int, int]]:
+        """The test's live allocations at its end: ``(traceback, bytes, blocks)``."""
+        return self._leaks(filter_fn)
+
+    def _leaks(
+        self, filter_fn: Callable[[Stack], bool] | None
+    ) -> list[tuple[tracemalloc.Traceback, int, int]]:
+        if self.snapshot is None:
+            return []
+        if self._before is not None:
+            stats = [
+                (d.traceback, d.size_diff, d.count_diff)
+                for d in self.snapshot.compare_to(self._before, "traceback")
+                if d.size_diff > 0
+            ]
+        else:
+            stats = [(s.traceback, s.size, s.count) for s in self.snapshot.statistics("traceback")]
+        out = []
+        for tb, size, count in stats:
+            if belongs_to_runner(tb):
+                continue
+            if filter_fn is not None and not filter_fn(to_stack(tb)):
+                continue
+            out.append((tb, size, count))
+        out.sort(key=lambda x: x[1], reverse=True)
+        return out
+
+
+def _where(tb: tracemalloc.Traceback) -> str:
+    """The innermost frame outside the stdlib (the test's line), else the innermost."""
+    for frame in reversed(tb):
+        if not _is_stdlib(frame.filename):
+            return f"{frame.filename}:{frame.lineno}"
+    return f"{tb[-1].filename}:{tb[-1].lineno}" if len(tb) else "?"
+
+
+_FUNC_CACHE: OrderedDict[str, list[tuple[int, int, str]]] = OrderedDict()
+_FUNC_CACHE_SIZE = 256
+
+
+def function_at(filename: str, lineno: int) -> str:
+    """Name of the function enclosing ``filename:lineno`` (tracemalloc records no names)."""
+    spans = _FUNC_CACHE.get(filename)
+    if spans is None:
+        spans = []
+        try:
+            tree = ast.parse(Path(filename).read_text(encoding="utf-8", errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            spans = [(-1, -1, "???")]
+        else:
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    spans.append((node.lineno, node.end_lineno or node.lineno, node.name))
+        _FUNC_CACHE[filename] = spans
+        if len(_FUNC_CACHE) > _FUNC_CACHE_SIZE:
+            _FUNC_CACHE.popitem(last=False)
+    if spans and spans[0][0] == -1:
+        return "???"
+    best = "<module>"
+    best_len = 1 << 30
+    for start, end, name in spans:
+        if start <= lineno <= end and end - start < best_len:
+            best, best_len = name, end - start
+    return best
+
+
+def to_stack(tb: tracemalloc.Traceback) -> Stack:
+    """A pytest-memray style ``Stack`` (most recent frame first) from a tracemalloc traceback."""
+    return Stack(
+        tuple(
+            StackFrame(function_at(f.filename, f.lineno), f.filename, f.lineno)
+            for f in reversed(tb)
+        )
+    )
+
+
+def limit_memory_problem(m: Measurement, limit_bytes: int, source: str) -> MemoryProblem | None:
+    """The failure of a ``limit_memory`` check, or None when the peak is within the limit."""
+    if m.peak_bytes <= limit_bytes:
+        return None
+    lines = [
+        f"Test was limited to {format_size(limit_bytes)} ({source}) but allocated "
+        f"{format_size(m.peak_bytes)} at its peak (Python heap, tracemalloc).",
+    ]
+    sites = m.top_sites()
+    if sites:
+        lines.append("Largest allocation sites still alive at the end of the test:")
+        lines.extend(f"    {where}: {format_size(size)}" for where, size in sites)
+    else:
+        lines.append(
+            "Nothing it allocated is alive at the end: the peak came from temporaries "
+            "(run the test body under `memwarden.budget.memory_budget` to see the sites)."
+        )
+    return MemoryProblem("memory limit exceeded", "\n".join(lines), "limit_memory")
+
+
+def limit_leaks_problem(
+    m: Measurement, limit_bytes: int, filter_fn: Callable[[Stack], bool] | None
+) -> tuple[MemoryProblem | None, int]:
+    """The failure of a ``limit_leaks`` check (or None) and the leaked bytes."""
+    leaks = m.leaks(filter_fn)
+    leaked = sum(size for _, size, _ in leaks)
+    if leaked <= limit_bytes:
+        return None, leaked
+    lines = [
+        f"Test leaked {format_size(leaked)}, more than its limit of {format_size(limit_bytes)}: "
+        "memory allocated during the test and still alive at its end (after gc).",
+        "Leaking allocation sites:",
+    ]
+    for tb, size, count in leaks[:5]:
+        stack = to_stack(tb)
+        lines.append(f"    {_where(tb)}: {format_size(size)} in {count} block(s)")
+        lines.extend(
+            f"        {fr.function} at {fr.filename}:{fr.lineno}" for fr in stack.frames[:6]
+        )
+    return MemoryProblem("memory leaked", "\n".join(lines), "limit_leaks"), leaked
