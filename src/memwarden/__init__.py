@@ -1,8 +1,9 @@
 """memwarden keeps Python programs inside their memory budget.
 
 Measure (``rss``, ``snapshot``, ``track``), monitor (``MemoryMonitor``), limit
-(``memory_budget``, ``effective_limit``), relieve (``governor``), and the
-playbook's patterns (pools, caches, streams, adaptive batches, disposal).
+(``memory_budget``, ``effective_limit``), relieve (``governor``), test
+(``check_leaks`` and the pytest plugin) and the playbook's patterns (pools,
+caches, streams, adaptive batches, disposal).
 
 ``import memwarden`` is cheap: names load from their modules on first use, and no
 third-party package (psutil, click, rich, prometheus_client, …) is imported.
@@ -15,57 +16,145 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# name -> defining module. Keep sorted by name; every entry is in __all__.
+# name -> defining module. Generated from one table; every entry is in __all__
+# (tests/unit/test_import_cost.py checks they load).
 _EXPORTS: dict[str, str] = {
+    "AdaptiveBatchProcessor": "memwarden.batch",
+    "AsyncDisposableStack": "memwarden.dispose",
+    "BufferPool": "memwarden.pool",
     "CommandError": "memwarden.exceptions",
     "ConfigurationError": "memwarden.exceptions",
+    "DisposableBase": "memwarden.dispose",
+    "DisposableStack": "memwarden.dispose",
     "DisposedError": "memwarden.exceptions",
+    "EventEmitter": "memwarden.dispose",
+    "Governor": "memwarden.pressure",
+    "HeapSession": "memwarden.heap",
+    "IncrementalEngine": "memwarden.incremental",
+    "LRUCache": "memwarden.cache",
+    "LeakDetector": "memwarden.leaks",
+    "LeakReport": "memwarden.leaks",
+    "Level": "memwarden.monitor",
     "MemoryBudgetExceededError": "memwarden.exceptions",
     "MemoryConfig": "memwarden.config",
+    "MemoryDelta": "memwarden.snapshot",
     "MemoryLimit": "memwarden.probes",
+    "MemoryMonitor": "memwarden.monitor",
     "MemoryPressureWarning": "memwarden.exceptions",
+    "MemorySnapshot": "memwarden.snapshot",
     "MemwardenError": "memwarden.exceptions",
     "MemwardenWarning": "memwarden.exceptions",
+    "ObjectPool": "memwarden.pool",
+    "OperationStats": "memwarden.monitor",
+    "Pipeline": "memwarden.stream",
     "PoolExhaustedError": "memwarden.exceptions",
+    "PressureDetector": "memwarden.pressure",
+    "PressureLevel": "memwarden.pressure",
     "PressureTimeoutError": "memwarden.exceptions",
+    "ResourceManager": "memwarden.dispose",
     "TraceFormatError": "memwarden.exceptions",
     "UndisposedResourceWarning": "memwarden.exceptions",
+    "WeakCache": "memwarden.cache",
+    "assert_collected": "memwarden.leaks",
+    "async_iter_lines": "memwarden.stream",
+    "async_read_chunks": "memwarden.stream",
     "available_memory": "memwarden.probes",
+    "cached": "memwarden.cache",
+    "cached_method": "memwarden.cache",
     "cgroup_usage": "memwarden.probes",
+    "check_leaks": "memwarden.leaks",
+    "check_leaks_async": "memwarden.leaks",
     "effective_limit": "memwarden.probes",
     "format_size": "memwarden._units",
+    "governor": "memwarden.pressure",
+    "iter_lines": "memwarden.stream",
     "load_config": "memwarden.config",
+    "memory_budget": "memwarden.budget",
     "memory_events": "memwarden.probes",
+    "monitor": "memwarden.monitor",
     "parse_size": "memwarden._units",
+    "peak_rss": "memwarden.probes",
     "pressure_stall": "memwarden.probes",
+    "process_limit": "memwarden.budget",
+    "process_stream": "memwarden.stream",
+    "read_chunks": "memwarden.stream",
+    "register_reliever": "memwarden.pressure",
+    "reset_peak_rss": "memwarden.probes",
     "rss": "memwarden.probes",
+    "set_process_limit": "memwarden.budget",
+    "sizeof": "memwarden.sizing",
+    "snapshot": "memwarden.snapshot",
+    "track": "memwarden.monitor",
 }
 
-# Curated public names: _EXPORTS plus __version__ (a test keeps them in step).
 __all__ = [
+    "AdaptiveBatchProcessor",
+    "AsyncDisposableStack",
+    "BufferPool",
     "CommandError",
     "ConfigurationError",
+    "DisposableBase",
+    "DisposableStack",
     "DisposedError",
+    "EventEmitter",
+    "Governor",
+    "HeapSession",
+    "IncrementalEngine",
+    "LRUCache",
+    "LeakDetector",
+    "LeakReport",
+    "Level",
     "MemoryBudgetExceededError",
     "MemoryConfig",
+    "MemoryDelta",
     "MemoryLimit",
+    "MemoryMonitor",
     "MemoryPressureWarning",
+    "MemorySnapshot",
     "MemwardenError",
     "MemwardenWarning",
+    "ObjectPool",
+    "OperationStats",
+    "Pipeline",
     "PoolExhaustedError",
+    "PressureDetector",
+    "PressureLevel",
     "PressureTimeoutError",
+    "ResourceManager",
     "TraceFormatError",
     "UndisposedResourceWarning",
+    "WeakCache",
     "__version__",
+    "assert_collected",
+    "async_iter_lines",
+    "async_read_chunks",
     "available_memory",
+    "cached",
+    "cached_method",
     "cgroup_usage",
+    "check_leaks",
+    "check_leaks_async",
     "effective_limit",
     "format_size",
+    "governor",
+    "iter_lines",
     "load_config",
+    "memory_budget",
     "memory_events",
+    "monitor",
     "parse_size",
+    "peak_rss",
     "pressure_stall",
+    "process_limit",
+    "process_stream",
+    "read_chunks",
+    "register_reliever",
+    "reset_peak_rss",
     "rss",
+    "set_process_limit",
+    "sizeof",
+    "snapshot",
+    "track",
 ]
 
 
@@ -83,27 +172,201 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from memwarden._units import format_size, parse_size
-    from memwarden.config import MemoryConfig, load_config
+    from memwarden._units import (
+        format_size as format_size,
+    )
+    from memwarden._units import (
+        parse_size as parse_size,
+    )
+    from memwarden.batch import (
+        AdaptiveBatchProcessor as AdaptiveBatchProcessor,
+    )
+    from memwarden.budget import (
+        memory_budget as memory_budget,
+    )
+    from memwarden.budget import (
+        process_limit as process_limit,
+    )
+    from memwarden.budget import (
+        set_process_limit as set_process_limit,
+    )
+    from memwarden.cache import (
+        LRUCache as LRUCache,
+    )
+    from memwarden.cache import (
+        WeakCache as WeakCache,
+    )
+    from memwarden.cache import (
+        cached as cached,
+    )
+    from memwarden.cache import (
+        cached_method as cached_method,
+    )
+    from memwarden.config import (
+        MemoryConfig as MemoryConfig,
+    )
+    from memwarden.config import (
+        load_config as load_config,
+    )
+    from memwarden.dispose import (
+        AsyncDisposableStack as AsyncDisposableStack,
+    )
+    from memwarden.dispose import (
+        DisposableBase as DisposableBase,
+    )
+    from memwarden.dispose import (
+        DisposableStack as DisposableStack,
+    )
+    from memwarden.dispose import (
+        EventEmitter as EventEmitter,
+    )
+    from memwarden.dispose import (
+        ResourceManager as ResourceManager,
+    )
     from memwarden.exceptions import (
-        CommandError,
-        ConfigurationError,
-        DisposedError,
-        MemoryBudgetExceededError,
-        MemoryPressureWarning,
-        MemwardenError,
-        MemwardenWarning,
-        PoolExhaustedError,
-        PressureTimeoutError,
-        TraceFormatError,
-        UndisposedResourceWarning,
+        CommandError as CommandError,
+    )
+    from memwarden.exceptions import (
+        ConfigurationError as ConfigurationError,
+    )
+    from memwarden.exceptions import (
+        DisposedError as DisposedError,
+    )
+    from memwarden.exceptions import (
+        MemoryBudgetExceededError as MemoryBudgetExceededError,
+    )
+    from memwarden.exceptions import (
+        MemoryPressureWarning as MemoryPressureWarning,
+    )
+    from memwarden.exceptions import (
+        MemwardenError as MemwardenError,
+    )
+    from memwarden.exceptions import (
+        MemwardenWarning as MemwardenWarning,
+    )
+    from memwarden.exceptions import (
+        PoolExhaustedError as PoolExhaustedError,
+    )
+    from memwarden.exceptions import (
+        PressureTimeoutError as PressureTimeoutError,
+    )
+    from memwarden.exceptions import (
+        TraceFormatError as TraceFormatError,
+    )
+    from memwarden.exceptions import (
+        UndisposedResourceWarning as UndisposedResourceWarning,
+    )
+    from memwarden.heap import (
+        HeapSession as HeapSession,
+    )
+    from memwarden.incremental import (
+        IncrementalEngine as IncrementalEngine,
+    )
+    from memwarden.leaks import (
+        LeakDetector as LeakDetector,
+    )
+    from memwarden.leaks import (
+        LeakReport as LeakReport,
+    )
+    from memwarden.leaks import (
+        assert_collected as assert_collected,
+    )
+    from memwarden.leaks import (
+        check_leaks as check_leaks,
+    )
+    from memwarden.leaks import (
+        check_leaks_async as check_leaks_async,
+    )
+    from memwarden.monitor import (
+        Level as Level,
+    )
+    from memwarden.monitor import (
+        MemoryMonitor as MemoryMonitor,
+    )
+    from memwarden.monitor import (
+        OperationStats as OperationStats,
+    )
+    from memwarden.monitor import (
+        monitor as monitor,
+    )
+    from memwarden.monitor import (
+        track as track,
+    )
+    from memwarden.pool import (
+        BufferPool as BufferPool,
+    )
+    from memwarden.pool import (
+        ObjectPool as ObjectPool,
+    )
+    from memwarden.pressure import (
+        Governor as Governor,
+    )
+    from memwarden.pressure import (
+        PressureDetector as PressureDetector,
+    )
+    from memwarden.pressure import (
+        PressureLevel as PressureLevel,
+    )
+    from memwarden.pressure import (
+        governor as governor,
+    )
+    from memwarden.pressure import (
+        register_reliever as register_reliever,
     )
     from memwarden.probes import (
-        MemoryLimit,
-        available_memory,
-        cgroup_usage,
-        effective_limit,
-        memory_events,
-        pressure_stall,
-        rss,
+        MemoryLimit as MemoryLimit,
+    )
+    from memwarden.probes import (
+        available_memory as available_memory,
+    )
+    from memwarden.probes import (
+        cgroup_usage as cgroup_usage,
+    )
+    from memwarden.probes import (
+        effective_limit as effective_limit,
+    )
+    from memwarden.probes import (
+        memory_events as memory_events,
+    )
+    from memwarden.probes import (
+        peak_rss as peak_rss,
+    )
+    from memwarden.probes import (
+        pressure_stall as pressure_stall,
+    )
+    from memwarden.probes import (
+        reset_peak_rss as reset_peak_rss,
+    )
+    from memwarden.probes import (
+        rss as rss,
+    )
+    from memwarden.sizing import (
+        sizeof as sizeof,
+    )
+    from memwarden.snapshot import (
+        MemoryDelta as MemoryDelta,
+    )
+    from memwarden.snapshot import (
+        MemorySnapshot as MemorySnapshot,
+    )
+    from memwarden.snapshot import (
+        snapshot as snapshot,
+    )
+    from memwarden.stream import (
+        Pipeline as Pipeline,
+    )
+    from memwarden.stream import (
+        async_iter_lines as async_iter_lines,
+    )
+    from memwarden.stream import (
+        async_read_chunks as async_read_chunks,
+    )
+    from memwarden.stream import (
+        iter_lines as iter_lines,
+    )
+    from memwarden.stream import (
+        process_stream as process_stream,
+    )
+    from memwarden.stream import (
+        read_chunks as read_chunks,
     )

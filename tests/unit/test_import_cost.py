@@ -39,3 +39,16 @@ def test_every_export_resolves() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_functions_named_like_their_modules_stay_callable() -> None:
+    """memwarden.snapshot() works whether or not the submodule was imported first."""
+    code = (
+        "import memwarden.snapshot, memwarden\n"
+        "assert memwarden.snapshot().rss_bytes > 0\n"
+        "assert memwarden.snapshot.MemorySnapshot is not None\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
