@@ -114,3 +114,26 @@ class Registry:
         def put(self, k, v):
             Registry.Inner.cache[k] = v
             self.cache[k] = v
+
+
+_opcodes = {}
+
+
+def def_op(name, op):
+    _opcodes[name] = op  # only called below, at import time: bounded by the code
+
+
+def_op("LOAD", 1)
+def_op("STORE", 2)
+
+_rules = []
+
+
+def rule(func):
+    _rules.append(func)
+    return func
+
+
+@rule
+def first_rule():
+    return 1

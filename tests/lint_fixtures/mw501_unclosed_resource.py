@@ -81,3 +81,29 @@ def shadowed():
         return x
 
     return open("not a file")
+
+
+_log_file = None
+
+
+def open_log(path):
+    global _log_file
+    _log_file = open(path, "a")  # the module owns it now
+
+
+def foreign(proc, path):
+    proc.stdin = open(path)  # stored on another object: it owns it
+
+
+class Aliased:
+    def __init__(self, path):
+        self.file = file = open(path)
+        self.first = file.readline()
+
+    def close(self):
+        file, self.file = self.file, None
+        file.close()
+
+
+def exec_file(path):
+    exec(open(path).read())  # expect: MW501, MW201

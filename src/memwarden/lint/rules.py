@@ -459,20 +459,27 @@ class UnboundedCache(Rule):
         for stmt in _flat_body(module.tree.body):
             for name, target in _container_targets(module, stmt):
                 uses = self._module_uses(module, name, target)
-                yield from self._verdict(f"module-level `{name}`", target, uses)
+                yield from self._verdict(module, f"module-level `{name}`", target, uses)
         # Class level.
         for cls in module.of(ast.ClassDef):
             assert isinstance(cls, ast.ClassDef)
             for stmt in _flat_body(cls.body):
                 for name, target in _container_targets(module, stmt):
                     uses = self._class_uses(module, cls, name)
-                    yield from self._verdict(f"class attribute `{cls.name}.{name}`", target, uses)
+                    yield from self._verdict(
+                        module, f"class attribute `{cls.name}.{name}`", target, uses
+                    )
 
     @staticmethod
-    def _verdict(what: str, target: ast.AST, uses: _Uses) -> Iterator[RawFinding]:
-        # Filled only by registration functions (register_x, add_alias, set_x …): a registry
-        # that grows with the code's calls at set-up, not with traffic.
-        if all(_REGISTRATION.match(name) for name in uses.adders):
+    def _verdict(
+        module: ModuleIndex, what: str, target: ast.AST, uses: _Uses
+    ) -> Iterator[RawFinding]:
+        # Filled only by registration functions (register_x, add_alias, set_x …) or by
+        # functions the module itself only calls at import time (opcode's def_op, a
+        # decorator applied to module-level defs): it grows with the code, not with traffic.
+        if all(
+            _REGISTRATION.match(name) or _import_time_only(module, name) for name in uses.adders
+        ):
             return
         if uses.adders and not uses.removed and not uses.escaped:
             adders = ", ".join(f"`{a}()`" for a in dict.fromkeys(uses.adders))
@@ -584,6 +591,37 @@ class UnboundedCache(Rule):
             return
         if isinstance(parent, (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Starred)):
             uses.escaped = True
+
+
+def _runs_at_import(module: ModuleIndex, node: ast.AST) -> bool:
+    """``node`` is evaluated when the module is imported (not inside a function body)."""
+    child, parent = node, module.parent(node)
+    while parent is not None:
+        if isinstance(parent, (*_FUNCS, ast.Lambda)):
+            body = parent.body if isinstance(parent.body, list) else [parent.body]
+            if any(child is stmt for stmt in body):
+                return False  # decorators, defaults and annotations run at definition time
+        child, parent = parent, module.parent(parent)
+    return True
+
+
+def _import_time_only(module: ModuleIndex, function: str) -> bool:
+    """Every use of ``function`` in the module is a call (or decorator, or ``del``) at import."""
+    if function not in module.function_names:
+        return False
+    refs = module.names_in(module.tree, function)
+    if not refs:
+        return False
+    for ref in refs:
+        if isinstance(ref.ctx, ast.Del):
+            continue
+        parent = module.parent(ref)
+        used = (isinstance(parent, ast.Call) and parent.func is ref) or (
+            isinstance(parent, (*_FUNCS, ast.ClassDef)) and ref in parent.decorator_list
+        )
+        if not used or not _runs_at_import(module, ref):
+            return False
+    return True
 
 
 _REGISTRATION = re.compile(r"^_*(register|add|set|define|install|declare|bind)(_|$|[A-Z])")
@@ -982,12 +1020,8 @@ class UnclosedResource(Rule):
             return True
         if isinstance(parent, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
             targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    return not self._name_managed(module, call, target.id)
-                if isinstance(target, ast.Attribute):
-                    return not self._attribute_managed(module, target.attr)
-            return False
+            # `self.f = f = open(...)`: it leaks only if no binding of it is ever managed.
+            return not any(self._target_managed(module, call, target) for target in targets)
         # with-item, argument, return, yield, container, comprehension …: someone else owns it.
         return False
 
@@ -1025,6 +1059,19 @@ class UnclosedResource(Rule):
                 return True
         return False
 
+    def _target_managed(self, module: ModuleIndex, call: ast.Call, target: ast.AST) -> bool:
+        if isinstance(target, ast.Name):
+            func = module.function_of(call)
+            if func is not None and target.id not in module.local_names(func):
+                return True  # `global f; f = open(...)`: the module owns it now
+            return self._name_managed(module, call, target.id)
+        if isinstance(target, ast.Attribute):
+            owner = target.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                return True  # stored on another object (`proc.stdin = open(...)`): it owns it
+            return self._attribute_managed(module, target.attr)
+        return True  # subscript, tuple unpacking …: stored in a structure
+
     @staticmethod
     def _attribute_managed(module: ModuleIndex, attr: str) -> bool:
         for node in module.of(ast.Attribute):
@@ -1034,8 +1081,12 @@ class UnclosedResource(Rule):
             parent = module.parent(node)
             if isinstance(parent, ast.Attribute) and parent.attr in _CLOSERS:
                 return True
-            if isinstance(parent, (ast.withitem, ast.Return, ast.keyword)):
+            if isinstance(parent, (ast.withitem, ast.Return, ast.keyword, ast.NamedExpr)):
                 return True
+            if isinstance(parent, (ast.Tuple, ast.List)):
+                parent = module.parent(parent)  # `f, self.f = self.f, None`
+            if isinstance(parent, ast.Assign) and parent.value is not None:
+                return True  # `f = self.f; self.f = None; f.close()`
             if isinstance(parent, ast.Call) and node is not parent.func:
                 return True
         return False
