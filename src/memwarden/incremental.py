@@ -58,6 +58,7 @@ _MAX_FINGERPRINTS = 8
 # Below this many inputs to (re)check, a process pool costs more than it saves.
 _MIN_PARALLEL = 24
 _BUSY_TIMEOUT_S = 30.0
+_MAX_PRUNE = 10_000  # orphaned rows deleted per run (bounds one transaction)
 _ENTRY_OVERHEAD_BYTES = 200
 
 
@@ -238,6 +239,7 @@ class _Store:
             with contextlib.suppress(OSError):
                 ignore.write_text("# written by memwarden: the cache is never committed\n*\n")
         self._conn = self._open()
+        self.orphans: list[str] = []  # keys of rows whose files are gone (found by a bulk load)
 
     def _open(self) -> sqlite3.Connection | None:
         for attempt in range(2):
@@ -289,6 +291,13 @@ class _Store:
                     " FROM results WHERE fingerprint = ?",
                     (self.fingerprint,),
                 ).fetchall()
+                # Rows of files that no longer exist are pruned on the way, so the cache stays
+                # bounded by the files on disk, not by every file ever seen.
+                self.orphans = [
+                    row[0]
+                    for row in rows
+                    if row[0] not in wanted and not os.path.exists(row[0])  # noqa: PTH110
+                ][:_MAX_PRUNE]
                 yield from (row for row in rows if row[0] in wanted)
                 return
             for key in keys:  # primary-key lookups: cheap for the few inputs of a small run
@@ -555,7 +564,8 @@ class IncrementalEngine(Generic[R]):
             for name in gone:
                 self._forget(name)
             if self._store is not None:
-                self._store.save(rows, gone)
+                self._store.save(rows, [*gone, *self._store.orphans])
+                self._store.orphans = []
             return report
 
     def invalidate(self, key: str | os.PathLike[str] | None = None) -> None:

@@ -424,3 +424,22 @@ def test_engine_registers_with_the_governor_weakly() -> None:
         assert not registration.alive  # the governor did not keep the engine alive
     finally:
         pressure._reset_default_for_tests()
+
+
+def test_rows_of_deleted_files_are_pruned(tmp_path: Path) -> None:
+    """A large run deletes cached rows of files that no longer exist, keeping the cache bounded."""
+    data = tmp_path / "d"
+    data.mkdir()
+    paths = [write(data / f"r{i:03}.txt", "r\n") for i in range(520)]
+    cache = tmp_path / "c"
+    with IncrementalEngine(count_lines, cache_dir=cache, jobs=1) as engine:
+        engine.run(paths)
+    for path in paths[:30]:
+        Path(path).unlink()
+    survivors = paths[30:] + [write(data / f"n{i}.txt", "n\n") for i in range(20)]
+    with IncrementalEngine(count_lines, cache_dir=cache, jobs=1) as engine:
+        engine.run(survivors)  # > 500 inputs: the bulk load finds the orphans
+    with sqlite3.connect(cache / DB_NAME) as conn:
+        keys = {key for (key,) in conn.execute("SELECT key FROM results")}
+    conn.close()
+    assert keys == set(survivors)
