@@ -514,7 +514,12 @@ def _site_growth(
         entry[1] += st.count_diff
         if st.size_diff > entry[3]:
             entry[2], entry[3] = st.traceback, st.size_diff
-    ranked = sorted(by_site.items(), key=lambda kv: kv[1][0], reverse=True)[:limit]
+    # a site must add at least a byte per call: one-off allocations are not the leak
+    ranked = sorted(
+        (kv for kv in by_site.items() if kv[1][0] >= calls),
+        key=lambda kv: kv[1][0],
+        reverse=True,
+    )[:limit]
     out = []
     for where, (size, count, tb, _) in ranked:
         frames = tuple(f"{f.filename}:{f.lineno}" for f in list(tb)[-8:])
