@@ -50,12 +50,15 @@ _MIN_PEAK_BYTES = 1 << 20
 _NFRAMES = 8
 
 
+_OWN_PREFIX = str(Path(__file__).resolve().parent.parent).rstrip("/") + "/"  # memwarden's package
+
+
 def _library_prefixes() -> tuple[str, ...]:
     import sysconfig
 
     paths = sysconfig.get_paths()
     found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    found.add(str(Path(__file__).resolve().parent.parent))  # memwarden itself
+    found.add(_OWN_PREFIX)
     return tuple(sorted(p.rstrip("/") + "/" for p in found))
 
 
@@ -65,7 +68,9 @@ def _top_sites(snapshot: tracemalloc.Snapshot, top: int) -> tuple[Site, ...]:
     ``np.ones(...)`` allocates inside numpy; the line a user can change is the
     caller's, so each traceback is charged to its innermost frame outside the
     standard library, site-packages and memwarden (the innermost frame when all
-    of them are library code).
+    of them are library code). Allocations made only by library code on
+    memwarden's behalf (the monitor's history, this bootstrap) are memwarden's
+    own overhead and are left out.
     """
     library = _library_prefixes()
     skip = {tracemalloc.__file__, __file__, linecache.__file__, runpy.__file__}
@@ -74,12 +79,15 @@ def _top_sites(snapshot: tracemalloc.Snapshot, top: int) -> tuple[Site, ...]:
         frames = list(stat.traceback)  # oldest first
         if not frames:
             continue
-        chosen = frames[-1]
+        chosen = None
         for frame in reversed(frames):
-            name = frame.filename
-            if not name.startswith((*library, "<")):
+            if not frame.filename.startswith((*library, "<")):
                 chosen = frame
                 break
+        if chosen is None:
+            if any(f.filename.startswith(_OWN_PREFIX) for f in frames):
+                continue
+            chosen = frames[-1]
         if chosen.filename in skip or chosen.filename.startswith("<frozen importlib"):
             continue
         acc = totals.setdefault((chosen.filename, chosen.lineno), [0, 0])
@@ -173,7 +181,7 @@ class _Session:
         )
 
     def _watch(self) -> None:
-        min_gap_s = 0.2
+        min_gap_s = 1.0
         last_at = 0.0
         while not self._stop.wait(self.every_s):
             if not tracemalloc.is_tracing():
@@ -192,8 +200,9 @@ class _Session:
                 except Exception as exc:  # the heap watcher must never kill the program
                     log.debug("peak snapshot failed: %s", exc)
                     return
-                # Snapshots cost O(live blocks); keep them to about a third of the run.
-                min_gap_s = max(0.2, 2 * (time.perf_counter() - started))
+                # A snapshot costs O(live blocks) of Python work competing for the GIL;
+                # spacing them by 10x their cost keeps them near a tenth of the run.
+                min_gap_s = max(1.0, 10 * (time.perf_counter() - started))
                 last_at = time.monotonic()
 
     def finish(self) -> None:

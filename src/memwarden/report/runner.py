@@ -492,7 +492,7 @@ def run_program(
                         f"(SIGKILL in {grace_s:g} s if still running)"
                     )
                     writer.event(now - t0_mono, "limit", message)
-                    log.warning("%s", message)
+                    log.info("%s", message)  # the CLI shows it through on_limit
                     if on_limit is not None:
                         on_limit(message)
                     reason = "limit"
