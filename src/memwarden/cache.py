@@ -336,20 +336,28 @@ class LRUCache(MutableMapping[K, V]):
                     old = od[key]
                     od[key] = value
                     od.move_to_end(key)
-                else:
+                elif len(od) < maxsize:
                     od[key] = value
-                    if len(od) > maxsize:
-                        dropped = od.popitem(last=False)
-                        self._evictions += 1
-                        if len(od) > maxsize:  # maxsize was lowered meanwhile
-                            dropped = [dropped]
-                            while len(od) > maxsize:
-                                dropped.append(od.popitem(last=False))
-                                self._evictions += 1
+                elif maxsize > 0 and len(od) == maxsize:  # the steady state of a full cache
+                    # Make room first, so that even lock-free readers never see more
+                    # than maxsize entries. popitem(False) pops the oldest (positional
+                    # is cheaper than last=False).
+                    dropped = od.popitem(False)
+                    od[key] = value
+                    self._evictions += 1
+                else:  # maxsize was lowered meanwhile, or is 0
+                    dropped = []
+                    while od and len(od) >= maxsize:
+                        dropped.append(od.popitem(False))
+                    if maxsize > 0:
+                        od[key] = value
+                    else:  # a disabled cache: the new entry is dropped at once
+                        dropped.append((key, value))
+                    self._evictions += len(dropped)
             finally:
                 lock.release()
-            if dropped is not None and self._on_evict is not None:
-                _notify(self._on_evict, dropped if isinstance(dropped, list) else [dropped])
+            if dropped and self._on_evict is not None:
+                _notify(self._on_evict, dropped if type(dropped) is list else [dropped])
             return
         size = self._measure(value) if self._sizer is not None else 1
         evicted: list[tuple[K, V]] = []
@@ -384,10 +392,25 @@ class LRUCache(MutableMapping[K, V]):
         if expires is not None:
             self._expire_locked(self._clock(), evicted)
         old = od.get(key, _MISSING)
+        sizes = self._sizes
+        maxsize, max_bytes = self.maxsize, self.max_bytes
+        n = len(evicted)
+        if old is _MISSING:
+            # Make room first, so that lock-free readers never see the cache over its
+            # count bound. (Updates change no count; their byte total is settled below,
+            # before the lock is released.)
+            while od and (
+                (maxsize is not None and len(od) >= maxsize)
+                or (max_bytes is not None and self._bytes + size > max_bytes)
+            ):
+                evicted.append(self._pop_lru_locked())
+            if maxsize == 0:  # a disabled cache: the new entry is dropped at once
+                evicted.append((key, value))
+                self._evictions += len(evicted) - n
+                return old
         od[key] = value
         if old is not _MISSING:
             od.move_to_end(key)
-        sizes = self._sizes
         if sizes is not None:
             self._bytes += size - sizes.get(key, 0)
             sizes[key] = size
@@ -395,8 +418,6 @@ class LRUCache(MutableMapping[K, V]):
             expires.pop(key, None)  # re-insert: keeps the dict in write order
             assert self.ttl is not None
             expires[key] = self._clock() + self.ttl
-        maxsize, max_bytes = self.maxsize, self.max_bytes
-        n = len(evicted)
         while (maxsize is not None and len(od) > maxsize) or (
             max_bytes is not None and self._bytes > max_bytes
         ):
@@ -405,7 +426,7 @@ class LRUCache(MutableMapping[K, V]):
         return old
 
     def _pop_lru_locked(self) -> tuple[K, V]:
-        key, value = self._od.popitem(last=False)
+        key, value = self._od.popitem(False)
         if self._sizes is not None:
             self._bytes -= self._sizes.pop(key)
         if self._expires is not None:
@@ -705,7 +726,7 @@ class WeakCache(MutableMapping[K, V]):
         strong[key] = value
         strong.move_to_end(key)
         while len(strong) > self.strong_size:
-            released.append(strong.popitem(last=False)[1])
+            released.append(strong.popitem(False)[1])
             self._evictions += 1
 
     def __getitem__(self, key: K) -> V:
@@ -759,7 +780,7 @@ class WeakCache(MutableMapping[K, V]):
         """Remove and return a live ``(key, value)``, oldest strongly held first."""
         with self._lock:
             while self._strong:
-                key, value = self._strong.popitem(last=False)
+                key, value = self._strong.popitem(False)
                 if self._weak.pop(key, None) is not None:
                     return key, value
             key, value = self._weak.popitem()
@@ -807,7 +828,7 @@ class WeakCache(MutableMapping[K, V]):
         fraction = _check_fraction(fraction)
         with self._lock:
             n = math.ceil(len(self._strong) * fraction)
-            dropped = [self._strong.popitem(last=False) for _ in range(n)]
+            dropped = [self._strong.popitem(False) for _ in range(n)]
             self._evictions += n
         measured = [(weakref.ref(value), sizeof(value)) for _, value in dropped]
         del dropped
