@@ -151,3 +151,16 @@ def test_agrees_with_pympler_within_a_margin() -> None:
     data = {f"key{i}": [i * 1000, f"value{i}", (i, float(i))] for i in range(2000)}
     ours, theirs = sizeof(data), asizeof(data)
     assert 0.85 * theirs <= ours <= 1.15 * theirs
+
+
+def test_importing_sizing_and_cache_imports_no_numpy() -> None:
+    """sizeof recognises numpy arrays by type name, so importing it never imports numpy."""
+    import subprocess
+
+    code = (
+        "import sys, memwarden.sizing, memwarden.cache;"
+        "memwarden.sizing.sizeof([1, {'a': b'x'}]);"
+        "print(sorted(m for m in ('numpy', 'psutil', 'pympler') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
