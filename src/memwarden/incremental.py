@@ -232,14 +232,19 @@ class _Store:
     def __init__(self, directory: Path, fingerprint: str) -> None:
         self.path = directory / DB_NAME
         self.fingerprint = fingerprint
-        directory.mkdir(parents=True, exist_ok=True)
+        self.orphans: list[str] = []  # keys of rows whose files are gone (found by a bulk load)
+        self._conn: sqlite3.Connection | None = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # A read-only checkout or a bad --cache-dir costs speed, never the run.
+            log.warning("cache directory %s unusable, not persisting: %s", directory, exc)
+            return
         ignore = directory / ".gitignore"
         if not ignore.exists():
-            # A read-only checkout still runs, just without the marker.
             with contextlib.suppress(OSError):
                 ignore.write_text("# written by memwarden: the cache is never committed\n*\n")
         self._conn = self._open()
-        self.orphans: list[str] = []  # keys of rows whose files are gone (found by a bulk load)
 
     def _open(self) -> sqlite3.Connection | None:
         for attempt in range(2):

@@ -443,3 +443,13 @@ def test_rows_of_deleted_files_are_pruned(tmp_path: Path) -> None:
         keys = {key for (key,) in conn.execute("SELECT key FROM results")}
     conn.close()
     assert keys == set(survivors)
+
+
+def test_unusable_cache_directory_degrades_to_memory(tmp_path: Path, files: list[str]) -> None:
+    """A cache_dir that is a file (or unwritable) logs a warning and the engine still computes."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    engine = IncrementalEngine(count_lines, cache_dir=not_a_dir / "cache", jobs=1)
+    report = engine.run(files)
+    assert len(report.results) == 5
+    assert engine.run(files).computed == []  # the in-memory state still works
