@@ -411,3 +411,48 @@ def test_real_process_rss_mode_sees_results_held() -> None:
     assert sum(len(b) for b in proc.run(range(100))) == 100 * keep
     assert proc.stats.item_bytes is not None
     assert 0.3 * MiB <= proc.stats.item_bytes <= 1.5 * MiB
+
+
+def test_with_the_real_governor_pressure_cuts_waits_and_relief_ends_it() -> None:
+    """With memwarden's own Governor: usage at 95% cuts the batch, relief runs, work resumes."""
+    from memwarden.config import MemoryConfig
+    from memwarden.pressure import Governor
+
+    budget = 1000 * MiB
+    usage = {"bytes": 100 * MiB}
+    relieved: list[int] = []
+
+    def reliever() -> int:
+        relieved.append(usage["bytes"])
+        usage["bytes"] = 100 * MiB  # a cache gave its memory back
+        return 0
+
+    gov = Governor(
+        MemoryConfig(max_memory_bytes=budget),
+        probe=lambda: usage["bytes"],
+        builtin_relievers=False,
+    )
+    gov.register_reliever(reliever, priority=10, name="test cache")
+    sizes: list[int] = []
+
+    def process(batch: list[int]) -> list[int]:
+        sizes.append(len(batch))
+        if len(sizes) == 3:
+            usage["bytes"] = 950 * MiB  # something else filled memory
+        return batch
+
+    proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
+        process,
+        max_memory=budget,
+        governor=gov,
+        initial_batch=16,
+        probe=lambda: 0,  # item costs are not what this test is about
+        pressure_timeout_s=5,
+    )
+    assert list(proc.run(range(400))) == list(range(400))
+    assert proc.stats.cuts == 1
+    assert proc.stats.waits == 1
+    assert relieved == [950 * MiB]
+    assert sizes[:3] == [16, 32, 64]
+    assert sizes[3] == int(128 * DEFAULT_CUT_FACTOR)  # the doubled size, cut
+    gov.close()
