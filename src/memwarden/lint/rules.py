@@ -31,6 +31,7 @@ __all__ = [
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
+_TRY: tuple[type[ast.stmt], ...] = (ast.Try, *([ast.TryStar] if hasattr(ast, "TryStar") else []))
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 # Nodes without child nodes, and the most common ones: skipping their fields saves a third
 # of the indexing time.
@@ -197,10 +198,11 @@ def _flat_body(body: Iterable[ast.stmt]) -> Iterator[ast.stmt]:
         if isinstance(stmt, ast.If):
             yield from _flat_body(stmt.body)
             yield from _flat_body(stmt.orelse)
-        elif isinstance(stmt, ast.Try):
-            for block in (stmt.body, stmt.orelse, stmt.finalbody):
+        elif isinstance(stmt, _TRY):
+            try_stmt: Any = stmt  # ast.Try or, from Python 3.11, ast.TryStar: same fields
+            for block in (try_stmt.body, try_stmt.orelse, try_stmt.finalbody):
                 yield from _flat_body(block)
-            for handler in stmt.handlers:
+            for handler in try_stmt.handlers:
                 yield from _flat_body(handler.body)
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
             yield from _flat_body(stmt.body)

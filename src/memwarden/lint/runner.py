@@ -110,7 +110,11 @@ def _check(data: bytes, path: str) -> list[Finding]:
     except (ValueError, RecursionError, MemoryError) as exc:
         return [Finding(path, 1, 1, "MW000", f"cannot parse: {exc}", "error")]
     lines = data.splitlines()
-    index = ModuleIndex(tree)
+    try:
+        index = ModuleIndex(tree)
+    except Exception as exc:  # the index is our code too: a bug in it is reported, not raised
+        log.warning("indexing %s failed", path, exc_info=True)
+        return [Finding(path, 1, 1, "MW000", f"internal error while indexing ({exc!r})", "error")]
     raw: list[tuple[str, str, RawFinding]] = []
     for code, rule_class in RULES.items():
         rule = rule_class()
