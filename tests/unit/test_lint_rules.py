@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memwarden.exceptions import ConfigurationError
 from memwarden.lint.config import LintConfig, load_lint_config
@@ -200,3 +202,28 @@ def test_docs_cover_every_rule_and_the_hook_is_declared() -> None:
     hooks = (repo / ".pre-commit-hooks.yaml").read_text()
     assert "- id: memwarden-lint" in hooks
     assert "entry: memwarden lint" in hooks
+
+
+_SNIPPETS = [
+    "import functools as ft\n",
+    "class A:\n    @ft.lru_cache\n    def m(self): pass\n",
+    "_c = {}\ndef f(k):\n    _c[k] = 1\n",
+    "def g(p):\n    return open(p).read()\n",
+    "import json\nx = json.loads(json.dumps(1))\n",
+    "for i in range(3):\n    bus.on('x', lambda e: e)\n",
+    "import logging\ndef h(n):\n    logging.getLogger(n)\n",
+    "x = (\n",
+    "\x00",
+    "# memwarden: ignore[\n",
+    "def f(:\n",
+    "    \n",
+]
+
+
+@given(st.lists(st.sampled_from(_SNIPPETS), max_size=8), st.binary(max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_check_source_never_raises(parts: list[str], noise: bytes) -> None:
+    """Any mix of valid, broken and binary source gives findings (maybe MW000), never an error."""
+    findings = check_source("".join(parts).encode() + noise, "fuzz.py")
+    assert all(f.code in RULES for f in findings)
+    assert all(f.line >= 1 and f.column >= 1 for f in findings)
