@@ -792,6 +792,10 @@ def _finish(
     growth.sort(key=lambda g: g.count_growth, reverse=True)
     sites = _site_growth(snap0, tracemalloc.take_snapshot(), total_calls) if leaked else []
     chain: list[str] = []
+    if _Session.active_ours:
+        # The figures are taken: stop tracing now (the session would at exit), so the
+        # referrer search's own allocations are not traced, which makes it ~3x faster.
+        tracemalloc.stop()
     if leaked and growth:
         # A program's own class says more than the list or dict that holds it.
         pick = next((g for g in growth if "." in g.type_name), growth[0])
