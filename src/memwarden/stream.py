@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Generic, TypeGuard, TypeVar, Union
 
 from memwarden._units import SizeLike, parse_size
-from memwarden.exceptions import ConfigurationError, MemwardenError
+from memwarden.exceptions import ConfigurationError, MemwardenError, PressureTimeoutError
 from memwarden.typing import BufferHandle, SupportsAcquire
 
 __all__ = [
@@ -668,6 +668,7 @@ def process_stream(
 
 
 _END = object()
+_PRESSURE_HIGH = 2  # PressureLevel.HIGH, without importing the policy layer here
 
 
 @dataclass
@@ -690,6 +691,9 @@ class PipelineStats:
     """Time the producer waited for room in the first queue (backpressure)."""
     max_in_flight: int = 0
     """The most items seen queued between stages at once; bounded by the queue sizes."""
+    pressure_waits: int = 0
+    """Times the producer paused for memory pressure (with a ``governor``)."""
+    pressure_wait_s: float = 0.0
     stages: list[StageStats] = field(default_factory=list)
 
 
@@ -710,6 +714,11 @@ class Pipeline(Generic[T]):
     thread. Order is preserved. An exception in a stage stops the pipeline and is
     re-raised from :meth:`run`; leaving the iteration early stops every thread.
 
+    With a ``governor`` (e.g. ``memwarden.pressure.governor()``, or anything with
+    ``level()`` and ``wait_for_relief(timeout)``), the producer also pauses before each
+    item while memory pressure is HIGH or worse, for at most ``pressure_timeout_s``
+    per pause: memory pressure, not only a slow stage, holds the input back.
+
     Example::
 
         pipe = Pipeline(maxsize=4).add(parse).add(enrich, name="enrich")
@@ -717,7 +726,14 @@ class Pipeline(Generic[T]):
             store(record)
     """
 
-    def __init__(self, stages: Iterable[Callable[[Any], Any]] = (), *, maxsize: int = 8) -> None:
+    def __init__(
+        self,
+        stages: Iterable[Callable[[Any], Any]] = (),
+        *,
+        maxsize: int = 8,
+        governor: Any = None,
+        pressure_timeout_s: float = 60.0,
+    ) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
             raise ConfigurationError(
                 f"maxsize={maxsize!r}: expected a positive int (a queue without a bound "
@@ -725,7 +741,15 @@ class Pipeline(Generic[T]):
                 value=maxsize,
                 source="maxsize",
             )
+        if governor is not None and not callable(getattr(governor, "level", None)):
+            raise ConfigurationError(
+                f"governor={governor!r}: expected an object with level() and wait_for_relief()",
+                value=governor,
+                source="governor",
+            )
         self.maxsize = maxsize
+        self.governor = governor
+        self.pressure_timeout_s = pressure_timeout_s
         self._stages: list[tuple[str, Callable[[Any], Any]]] = []
         for fn in stages:
             self.add(fn)
@@ -777,11 +801,31 @@ class Pipeline(Generic[T]):
             depth = sum(q.qsize() for q in queues)
             stats.max_in_flight = max(stats.max_in_flight, depth)
 
+        def relief() -> None:
+            """Under HIGH pressure or worse, pause the producer until relief (bounded)."""
+            gov = self.governor
+            try:
+                if int(gov.level()) < _PRESSURE_HIGH:
+                    return
+                t0 = time.perf_counter()
+                gov.wait_for_relief(self.pressure_timeout_s)
+            except PressureTimeoutError as exc:
+                log.warning("pipeline producer: %s; continuing", exc)
+                stats.pressure_waits += 1
+                return
+            except Exception:
+                log.warning("pipeline producer: governor failed; not pausing", exc_info=True)
+                return
+            stats.pressure_waits += 1
+            stats.pressure_wait_s += time.perf_counter() - t0
+
         def produce() -> None:
             try:
                 for item in items:
                     if stop.is_set():
                         return
+                    if self.governor is not None:
+                        relief()
                     blocked = put(queues[0], item)
                     if blocked > 1e-4:
                         stats.producer_blocked_s += blocked

@@ -456,3 +456,23 @@ def test_with_the_real_governor_pressure_cuts_waits_and_relief_ends_it() -> None
     assert sizes[:3] == [16, 32, 64]
     assert sizes[3] == int(128 * DEFAULT_CUT_FACTOR)  # the doubled size, cut
     gov.close()
+
+
+def test_progress_bar_counts_items(capsys: pytest.CaptureFixture[str]) -> None:
+    """progress=True draws a rich bar and still yields every result."""
+    proc, _ = _proc(FakeMemory(), progress=True)
+    assert len(list(proc.run(list(range(120))))) == 120
+    captured = capsys.readouterr()
+    assert "batches" in captured.out + captured.err
+
+
+def test_heap_mode_stops_the_tracing_it_started() -> None:
+    """measure='heap' starts tracemalloc only if needed and stops it afterwards."""
+    import tracemalloc
+
+    assert not tracemalloc.is_tracing()
+    proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
+        lambda b: b, max_memory="1 GiB", governor=False, measure="heap"
+    )
+    assert list(proc.run(range(50))) == list(range(50))
+    assert not tracemalloc.is_tracing()

@@ -522,3 +522,30 @@ def test_pipeline_requires_bounded_queues(bad: object) -> None:
     """maxsize must be a positive int: an unbounded queue would defeat backpressure."""
     with pytest.raises(ConfigurationError, match="maxsize"):
         Pipeline(maxsize=bad)  # type: ignore[arg-type]
+
+
+def test_pipeline_producer_pauses_under_memory_pressure() -> None:
+    """With a governor at HIGH, the producer waits for relief before feeding items."""
+
+    class Gov:
+        def __init__(self) -> None:
+            self.levels = [0, 2, 3, 0]
+            self.waits: list[float | None] = []
+
+        def level(self) -> int:
+            return self.levels.pop(0) if self.levels else 0
+
+        def wait_for_relief(self, timeout: float | None = None) -> None:
+            self.waits.append(timeout)
+
+    gov = Gov()
+    pipe = Pipeline([lambda x: x], governor=gov, pressure_timeout_s=3.0)
+    assert list(pipe.run(range(10))) == list(range(10))
+    assert gov.waits == [3.0, 3.0]
+    assert pipe.stats.pressure_waits == 2
+
+
+def test_pipeline_rejects_a_governor_without_level() -> None:
+    """A governor must offer level(); anything else is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="governor"):
+        Pipeline(governor=object())
