@@ -234,3 +234,13 @@ def test_concurrent_cli_runs_share_the_cache_safely(project: Path) -> None:
     after = json.loads(run_cli(["--format", "json"], project).stdout)
     assert after["summary"]["checked"] == 0
     assert after["findings"] == docs[0]["findings"]
+
+
+def test_help_names_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    """`memwarden lint --help` (the command's docstring) lists every rule code and name."""
+    from memwarden.lint.rules import RULES
+
+    assert main(["lint", "--help"]) == 0
+    out = capsys.readouterr().out
+    for code, rule in RULES.items():
+        assert f"{code} {rule.name}" in out

@@ -82,14 +82,18 @@ def command(  # noqa: PLR0917 - click passes every option positionally
 ) -> int:
     """Report memory anti-patterns in Python files (default: the current directory).
 
-    Rules: MW101 cache-on-method, MW102 unbounded-cache, MW201 whole-file-read (info),
-    MW301 deep-clone, MW401 listener-not-removed, MW501 unclosed-resource, MW601
-    logger-per-call, MW000 unparsable. Suppress one line with
-    `# memwarden: ignore[MW101]` (or a bare `# memwarden: ignore`); configure
-    select/ignore/exclude in [tool.memwarden.lint] of pyproject.toml. Only files that
-    changed since the last run are re-checked (cache in .memwarden-cache/).
+    Only files that changed since the last run are re-checked (cache in
+    .memwarden-cache/ in the project root). Configure select/ignore/exclude in
+    [tool.memwarden.lint] of pyproject.toml; see --explain CODE for each rule.
 
-    Exit status: 0 no findings, 1 findings, 2 usage error.
+    \b
+    Rules:
+      MW101 cache-on-method        MW401 listener-not-removed
+      MW102 unbounded-cache        MW501 unclosed-resource
+      MW201 whole-file-read (info) MW601 logger-per-call
+      MW301 deep-clone             MW000 unparsable
+    Suppress one line:  # memwarden: ignore[MW101]   (every code: # memwarden: ignore)
+    Exit status:        0 no findings, 1 findings, 2 usage error
     """
     from memwarden import __version__
     from memwarden.lint.config import load_lint_config
