@@ -33,9 +33,30 @@ _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
 _TRY: tuple[type[ast.stmt], ...] = (ast.Try, *([ast.TryStar] if hasattr(ast, "TryStar") else []))
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-# Nodes without child nodes, and the most common ones: skipping their fields saves a third
-# of the indexing time.
-_LEAVES = frozenset({ast.Name, ast.Constant, ast.alias, ast.Pass, ast.Break, ast.Continue})
+# Fields that never hold child nodes (``ctx``: Load/Store/Del are shared singletons); the
+# traversal visits only the others, per node type: indexing is on a cold run's hot path.
+_SCALAR_FIELDS = frozenset(
+    {
+        "ctx",
+        "id",
+        "attr",
+        "name",
+        "arg",
+        "module",
+        "level",
+        "kind",
+        "type_comment",
+        "is_async",
+        "conversion",
+        "simple",
+        "asname",
+        "n",
+        "s",
+    }
+)
+_CHILD_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {
+    ast.Constant: (),  # its `value` is a Python object, never a node
+}
 
 
 class ModuleIndex:
@@ -64,11 +85,12 @@ class ModuleIndex:
                 by_type[kind] = [node]
             else:
                 bucket.append(node)
-            if kind in _LEAVES:
-                continue
-            for name in node._fields:
-                if name == "ctx":
-                    continue  # Load/Store/Del are shared singletons
+            fields = _CHILD_FIELDS.get(kind)
+            if fields is None:
+                fields = _CHILD_FIELDS[kind] = tuple(
+                    f for f in kind._fields if f not in _SCALAR_FIELDS
+                )
+            for name in fields:
                 value = getattr(node, name, None)
                 if isinstance(value, list):
                     for item in value:
