@@ -158,8 +158,8 @@ def fill_mapping(make: Callable[[], Any]) -> Callable[[list[int], list[object]],
 
 
 def fill_lru_cache(keys: list[int], values: list[object]) -> object:
-    table = dict(zip(keys, values, strict=True))
-    f = functools.lru_cache(maxsize=MAXSIZE)(table.__getitem__)
+    first = keys[0]
+    f = functools.lru_cache(maxsize=MAXSIZE)(lambda k: values[k - first])
     for k in keys:
         f(k)
     return f

@@ -124,10 +124,24 @@ def sizeof(obj: object, *, deep: bool = True) -> int:
     while batch:
         kinds = {t: _kind_of(t) for t in set(map(type, batch))}
         extra: list[object] = []
-        dict_types = [t for t, k in kinds.items() if k == _DICT]
-        if dict_types and len(dict_types) == len(kinds):
-            extra.extend(_dict_keys_of(batch))  # a level of dicts only: no per-object loop
-        elif any(kinds.values()):
+        special = [t for t, k in kinds.items() if k != _PLAIN]
+        dict_types = {t for t in special if kinds[t] == _DICT}
+        skip_types = {t for t in special if kinds[t] == _SKIP}
+        if not special:
+            pass
+        elif len(dict_types) + len(skip_types) == len(special):
+            # Plain objects, dicts and skipped ones only (the common case): filter with
+            # comprehensions rather than dispatch object by object.
+            if skip_types:
+                batch = [o for o in batch if type(o) not in skip_types or o is obj]
+            if dict_types:
+                dicts = (
+                    batch
+                    if len(kinds) == len(dict_types)
+                    else [o for o in batch if type(o) in dict_types]
+                )
+                extra.extend(_dict_keys_of(dicts))
+        else:
             plain: list[object] = []
             for o in batch:
                 kind = kinds[type(o)]
