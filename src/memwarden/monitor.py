@@ -153,10 +153,11 @@ class MonitorStats:
         level: the current level.
         time_in_level_s: seconds (monitor clock) spent in each level.
         level_changes: how many times each level was entered.
-        sampling_time_s: CPU time the sampler thread spent taking samples (probe, ring,
-            handlers, gc excluded); time spent waiting for the GIL is not counted.
+        sampling_time_s: CPU time of the sampler thread (samples, handlers, its waits and
+            forced gc); time spent waiting for the GIL is not CPU time and not counted.
         wall_time_s: real time the sampler thread has been running.
-        overhead_ratio: ``sampling_time_s / wall_time_s`` (0 when never started).
+        overhead_ratio: ``sampling_time_s / wall_time_s``, the share of one CPU the sampler
+            uses (0 when never started).
         gc_collections_forced: ``gc.collect()`` calls made for ``gc_interval_s``.
         gc_time_s: real time those collections took.
         handler_errors: subscriber and probe exceptions caught and logged.
@@ -367,6 +368,12 @@ class MemoryMonitor:
 
             config = load_config()
         self._config = config
+        # The config is frozen: compute the lines once, not on every sample.
+        self._lines = (
+            config.warning_bytes,
+            config.critical_bytes,
+            config.hysteresis * config.max_memory_bytes,
+        )
         self._probe = probe or rss
         self._clock = clock or time.monotonic
         self._restart_in_child = restart_in_child
@@ -377,7 +384,9 @@ class MemoryMonitor:
         self._op_subs: tuple[_Entry, ...] = ()
         self._ops: dict[str, _OpAcc] = {}
         self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
+        # Held while the sampler runs; stop() releases it. A bare lock's timed acquire
+        # is one C call per wait (Event.wait builds a Condition waiter every time).
+        self._stop_lock = threading.Lock()
         self._closed = False
         self._reset_counters()
         _instances.add(self)
@@ -389,7 +398,8 @@ class MemoryMonitor:
         self._peak_rss: int | None = None
         self._time_in_level = dict.fromkeys(Level, 0.0)
         self._level_changes = dict.fromkeys(Level, 0)
-        self._sampling_time_s = 0.0
+        self._sampler_cpu_s = 0.0  # CPU time of sampler threads that have finished
+        self._sampler_live = False  # a sampler thread runs and its CPU clock is readable
         self._wall_time_s = 0.0
         self._run_started_pc: float | None = None
         self._gc_forced = 0
@@ -433,10 +443,11 @@ class MemoryMonitor:
                 raise DisposedError("MemoryMonitor.start(): the monitor is closed")
             if self._thread is not None and self._thread.is_alive():
                 return self
-            self._stop_event = threading.Event()
+            self._stop_lock = threading.Lock()
+            self._stop_lock.acquire()
             self._thread = threading.Thread(
                 target=self._run,
-                args=(self._stop_event,),
+                args=(self._stop_lock,),
                 name="memwarden-monitor",
                 daemon=True,
             )
@@ -448,7 +459,8 @@ class MemoryMonitor:
         """Stop the sampler thread and wait for it (no-op when not running)."""
         with self._lock:
             thread, self._thread = self._thread, None
-            self._stop_event.set()
+            if thread is not None and self._stop_lock.locked():
+                self._stop_lock.release()
             if self._run_started_pc is not None:
                 self._wall_time_s += time.perf_counter() - self._run_started_pc
                 self._run_started_pc = None
@@ -484,19 +496,36 @@ class MemoryMonitor:
 
     # ------------------------------------------------------------------ sampling
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(self, stop: threading.Lock) -> None:
         interval = self._config.monitoring_interval_s
         gc_interval = self._config.gc_interval_s
         last_gc = time.monotonic()
         next_at = time.monotonic()
-        while not stop.is_set():
-            # Thread CPU time, not wall time: waiting for the GIL is not work we add.
-            t0 = time.thread_time()
+        with self._lock:
+            self._sampler_live = True
+        try:
+            self._loop(stop, interval, gc_interval, last_gc, next_at)
+        finally:
+            # The thread's whole CPU time (samples, waits, handlers, forced gc): read
+            # once here, and live by stats() through the thread's CPU clock, so the
+            # loop itself pays no clock syscalls for its own accounting.
+            with self._lock:
+                self._sampler_cpu_s += time.thread_time()
+                self._sampler_live = False
+
+    def _loop(
+        self,
+        stop: threading.Lock,
+        interval: float,
+        gc_interval: float | None,
+        last_gc: float,
+        next_at: float,
+    ) -> None:
+        while True:
             try:
                 self.sample_now()
             except Exception as exc:  # a failing probe must never kill the thread
                 self._count_error(exc, "sampler", "sample failed")
-            self._sampling_time_s += time.thread_time() - t0
             if gc_interval is not None and time.monotonic() - last_gc >= gc_interval:
                 g0 = time.perf_counter()
                 gc.collect()
@@ -508,8 +537,8 @@ class MemoryMonitor:
             if delay < 0:  # fell behind (suspended, overloaded): skip, do not burst
                 next_at = time.monotonic()
                 delay = 0.0
-            if stop.wait(delay):
-                break
+            if stop.acquire(timeout=delay):
+                return
 
     def _count_error(self, exc: BaseException, what: str, message: str, *args: object) -> None:
         self._errors += 1
@@ -540,7 +569,7 @@ class MemoryMonitor:
         """
         rss_bytes = int(self._probe())
         heap = self._read_heap()
-        cfg = self._config
+        warn, crit, margin = self._lines
         with self._lock:
             now = self._clock()
             sample = Sample(now, rss_bytes, heap)
@@ -553,13 +582,7 @@ class MemoryMonitor:
             if self._peak_rss is None or rss_bytes > self._peak_rss:
                 self._peak_rss = rss_bytes
             old = self._level
-            new = _next_level(
-                old,
-                rss_bytes,
-                cfg.warning_bytes,
-                cfg.critical_bytes,
-                cfg.hysteresis * cfg.max_memory_bytes,
-            )
+            new = _next_level(old, rss_bytes, warn, crit, margin)
             if new != old:
                 self._level = new
                 self._level_changes[new] += 1
@@ -708,6 +731,7 @@ class MemoryMonitor:
             wall = self._wall_time_s
             if self._run_started_pc is not None:
                 wall += time.perf_counter() - self._run_started_pc
+            cpu = self._sampler_cpu_s + self._live_sampler_cpu_s()
             return MonitorStats(
                 samples=self._samples,
                 history_len=len(self._ring),
@@ -718,9 +742,9 @@ class MemoryMonitor:
                 level=self._level,
                 time_in_level_s=time_in,
                 level_changes=dict(self._level_changes),
-                sampling_time_s=self._sampling_time_s,
+                sampling_time_s=cpu,
                 wall_time_s=wall,
-                overhead_ratio=self._sampling_time_s / wall if wall > 0 else 0.0,
+                overhead_ratio=cpu / wall if wall > 0 else 0.0,
                 gc_collections_forced=self._gc_forced,
                 gc_time_s=self._gc_time_s,
                 handler_errors=self._errors,
@@ -728,6 +752,17 @@ class MemoryMonitor:
                 warning_bytes=cfg.warning_bytes,
                 critical_bytes=cfg.critical_bytes,
             )
+
+    def _live_sampler_cpu_s(self) -> float:
+        """CPU time of the running sampler thread so far (0 when none); call with the lock held."""
+        thread = self._thread
+        if not self._sampler_live or thread is None or thread.ident is None:
+            return 0.0
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)
+            return time.clock_gettime(clock)
+        except (AttributeError, OSError):  # no per-thread CPU clocks here, or it just ended
+            return 0.0
 
     def growth(self, *, noise_floor_bytes: float = 0.0) -> Trend:
         """The RSS trend over the history (Theil–Sen slope in bytes per second, Mann–Kendall)."""
@@ -745,10 +780,10 @@ class MemoryMonitor:
     def _after_fork_in_child(self) -> None:
         # The sampler thread does not exist in the child, and any lock another
         # thread held at fork time would stay locked forever: start from scratch.
-        was_running = self._thread is not None and not self._stop_event.is_set()
+        was_running = self._thread is not None
         self._lock = threading.Lock()
         self._thread = None
-        self._stop_event = threading.Event()
+        self._stop_lock = threading.Lock()
         self._ring.clear()
         self._ops = {}
         self._reset_counters()
