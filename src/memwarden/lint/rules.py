@@ -69,6 +69,7 @@ class ModuleIndex:
         self.defined: set[str] = set()  # names bound at module level other than by imports
         self.function_names: set[str] = set()  # every def anywhere in the module
         self.words: set[str] = set()  # every attribute name and identifier used
+        self._qualified: dict[int, str | None] = {}  # id(expr) -> qualify(expr); tree is held
         # One hand-rolled traversal instead of ast.walk + iter_child_nodes: indexing is on
         # the hot path of a cold run (as costly as parsing when done the obvious way).
         # Parents live in a side table, not on the nodes: no reference cycles, so a checked
@@ -146,16 +147,22 @@ class ModuleIndex:
         A builtin not shadowed at module level is its bare name (``open``); a name defined in
         the module is ``<module>.name``; anything else that is not a dotted name is ``None``.
         """
+        key = id(expr)
+        if key in self._qualified:  # several rules ask about every call's callee
+            return self._qualified[key]
+        result: str | None = None
         if isinstance(expr, ast.Name):
             if expr.id in self.aliases:
-                return self.aliases[expr.id]
-            if expr.id in self.defined:
-                return f"<module>.{expr.id}"
-            return expr.id
-        if isinstance(expr, ast.Attribute):
+                result = self.aliases[expr.id]
+            elif expr.id in self.defined:
+                result = f"<module>.{expr.id}"
+            else:
+                result = expr.id
+        elif isinstance(expr, ast.Attribute):
             base = self.qualify(expr.value)
-            return None if base is None else f"{base}.{expr.attr}"
-        return None
+            result = None if base is None else f"{base}.{expr.attr}"
+        self._qualified[key] = result
+        return result
 
     def is_builtin(self, expr: ast.AST, name: str) -> bool:
         """``expr`` is the builtin ``name``, not shadowed by an import or a module-level binding."""
