@@ -12,6 +12,8 @@ import time
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memwarden.config import MemoryConfig
 from memwarden.exceptions import DisposedError, MemwardenError
@@ -108,6 +110,27 @@ def test_next_level_never_goes_below_the_raw_band(old: Level) -> None:
         raw = Level.CRITICAL if usage >= 900 else Level.WARNING if usage >= 800 else Level.OK
         new = _next_level(old, usage, 800, 900, 50.0)
         assert raw <= new <= max(raw, old)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hysteresis=st.floats(min_value=0.01, max_value=0.09),
+    data=st.data(),
+)
+def test_values_hovering_around_the_warning_line_change_level_at_most_once(
+    hysteresis: float, data: st.DataObject
+) -> None:
+    """Any sequence that stays within the hysteresis band below the warning line never flaps."""
+    margin = hysteresis * MAX
+    low, high = int(800 - margin) + 1, 899  # never below the leave line, never critical
+    values = data.draw(st.lists(st.integers(low, high), min_size=1, max_size=60))
+    mon, _, _ = make(values, hysteresis=hysteresis)
+    changes: list[Level] = []
+    mon.on_level_change(lambda old, new, s: changes.append(new))
+    for _ in values:
+        mon.sample_now()
+    assert len(changes) <= 1
+    assert changes in ([], [Level.WARNING])
 
 
 def test_level_change_subscribers_get_old_new_and_the_sample() -> None:

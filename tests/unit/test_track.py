@@ -278,3 +278,24 @@ def test_a_name_is_required() -> None:
         track("")
     with pytest.raises(TypeError, match="42"):
         track(42)  # type: ignore[arg-type]
+
+
+def test_monitor_and_track_do_not_leak_by_memwardens_own_detector() -> None:
+    """check_leaks finds no growth in repeated samples and tracked blocks on a full ring."""
+    leaks = pytest.importorskip("memwarden.leaks", reason="leak detector not built yet")
+    probe = FakeProbe(100)
+    mon = MemoryMonitor(
+        MemoryConfig(max_memory_bytes=10**6, history_size=100), probe=probe, clock=FakeClock(step=1)
+    )
+    t = track("op", monitor=mon)
+
+    def step() -> None:
+        probe.value += 1
+        mon.sample_now()
+        with t:
+            pass
+
+    for _ in range(200):  # fill the ring first
+        mon.sample_now()
+    report = leaks.check_leaks(step)
+    assert not report.leaked, report.summary()
