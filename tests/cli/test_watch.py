@@ -143,3 +143,18 @@ def test_a_real_subprocess_writes_json_lines_when_not_a_terminal() -> None:
     assert len(recs) == 2
     assert recs[0]["limit_bytes"] == 2 << 30
     assert recs[0]["level"] == "OK"
+
+
+def test_on_a_terminal_the_live_panel_is_drawn(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When stdout is a terminal (and no --json) watch draws the rich panel, not JSON."""
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "100")
+    code = main(["watch", "--count", "2", "--interval", "0.01", "--max-memory", "64 GiB"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"memwarden watch · pid {os.getpid()}" in out
+    assert "64.0 GiB" in out
+    assert "OK" in out
+    assert not out.lstrip().startswith("{")
