@@ -54,6 +54,8 @@ log = logging.getLogger("memwarden.stream")
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 """1 MiB: chosen from a 16 KiB - 4 MiB sweep (warm and cold cache); see docs/streaming.md."""
 
+_SPLIT_SLICE_BYTES = 32 * 1024
+
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 """A line longer than 16 MiB is almost always a missing newline (binary or minified input)."""
 
@@ -335,39 +337,68 @@ class _LineSplitter:
             seen_bytes=seen_bytes,
         )
 
-    def _emit(self, part: bytes) -> str:
-        """Decode one complete line; ``part`` excludes its ``\\n``."""
-        body = part[:-1] if part.endswith(b"\r") else part
-        if len(body) > self.max_line_bytes:
-            raise self._too_long(len(body))
-        self.line_number += 1
-        if self.keepends:
-            return (part + b"\n").decode(self.encoding, self.errors)
-        return body.decode(self.encoding, self.errors)
+    def _check_region(self, region: bytes) -> None:
+        """Raise for the first line in ``region`` (complete lines) longer than the bound."""
+        # Only reached when the region itself is longer than the bound: the common case
+        # (1 MiB chunks, 16 MiB bound) never pays for this second split.
+        limit = self.max_line_bytes
+        for index, part in enumerate(region.split(b"\n")[:-1]):
+            body = len(part) - (1 if part.endswith(b"\r") else 0)
+            if body > limit:
+                self.line_number += index
+                raise self._too_long(body)
 
-    def feed(self, chunk: memoryview | bytes) -> list[str]:
-        """Add the next chunk; return the lines it completes."""
+    def _lines(self, region: bytes) -> list[str]:
+        """Decode and split ``region``, which holds whole lines (it ends with ``\\n``)."""
+        if len(region) - 1 > self.max_line_bytes:
+            self._check_region(region)
+        text = region.decode(self.encoding, self.errors)
+        lines = text.split("\n")
+        lines.pop()  # the region ends with "\n": the last piece is empty
+        if self.keepends:
+            lines = [line + "\n" for line in lines]  # a "\r" before it is still in the line
+        elif "\r" in text:
+            lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        self.line_number += len(lines)
+        return lines
+
+    def feed(self, chunk: memoryview | bytes) -> Iterator[list[str]]:
+        """Add the next chunk; yield the lines it completes, as lists (one per slice).
+
+        Complete lines are decoded and split in C, a slice of about 32 KiB at a time:
+        splitting before decoding is exact because 0x0A is never part of a multibyte
+        character in an ASCII-compatible encoding, and slicing keeps the new strings
+        in the CPU cache while the caller consumes them (splitting a whole 1 MiB chunk
+        at once measured 2.5x slower than 32 KiB slices, which match ``for line in f``).
+        """
         if not self._bytes_mode:
-            return self._feed_text(self._decoder.decode(chunk))
+            yield self._feed_text(self._decoder.decode(chunk))
+            return
         data = bytes(chunk)
         carry = self._carry
-        if data.find(b"\n") < 0:
+        last = data.rfind(b"\n")
+        if last < 0:
             carry += data
             # +1 leaves room for the "\r" of a "\r\n" split across chunks
             if len(carry) > self.max_line_bytes + 1:
                 raise self._too_long(len(carry))
-            return []
-        parts = data.split(b"\n")
+            return
+        start = 0
         if carry:
-            parts[0] = bytes(carry) + parts[0]
+            first = data.find(b"\n")
+            carry += data[: first + 1]
+            region = bytes(carry)
             carry.clear()
-        tail = parts.pop()
-        out = [self._emit(part) for part in parts]
-        if tail:
-            carry += tail
+            yield self._lines(region)
+            start = first + 1
+        while start <= last:
+            stop = data.find(b"\n", min(start + _SPLIT_SLICE_BYTES, last)) + 1
+            yield self._lines(data[start:stop])
+            start = stop
+        if last + 1 < len(data):
+            carry += data[last + 1 :]
             if len(carry) > self.max_line_bytes + 1:
                 raise self._too_long(len(carry))
-        return out
 
     def _feed_text(self, text: str) -> list[str]:
         out: list[str] = []
@@ -456,7 +487,8 @@ def iter_lines(
     encoding, errors, limit = _line_args(encoding, errors, max_line_bytes)
     splitter = _LineSplitter(encoding, errors, limit, keepends, source)
     for chunk in read_chunks(source, chunk_size, pool=pool):
-        yield from splitter.feed(chunk)
+        for lines in splitter.feed(chunk):
+            yield from lines
     yield from splitter.finish()
 
 
@@ -563,8 +595,9 @@ async def async_iter_lines(
     encoding, errors, limit = _line_args(encoding, errors, max_line_bytes)
     splitter = _LineSplitter(encoding, errors, limit, keepends, source)
     async for chunk in async_read_chunks(source, chunk_size, pool=pool):
-        for line in splitter.feed(chunk):
-            yield line
+        for lines in splitter.feed(chunk):
+            for line in lines:
+                yield line
     for line in splitter.finish():
         yield line
 
