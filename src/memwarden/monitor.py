@@ -1062,7 +1062,28 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...  # pragma: no cover
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        """Wrap ``func`` (plain or ``async def``) so every call is tracked."""
+        """Wrap ``func`` so every call is tracked.
+
+        Plain and ``async def`` functions are tracked per call; generator and async
+        generator functions are tracked from the first item to exhaustion (or close).
+        """
+        if inspect.isasyncgenfunction(func):
+
+            @functools.wraps(func)
+            async def agen_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with self:
+                    async for item in func(*args, **kwargs):
+                        yield item
+
+            return agen_wrapper
+        if inspect.isgeneratorfunction(func):
+
+            @functools.wraps(func)
+            def gen_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with self:
+                    return (yield from func(*args, **kwargs))
+
+            return gen_wrapper
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -299,3 +299,43 @@ def test_monitor_and_track_do_not_leak_by_memwardens_own_detector() -> None:
         mon.sample_now()
     report = leaks.check_leaks(step)
     assert not report.leaked, report.summary()
+
+
+def test_generators_are_tracked_from_first_item_to_exhaustion(
+    fake: tuple[MemoryMonitor, FakeProbe, FakeClock],
+) -> None:
+    """A decorated generator records one operation covering its whole iteration."""
+    mon, probe, _ = fake
+
+    @track("rows", monitor=mon)
+    def rows(n: int) -> Iterator[int]:
+        for i in range(n):
+            probe.value = 100 + 50 * i
+            mon.sample_now()
+            yield i
+
+    gen = rows(4)
+    assert "rows" not in mon.operations()  # nothing runs before the first item
+    assert list(gen) == [0, 1, 2, 3]
+    agg = mon.operations()["rows"]
+    assert agg.count == 1
+    assert agg.max_peak_rss_bytes == 250
+
+
+def test_async_generators_are_tracked_too(
+    fake: tuple[MemoryMonitor, FakeProbe, FakeClock],
+) -> None:
+    """A decorated async generator records one operation when exhausted."""
+    mon, _, _ = fake
+
+    @track("stream", monitor=mon)
+    async def stream(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield i
+
+    async def consume() -> list[int]:
+        return [i async for i in stream(3)]
+
+    assert asyncio.run(consume()) == [0, 1, 2]
+    assert mon.operations()["stream"].count == 1
