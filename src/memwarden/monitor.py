@@ -11,6 +11,7 @@ calls subscribers. :func:`track` measures one operation (the playbook's
 
 from __future__ import annotations
 
+import _tracemalloc as tracemalloc  # the C functions only: tracemalloc.py imports pickle, linecache
 import contextvars
 import dataclasses
 import enum
@@ -21,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import tracemalloc
 import weakref
 from array import array
 from collections.abc import Awaitable, Callable, Iterator, Mapping
