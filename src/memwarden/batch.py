@@ -23,6 +23,7 @@ import itertools
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import (
     AsyncIterable,
@@ -50,6 +51,7 @@ __all__ = [
     "AdaptiveBatchProcessor",
     "BatchEvent",
     "BatchStats",
+    "process_peak_bytes",
 ]
 
 log = logging.getLogger("memwarden.batch")
@@ -157,14 +159,27 @@ class BatchStats:
         )
 
 
+# VmHWM is process-wide: one meter's reset would hide the peak of another batch running
+# at the same time in another thread, so resets happen only while a single meter is
+# active; with several, each reads the peak since the last reset (an overestimate: safe).
+_peak_lock = threading.Lock()
+_peak_meters = 0
+_peak_before_resets = 0
+
+
+def process_peak_bytes() -> int:
+    """This process's lifetime peak RSS, including what VmHWM resets by batch meters hid."""
+    return max(_peak_before_resets, peak_rss())
+
+
 class _PeakMeter:
     """Measures the memory peak of one batch.
 
     ``"peak"``: the kernel's RSS high-water mark (``VmHWM``), reset before each batch by
     writing ``5`` to ``/proc/self/clear_refs``: exact and about 30 µs a batch, but it
-    also resets this process's lifetime ``VmHWM``/``ru_maxrss`` (the lifetime peak seen
-    before the first reset is kept in ``lifetime_peak_bytes``). Falls back to ``"rss"``
-    where the file is not writable.
+    also resets this process's lifetime ``VmHWM``/``ru_maxrss``; :func:`process_peak_bytes`
+    gives the lifetime peak with what the resets hid. Falls back to ``"rss"`` where the
+    file is not writable.
     ``"rss"``: RSS after the batch (results still alive); misses memory freed inside
     ``process``. ``"heap"``: the tracemalloc peak (Python allocations only; slow).
     An injected ``probe`` is read before and after each batch.
@@ -177,14 +192,19 @@ class _PeakMeter:
         self.usage_bytes = 0
         self._fd = -1
         self._started_tracing = False
+        self._registered = False
         if self.mode == "peak":
             try:
-                self.lifetime_peak_bytes = peak_rss()
                 self._fd = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
-                os.write(self._fd, b"5")
             except OSError as exc:
                 log.debug("VmHWM reset unavailable (%s); measuring RSS after each batch", exc)
                 self.mode = "rss"
+            else:
+                global _peak_meters
+                with _peak_lock:
+                    _peak_meters += 1
+                    self._registered = True
+                self.lifetime_peak_bytes = process_peak_bytes()
         elif self.mode == "heap":
             import tracemalloc
 
@@ -210,10 +230,14 @@ class _PeakMeter:
             return tracemalloc.get_traced_memory()[0]
         now = self.usage_bytes = rss()
         if self.mode == "peak":
-            try:
-                os.write(self._fd, b"5")
-            except OSError:
-                self.mode = "rss"
+            global _peak_before_resets
+            with _peak_lock:
+                if _peak_meters == 1:
+                    _peak_before_resets = max(_peak_before_resets, peak_rss())
+                    try:
+                        os.write(self._fd, b"5")
+                    except OSError:
+                        self.mode = "rss"
         return now
 
     def stop(self) -> int:
@@ -229,6 +253,11 @@ class _PeakMeter:
         return rss()
 
     def close(self) -> None:
+        global _peak_meters
+        if self._registered:
+            with _peak_lock:
+                _peak_meters -= 1
+            self._registered = False
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
