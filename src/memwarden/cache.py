@@ -595,6 +595,25 @@ class LRUCache(MutableMapping[K, V]):
             _notify(self._on_evict, evicted)
         return n
 
+    def __getstate__(self) -> dict[str, Any]:
+        # copy.copy and pickle get an independent cache: its own lock and entries
+        # (values are shared by a shallow copy), and a registration of its own.
+        with self._lock:
+            state = dict(self.__dict__)
+            state["_od"] = OrderedDict(self._od)
+            state["_sizes"] = None if self._sizes is None else dict(self._sizes)
+            state["_expires"] = None if self._expires is None else dict(self._expires)
+        state.pop("_lock", None)
+        state["_registered"] = state.pop("_registration", None) is not None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        registered = state.pop("_registered", False)
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self.name = f"{type(self).__name__.lstrip('_')}@{id(self):x}"
+        self._registration = _register(self, self.name) if registered else None
+
     def __repr__(self) -> str:
         bounds = []
         if self.maxsize is not None:
@@ -833,6 +852,12 @@ class WeakCache(MutableMapping[K, V]):
         measured = [(weakref.ref(value), sizeof(value)) for _, value in dropped]
         del dropped
         return sum(size for ref, size in measured if ref() is None)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"{self.name}: a WeakCache cannot be copied or pickled (its values are held"
+            " weakly, and a copy would share its lock); build a new one"
+        )
 
     def __repr__(self) -> str:
         return f"<WeakCache {self.name} strong_size={self.strong_size} len={len(self)}>"

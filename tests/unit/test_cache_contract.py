@@ -504,3 +504,46 @@ def test_weak_cache_rejects_values_that_cannot_be_weakly_referenced() -> None:
     with pytest.raises(TypeError, match="LRUCache"):
         cache["n"] = 42
     assert len(cache) == 0
+
+
+def test_copies_and_pickles_of_an_lru_cache_are_independent() -> None:
+    """copy.copy and pickle give a cache with its own entries and lock, same bounds and order."""
+    import copy
+    import pickle
+
+    for cache in (
+        LRUCache(3, register=False),
+        LRUCache(max_bytes=100, getsizeof=len, register=False),
+        LRUCache(3, ttl=10.0, register=False),
+    ):
+        cache["a"] = b"1"
+        cache["b"] = b"22"
+        for other in (copy.copy(cache), pickle.loads(pickle.dumps(cache))):
+            assert type(other) is type(cache)
+            assert list(other.items()) == list(cache.items())
+            assert other.currsize == cache.currsize
+            assert other._lock is not cache._lock
+            other["c"] = b"333"
+            assert "c" not in cache
+            del other["a"]
+            assert "a" in cache
+
+
+def test_weak_cache_refuses_to_be_copied() -> None:
+    """Copying or pickling a WeakCache raises a TypeError instead of sharing its internals."""
+    import copy
+    import pickle
+
+    cache: WeakCache[str, Val] = WeakCache(register=False)
+    with pytest.raises(TypeError, match="cannot be copied"):
+        copy.copy(cache)
+    with pytest.raises(TypeError, match="cannot be copied"):
+        pickle.dumps(cache)
+
+
+def test_caches_satisfy_supports_shrink() -> None:
+    """LRUCache and WeakCache are SupportsShrink, so pools of relievers can take either."""
+    from memwarden.typing import SupportsShrink
+
+    assert isinstance(LRUCache(2, register=False), SupportsShrink)
+    assert isinstance(WeakCache(2, register=False), SupportsShrink)
