@@ -15,10 +15,8 @@ limit: see ``docs/batching.md`` for the measurements behind the defaults.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
-import inspect
 import itertools
 import logging
 import math
@@ -625,6 +623,8 @@ class AdaptiveBatchProcessor(Generic[T, R]):
             PressureTimeoutError: pressure outlasted ``pressure_timeout_s`` and
                 ``on_pressure_timeout="raise"``.
         """
+        import inspect
+
         if inspect.iscoroutinefunction(self.process):
             raise ConfigurationError(
                 f"process={self.process!r} is async; use arun()",
@@ -708,6 +708,9 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         return self._arun(items)
 
     async def _arun(self, items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[R]:
+        import asyncio
+        import inspect
+
         ctl = _Controller(self)
         meter = _PeakMeter(self.measure, self.probe)
         pending: collections.deque[T] = collections.deque()
@@ -778,6 +781,8 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                 bar.stop()
 
     async def _wait_async(self, ctl: _Controller) -> None:
+        import asyncio
+
         gov = self.governor
         if gov is None:
             return

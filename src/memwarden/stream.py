@@ -14,7 +14,6 @@ holds the whole file (and often a decoded copy of it) at once.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import contextlib
 import io
@@ -22,18 +21,21 @@ import logging
 import mmap
 import os
 import queue
-import socket
 import stat
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, TypeGuard, TypeVar, Union
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, Union
 
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, MemwardenError, PressureTimeoutError
 from memwarden.typing import BufferHandle, SupportsAcquire
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -59,7 +61,7 @@ _SPLIT_SLICE_BYTES = 32 * 1024
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 """A line longer than 16 MiB is almost always a missing newline (binary or minified input)."""
 
-StreamSource = Union[str, "os.PathLike[str]", IO[bytes], socket.socket, Any]
+StreamSource = Union[str, "os.PathLike[str]", IO[bytes], "socket.socket", Any]
 """A path, a binary file object (anything with ``readinto`` or ``read``) or a socket."""
 
 T = TypeVar("T")
@@ -166,7 +168,7 @@ def _reader(source: Any) -> Callable[[memoryview], int | None]:
             value=source,
             source="source",
         )
-    if isinstance(source, socket.socket):
+    if _is_socket(source):
         return source.recv_into
     readinto = getattr(source, "readinto", None)
     if callable(readinto):
@@ -497,8 +499,16 @@ def iter_lines(
 
 
 def _is_async_stream(source: object) -> bool:
+    import inspect
+
     read = getattr(source, "read", None)
-    return read is not None and asyncio.iscoroutinefunction(read)
+    return read is not None and inspect.iscoroutinefunction(read)
+
+
+def _is_socket(source: object) -> TypeGuard[socket.socket]:
+    # A socket can only exist once the socket module is imported: no need to import it.
+    mod = sys.modules.get("socket")
+    return mod is not None and isinstance(source, mod.socket)
 
 
 async def async_read_chunks(
@@ -521,6 +531,8 @@ async def async_read_chunks(
         ConfigurationError: a bad ``chunk_size``, a text or unreadable source, or a
             blocking socket (call ``sock.setblocking(False)`` first).
     """
+    import asyncio  # lazy: asyncio costs tens of milliseconds to import
+
     size = _chunk_bytes(chunk_size)
     if _is_async_stream(source):
         stream: Any = source
@@ -530,7 +542,7 @@ async def async_read_chunks(
                 return
             yield memoryview(data)
     loop = asyncio.get_running_loop()
-    if isinstance(source, socket.socket):
+    if _is_socket(source):
         if source.gettimeout() != 0:
             raise ConfigurationError(
                 f"source={source!r} is a blocking socket; call setblocking(False) to read "
