@@ -49,6 +49,7 @@ __all__ = [
     "SignalFigures",
     "SiteGrowth",
     "TypeGrowth",
+    "abc_classes_to_clear",
     "assert_collected",
     "check_leaks",
     "check_leaks_async",
@@ -284,7 +285,7 @@ class LeakReport:
 # --------------------------------------------------------------------------- noise control
 
 
-def clear_interpreter_caches() -> None:
+def clear_interpreter_caches(abc_classes: Sequence[type] | None = None) -> None:
     """Clear caches the interpreter and stdlib keep on the program's behalf.
 
     The same list CPython's ``regrtest -R`` clears between runs, restricted to
@@ -292,17 +293,17 @@ def clear_interpreter_caches() -> None:
     ABC subclass caches, ``re``/``fnmatch``/``struct``/``urllib.parse``/``typing``
     caches, ``linecache`` and the import system's finder caches. These fill on
     first use and would otherwise read as growth.
+
+    Args:
+        abc_classes: the ABCs whose caches to clear, as ``abc_classes_to_clear()``
+            returns them; default: found now (walking every ABC's subclasses costs a
+            few ms, so a check finds them once and reuses the list every round).
     """
     sys._clear_type_cache()
     mods = sys.modules
-    abc_mod = mods.get("collections.abc")
-    if abc_mod is not None:
-        import abc
-
-        for name in getattr(abc_mod, "__all__", ()):
-            obj = getattr(abc_mod, name, None)
-            if isinstance(obj, abc.ABCMeta):
-                _clear_abc(obj)
+    for cls in abc_classes if abc_classes is not None else abc_classes_to_clear():
+        with contextlib.suppress(TypeError):  # a non-ABC subclass
+            cls._abc_caches_clear()  # type: ignore[attr-defined]
     linecache.clearcache()
     re_mod = mods.get("re")
     if re_mod is not None:
@@ -332,24 +333,34 @@ def clear_interpreter_caches() -> None:
         importlib.invalidate_caches()
 
 
-def _clear_abc(cls: type) -> None:
+def abc_classes_to_clear() -> list[type]:
+    """Every ABC of ``collections.abc`` and its subclasses that has ABC caches."""
+    abc_mod = sys.modules.get("collections.abc")
+    if abc_mod is None:
+        return []
+    import abc
+
+    out: list[type] = []
     seen: set[int] = set()
-    stack = [cls]
+    stack: list[type] = [
+        obj
+        for name in getattr(abc_mod, "__all__", ())
+        if isinstance(obj := getattr(abc_mod, name, None), abc.ABCMeta)
+    ]
     while stack:
         c = stack.pop()
         if id(c) in seen:
             continue
         seen.add(id(c))
-        clear = getattr(c, "_abc_caches_clear", None)
-        if clear is not None:
-            with contextlib.suppress(TypeError):  # a non-ABC subclass
-                clear()
+        if hasattr(c, "_abc_caches_clear"):
+            out.append(c)
         with contextlib.suppress(TypeError):
             stack.extend(type.__subclasses__(c))
+    return out
 
 
-def _collect() -> None:
-    clear_interpreter_caches()
+def _collect(abc_classes: Sequence[type] | None = None) -> None:
+    clear_interpreter_caches(abc_classes)
     # Several passes: finalizers and weakref callbacks of the first pass free more.
     for _ in range(3):
         if gc.collect() == 0:
@@ -372,9 +383,10 @@ class _Recorder:
         # array('d') stores raw doubles: recording a value allocates no Python object.
         self.values = {name: array.array("d", bytes(8 * n)) for name in _NOISE}
         self.n = 0
+        self.abc_classes = abc_classes_to_clear()
 
     def record(self) -> None:
-        _collect()
+        _collect(self.abc_classes)
         i = self.n
         self.values["gc_objects"][i] = len(gc.get_objects())
         self.values["python"][i] = tracemalloc.get_traced_memory()[0]
@@ -475,10 +487,8 @@ def _verdict(signals: dict[str, SignalFigures]) -> tuple[bool, str, float]:
 
 
 def _type_counts() -> Counter[type]:
-    counts: Counter[type] = Counter()
-    for obj in gc.get_objects():
-        counts[type(obj)] += 1
-    return counts
+    # Counter's C counting loop: ~10x faster than a Python loop on a 300k-object heap
+    return Counter(map(type, gc.get_objects()))
 
 
 def _type_name(t: type) -> str:
@@ -486,34 +496,52 @@ def _type_name(t: type) -> str:
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
 
 
-def _site_growth(
-    before: tracemalloc.Snapshot | None, after: tracemalloc.Snapshot, calls: int, limit: int = 10
-) -> list[SiteGrowth]:
-    # Snapshot.filter_traces is pure Python and slow on 100k traces; grouping
-    # first and skipping our own sites afterwards gives the same figures.
-    # Without ``before`` the traces were cleared at the baseline: all are growth.
+def _grouped(
+    before: tracemalloc.Snapshot | None, after: tracemalloc.Snapshot
+) -> list[tuple[tuple[tuple[str, int], ...], int, int]]:
+    """``(frames oldest first, size growth, count growth)`` per distinct traceback."""
+    raw = getattr(after.traces, "_traces", None)
+    if before is None and isinstance(raw, list):
+        # Snapshot.statistics() builds a Traceback object per trace and hashes it in
+        # Python (~2 s for 100k traces); grouping the raw tuples is ~20x faster.
+        sizes: dict[Any, int] = {}
+        counts: dict[Any, int] = {}
+        for trace in raw:
+            tb = trace[2]
+            sizes[tb] = sizes.get(tb, 0) + trace[1]
+            counts[tb] = counts.get(tb, 0) + 1
+        # raw frames run from the most recent to the oldest
+        return [(tuple(reversed(tb)), size, counts[tb]) for tb, size in sizes.items()]
     stats: list[Any] = (
         after.compare_to(before, "traceback")
         if before is not None
         else [_AsDiff(st) for st in after.statistics("traceback")]
     )
+    return [
+        (tuple((f.filename, f.lineno) for f in st.traceback), st.size_diff, st.count_diff)
+        for st in stats
+    ]
+
+
+def _site_growth(
+    before: tracemalloc.Snapshot | None, after: tracemalloc.Snapshot, calls: int, limit: int = 10
+) -> list[SiteGrowth]:
+    # Without ``before`` the traces were cleared at the baseline: all are growth.
+    # Our own sites are skipped after grouping (Snapshot.filter_traces is slow).
     by_site: dict[str, list[Any]] = {}
-    for st in stats:
-        if st.size_diff <= 0:
+    for frames, size_diff, count_diff in _grouped(before, after):
+        if size_diff <= 0 or not frames:
             continue
-        frame = st.traceback[-1]  # frames run from the oldest to the most recent
-        owner = next(
-            (f.filename for f in reversed(st.traceback) if not _is_stdlib(f.filename)),
-            frame.filename,
-        )
-        if owner.startswith(_PACKAGE_DIR) or frame.filename == tracemalloc.__file__:
+        filename, lineno = frames[-1]  # frames run from the oldest to the most recent
+        owner = next((f for f, _ in reversed(frames) if not _is_stdlib(f)), filename)
+        if owner.startswith(_PACKAGE_DIR) or filename == tracemalloc.__file__:
             continue  # the detector's own bookkeeping (its code, or stdlib it called)
-        where = f"{frame.filename}:{frame.lineno}"
-        entry = by_site.setdefault(where, [0, 0, None, 0])
-        entry[0] += st.size_diff
-        entry[1] += st.count_diff
-        if st.size_diff > entry[3]:
-            entry[2], entry[3] = st.traceback, st.size_diff
+        where = f"{filename}:{lineno}"
+        entry = by_site.setdefault(where, [0, 0, (), 0])
+        entry[0] += size_diff
+        entry[1] += count_diff
+        if size_diff > entry[3]:
+            entry[2], entry[3] = frames, size_diff
     # a site must add at least a byte per call: one-off allocations are not the leak
     ranked = sorted(
         (kv for kv in by_site.items() if kv[1][0] >= calls),
@@ -521,9 +549,9 @@ def _site_growth(
         reverse=True,
     )[:limit]
     out = []
-    for where, (size, count, tb, _) in ranked:
-        frames = tuple(f"{f.filename}:{f.lineno}" for f in list(tb)[-8:])
-        out.append(SiteGrowth(where, size / calls, count / calls, frames))
+    for where, (size, count, frames, _) in ranked:
+        text = tuple(f"{f}:{n}" for f, n in frames[-8:])
+        out.append(SiteGrowth(where, size / calls, count / calls, text))
     return out
 
 
@@ -884,7 +912,7 @@ def check_leaks(
             for _ in range(calls):
                 fn(*args, **kwargs)
         rec = _Recorder(rounds, plan.rss_probe)
-        _collect()
+        _collect(rec.abc_classes)
         counts0 = _type_counts()
         snap0 = _baseline()
         rec.record()
@@ -934,7 +962,7 @@ async def check_leaks_async(
             for _ in range(calls):
                 await fn(*args, **kwargs)
         rec = _Recorder(rounds, plan.rss_probe)
-        _collect()
+        _collect(rec.abc_classes)
         counts0 = _type_counts()
         snap0 = _baseline()
         rec.record()

@@ -277,3 +277,21 @@ def test_clear_interpreter_caches_empties_re_cache() -> None:
     assert len(re._cache) > 0  # type: ignore[attr-defined]
     clear_interpreter_caches()
     assert len(re._cache) == 0  # type: ignore[attr-defined]
+
+
+def test_memwardens_own_helpers_do_not_leak() -> None:
+    """The detector's own pure helpers pass their own check (memwarden tests itself)."""
+    ts = [float(i) for i in range(40)]
+    ys = [float(i % 7) * 1e6 for i in range(40)]
+    report = check_leaks(suspect_leak, ts, ys, rounds=5, calls_per_round=20, warmup=1)
+    assert not report.leaked, report.summary()
+
+
+def test_closed_detector_is_collectable() -> None:
+    """A closed LeakDetector holds no global registration: it is collected once dropped."""
+    det = LeakDetector()
+    det.snapshot("a")
+    det.close()
+    ref = weakref.ref(det)
+    del det
+    assert_collected(ref)

@@ -160,7 +160,13 @@ class MemwardenPlugin:
         if not (wants_memory or self.measure_all):
             return (yield)  # inert: no marker, no flag
         limit = settings.get("limit_memory", {}).get("limit_bytes", self.default_limit)
-        m = Measurement(want_leaks="limit_leaks" in settings, limit_bytes=limit)
+        leak_settings = settings.get("limit_leaks", {})
+        m = Measurement(
+            want_leaks="limit_leaks" in settings,
+            limit_bytes=limit,
+            leak_limit_bytes=leak_settings.get("limit_bytes"),
+            filter_fn=leak_settings.get("filter_fn"),
+        )
         m.start()
         t0 = time.perf_counter()
         try:
