@@ -547,3 +547,20 @@ def test_caches_satisfy_supports_shrink() -> None:
 
     assert isinstance(LRUCache(2, register=False), SupportsShrink)
     assert isinstance(WeakCache(2, register=False), SupportsShrink)
+
+
+def test_a_governor_relief_run_shrinks_a_real_cache_and_rss_falls() -> None:
+    """In this process, the governor's relief run calls the cache's shrink and RSS drops."""
+    pressure = pytest.importorskip("memwarden.pressure")
+    mib = 1 << 20
+    cache: LRUCache[int, bytearray] = LRUCache(max_bytes="96 MiB", getsizeof=len, name="rss-test")
+    for i in range(64):
+        block = bytearray(mib)  # >= the mmap threshold: freed blocks go back to the OS
+        block[::4096] = b"x" * len(block[::4096])  # touch every page so it counts in RSS
+        cache[i] = block
+    run = pressure.governor().relieve(reason="test_cache_contract")
+    steps = [s for s in run.steps if s.name == "rss-test"]
+    assert len(steps) == 1
+    assert steps[0].reported_bytes == 32 * mib
+    assert len(cache) == 32
+    assert steps[0].measured_bytes >= 16 * mib  # RSS really fell while it ran
