@@ -112,6 +112,9 @@ def render_chart_svg(runs: Sequence[ReportRun], *, width_in: float = 11.0) -> st
             for event in run.trace.events:
                 if event.kind == "limit":
                     ax.axvline(event.t_s, color="#b00", linestyle=":", linewidth=1)
+                elif event.kind == "heap-snapshot" and len(runs) == 1:
+                    # tracemalloc snapshots cost the child time and memory: show where.
+                    ax.axvline(event.t_s, color="#999", linestyle=":", linewidth=0.8)
         limit = next((r.trace.limit_bytes for r in runs if r.trace.limit_bytes), None)
         if limit:
             limit_mib = limit / 2**20
