@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast, overload
 
+from memwarden._compat import make_module_callable
 from memwarden._units import format_size
 from memwarden.exceptions import DisposedError, MemwardenError
 from memwarden.probes import rss
@@ -1104,3 +1105,7 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
 def current_operations() -> tuple[str, ...]:
     """Names of the ``track()`` blocks open in this thread or task, outermost first."""
     return tuple(f.owner.name for f in _active.get())
+
+
+# `memwarden.monitor()` must work even after this module was imported by name.
+make_module_callable(__name__, monitor)
