@@ -549,3 +549,13 @@ def test_pipeline_rejects_a_governor_without_level() -> None:
     """A governor must offer level(); anything else is a ConfigurationError."""
     with pytest.raises(ConfigurationError, match="governor"):
         Pipeline(governor=object())
+
+
+def test_iter_lines_too_long_line_inside_one_chunk() -> None:
+    """A long line wholly inside one large chunk is caught with its right line number."""
+    data = b"a\r\nb\n" + b"x" * 500 + b"\nafter\n"
+    with pytest.raises(LineTooLongError, match="line 3") as info:
+        list(iter_lines(io.BytesIO(data), max_line_bytes=100))
+    assert info.value.seen_bytes == 500
+    ok = b"y" * 100 + b"\r\n" + b"z\n"
+    assert list(iter_lines(io.BytesIO(ok), max_line_bytes=100)) == ["y" * 100, "z"]
