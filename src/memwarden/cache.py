@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -163,6 +164,24 @@ def _register(obj: Any, name: str) -> Any:
     except Exception:  # a full registry must not stop the program from caching
         log.warning("could not register %s with the governor", name, exc_info=True)
         return None
+
+
+# Fork safety: a lock that another thread held when the process forked stays locked
+# forever in the child. Every live cache is listed here (weakly: the list never keeps
+# a cache alive) and gets a fresh lock, and consistent bookkeeping, in the child.
+_live_caches: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def _reset_after_fork() -> None:
+    for cache in list(_live_caches.values()):
+        try:
+            cache._reset_after_fork()
+        except Exception:  # never let one cache break the child
+            log.exception("could not reset %r after fork", cache)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _notify(on_evict: Callable[[Any, Any], None] | None, items: list[tuple[Any, Any]]) -> None:
@@ -290,6 +309,22 @@ class LRUCache(MutableMapping[K, V]):
         self._expires: dict[K, float] | None = {} if ttl is not None else None
         self._count_only = maxsize is not None and self._sizes is None and self._expires is None
         self._registration = _register(self, self.name) if register else None
+        _live_caches[id(self)] = self
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock, and sizes and expiry made consistent again
+        (a thread of the parent may have been half-way through an insert)."""
+        self._lock = threading.Lock()
+        od = self._od
+        if self._sizes is not None:
+            self._sizes = {k: v for k, v in self._sizes.items() if k in od}
+            for key in [k for k in od if k not in self._sizes]:
+                del od[key]
+            self._bytes = sum(self._sizes.values())
+        if self._expires is not None:
+            self._expires = {k: v for k, v in self._expires.items() if k in od}
+            for key in [k for k in od if k not in self._expires]:
+                del od[key]
 
     # -- the hot paths ------------------------------------------------------
 
@@ -613,6 +648,7 @@ class LRUCache(MutableMapping[K, V]):
         self._lock = threading.Lock()
         self.name = f"{type(self).__name__.lstrip('_')}@{id(self):x}"
         self._registration = _register(self, self.name) if registered else None
+        _live_caches[id(self)] = self
 
     def __repr__(self) -> str:
         bounds = []
@@ -737,6 +773,11 @@ class WeakCache(MutableMapping[K, V]):
         self._misses = 0
         self._evictions = 0
         self._registration = _register(self, self.name) if register else None
+        _live_caches[id(self)] = self
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held)."""
+        self._lock = threading.RLock()
 
     def _touch_locked(self, key: K, value: V, released: list[V]) -> None:
         if self.strong_size == 0:

@@ -564,3 +564,56 @@ def test_a_governor_relief_run_shrinks_a_real_cache_and_rss_falls() -> None:
     assert steps[0].reported_bytes == 32 * mib
     assert len(cache) == 32
     assert steps[0].measured_bytes >= 16 * mib  # RSS really fell while it ran
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_a_forked_child_can_use_a_cache_whose_lock_was_held(kind: Kind) -> None:
+    """If another thread held a cache's lock at fork(), the child still inserts (fresh lock)."""
+    import os
+    import time
+    import warnings
+
+    cache = kind.make()
+    keep = [Val(1), Val(2)]
+    cache["before"] = keep[0]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with cache._lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert holding.wait(10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+            pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the cache works
+            code = 1
+            try:
+                import signal
+
+                signal.alarm(10)  # a deadlock ends the child instead of hanging the test
+                cache["after"] = keep[1]
+                code = 0 if cache.get("after") is keep[1] and "before" in cache else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child deadlocked on the cache lock")
+        assert os.WIFEXITED(status)
+        assert os.WEXITSTATUS(status) == 0
+    finally:
+        release.set()
+        holder.join(10)
