@@ -236,3 +236,35 @@ def test_summary_to_dict_is_json_ready(tmp_path: Path) -> None:
     assert data["peak_rss_bytes"] == s.peak_rss_bytes
     assert data["operations"][0]["name"] == EVIL
     assert data["limit_bytes"] == 20 * MiB
+
+
+def test_process_tree_finds_grandchildren_and_forgets_the_dead() -> None:
+    """A shell with two background sleeps: all three are found, and gone ones are dropped."""
+    import subprocess
+    import time
+
+    from memwarden.report.runner import ProcessTree
+
+    proc = subprocess.Popen(["sh", "-c", "sleep 5 & sleep 5 & sleep 1; exit 0"])
+    try:
+        tree = ProcessTree(proc.pid)
+        deadline = time.monotonic() + 5
+        while len(tree.pids) < 4 and time.monotonic() < deadline:
+            tree.sample()
+            time.sleep(0.02)
+        assert len(tree.pids) == 4  # sh, sleep 5, sleep 5, sleep 1
+        proc.wait(timeout=5)
+        total, count, hwm = tree.sample()
+        assert count == 2  # the orphaned sleeps are still tracked after the shell exited
+        assert len(tree.pids) == 3  # the finished `sleep 1` was forgotten; the root stays
+        assert total > 0
+        assert hwm > 0
+    finally:
+        import contextlib
+        import os
+        import signal
+
+        for pid in tree.pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=5)

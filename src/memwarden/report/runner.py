@@ -166,12 +166,20 @@ class ProcessTree:
         return total, count, hwm
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to every tracked process and to the root's process group."""
+        """Send ``sig`` to the root's process group and to tracked processes outside it.
+
+        Each process gets the signal once: a Python program hit twice by SIGINT
+        would see a second KeyboardInterrupt inside its handler for the first.
+        """
         with contextlib.suppress(OSError):
             os.killpg(self.root_pid, sig)
         for pid in self.pids:
-            with contextlib.suppress(OSError):
+            try:
+                if os.getpgid(pid) == self.root_pid:
+                    continue
                 os.kill(pid, sig)
+            except OSError:
+                continue
 
 
 # ---------------------------------------------------------------------------
