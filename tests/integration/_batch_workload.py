@@ -20,10 +20,21 @@ import time
 PAGE = 4096
 
 
-def make_process(item_bytes: int, overhead_s: float):  # type: ignore[no-untyped-def]
+def make_process(  # type: ignore[no-untyped-def]
+    item_bytes: int, overhead_s: float, ballast_bytes: int = 0, ballast_after: int = 0
+):
     ones = b"\x01" * (item_bytes // PAGE)
+    ballast: list[bytearray] = []
+    done = [0]
 
     def process(batch: list[int]) -> list[int]:
+        if ballast_bytes and not ballast and done[0] >= ballast_after:
+            # Another part of the program (a cache, a second job) takes memory mid-run
+            # and keeps it: the batches that fitted before no longer do.
+            grab = bytearray(ballast_bytes)
+            grab[::PAGE] = b"\x01" * (ballast_bytes // PAGE)
+            ballast.append(grab)
+        done[0] += len(batch)
         held = []
         for _ in batch:
             buf = bytearray(item_bytes)
@@ -49,8 +60,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--initial", type=int, default=None)
     ap.add_argument("--no-governor", action="store_true")
     ap.add_argument("--measure", choices=["peak", "rss", "heap"], default=None)
+    ap.add_argument("--ballast-mib", type=int, default=0)
+    ap.add_argument("--ballast-after", type=int, default=0, help="items before the ballast")
     args = ap.parse_args(argv)
-    process = make_process(args.item_bytes, args.overhead_ms / 1000)
+    process = make_process(
+        args.item_bytes, args.overhead_ms / 1000, args.ballast_mib << 20, args.ballast_after
+    )
     items = iter(range(args.items))  # a generator: the processor must not materialise it
     from memwarden.batch import AdaptiveBatchProcessor  # imported before the clock starts
 

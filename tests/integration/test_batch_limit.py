@@ -87,3 +87,25 @@ def test_fixed_batch_fails_and_adaptive_completes_under_rlimit_data() -> None:
     assert out["checksum"] == sum(range(ITEMS)) + ITEMS
     assert out["retries"] >= 1
     assert out["limit_bytes"] == LIMIT_BYTES
+
+
+@pytest.mark.cgroup
+@pytest.mark.skipif(_REASON is not None, reason=f"no child memory cgroup: {_REASON}")
+def test_adaptive_shrinks_when_memory_is_taken_mid_run() -> None:
+    """60 MiB taken mid-run kills a fixed batch of 250 that fitted; adaptive shrinks and lives."""
+    taken = ["--ballast-mib", "60", "--ballast-after", "400"]
+    with memory_cgroup(LIMIT_BYTES, name="memwarden-batch") as cg:
+        fixed_alone = cg.run(_argv("fixed", "250"), timeout=120)
+    with memory_cgroup(LIMIT_BYTES, name="memwarden-batch") as cg:
+        fixed = cg.run([*_argv("fixed", "250"), *taken], timeout=120)
+    with memory_cgroup(LIMIT_BYTES, name="memwarden-batch") as cg:
+        adaptive = cg.run([*_argv("adaptive"), *taken], timeout=120)
+        events = cg.events()
+    assert fixed_alone.returncode == 0, "a fixed batch of 250 fits when nothing else grows"
+    assert fixed.returncode == -9
+    assert adaptive.returncode == 0, adaptive.stderr[-2000:]
+    out = json.loads(adaptive.stdout)
+    assert out["items"] == ITEMS
+    assert events.get("oom_kill", 0) == 0
+    sizes = out["sizes"]
+    assert min(sizes[2:-1]) < 0.7 * max(sizes)  # it cut its batches after memory was taken
