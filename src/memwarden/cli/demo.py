@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -60,10 +61,18 @@ def command(size: str, seed: int, html_out: Path, workdir: Path | None, sequenti
     if not 10**5 <= size_bytes <= 10**11:
         raise click.BadParameter(f"{size!r}: choose between 100KB and 100GB", param_hint="--size")
     console = Console(file=sys.stdout, highlight=False)
+    html_path: Path | None = html_out
+    if importlib.util.find_spec("matplotlib") is None:
+        console.print(
+            "memwarden demo: matplotlib is not installed, so no HTML report "
+            "(pip install 'memwarden[report]')",
+            markup=False,
+        )
+        html_path = None
     demo = run_demo(
         size_bytes=size_bytes,
         seed=seed,
-        html_path=html_out,
+        html_path=html_path,
         workdir=workdir,
         keep=workdir is not None,
         parallel=not sequential,

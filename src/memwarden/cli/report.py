@@ -71,6 +71,14 @@ def command(
     if html_out is not None:
         from memwarden.report.html import render_html
 
-        html_out.write_text(render_html(loaded, title=title), encoding="utf-8")
+        try:
+            page = render_html(loaded, title=title)
+        except ModuleNotFoundError as exc:
+            raise CommandError(
+                f"the HTML report draws its chart with matplotlib ({exc}); "
+                "install it with: pip install 'memwarden[report]'",
+                exit_code=1,
+            ) from None
+        html_out.write_text(page, encoding="utf-8")
         click.echo(f"memwarden: wrote {html_out}", err=True)
     return 0
