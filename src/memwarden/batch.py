@@ -601,10 +601,11 @@ class AdaptiveBatchProcessor(Generic[T, R]):
     def _bar(self, items: object) -> Any:
         if not self.progress:
             return None
-        from rich.progress import Progress  # lazy: rich is heavy
+        from rich.console import Console  # lazy: rich is heavy
+        from rich.progress import Progress
 
         total = len(items) if hasattr(items, "__len__") else None
-        bar = Progress(transient=False)
+        bar = Progress(transient=False, console=Console(stderr=True))
         bar.start()
         bar.add_task("batches", total=total)
         return bar

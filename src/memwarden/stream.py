@@ -674,7 +674,8 @@ def process_stream(
             chunks += 1
         return StreamStats(nbytes, chunks, clock() - start)
 
-    from rich.progress import (  # lazy: rich is heavy
+    from rich.console import Console  # lazy: rich is heavy
+    from rich.progress import (
         BarColumn,
         DownloadColumn,
         Progress,
@@ -689,6 +690,7 @@ def process_stream(
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=False,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task(description, total=total)
         pending = 0

@@ -441,7 +441,7 @@ def test_process_stream_with_progress_bar(
     stats = process_stream(path, lambda c: total.append(len(c)), chunk_size=4096, progress=True)
     assert sum(total) == stats.bytes_read == 50_000
     out = capsys.readouterr()
-    assert "reading" in out.out + out.err
+    assert "reading" in out.err  # the bar goes to stderr, never into program output
 
 
 # ---------------------------------------------------------------------------
