@@ -61,8 +61,9 @@ def _kind_of(t: type) -> int:
         return kind
     if t in _SKIPPED_TYPES or issubclass(t, _SKIPPED_BASES):
         kind = _SKIP
-    elif t.__name__ == "ndarray" and t.__module__.startswith("numpy"):
-        # Checked by name so that numpy is never imported here.
+    elif any(b.__name__ == "ndarray" and b.__module__.startswith("numpy") for b in t.__mro__):
+        # Checked by name so that numpy is never imported here; subclasses too
+        # (np.memmap, user arrays).
         kind = _NUMPY
     elif t.__name__ == "mmap" and t.__module__ == "mmap":
         kind = _MMAP

@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import mmap
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,22 @@ def test_importing_sizing_and_cache_imports_no_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_numpy_subclasses_and_memmaps(tmp_path: Path) -> None:
+    """ndarray subclasses are handled like arrays: a memmap counts the mapping behind it."""
+    np = pytest.importorskip("numpy")
+
+    class Tagged(np.ndarray):  # type: ignore[misc]
+        pass
+
+    owner = np.zeros(100_000)
+    tagged = owner.view(Tagged)
+    assert sizeof(tagged) >= owner.nbytes
+    path = tmp_path / "data.bin"
+    mm = np.memmap(path, dtype="float64", mode="w+", shape=(131_072,))  # 1 MiB
+    try:
+        assert sizeof(mm, deep=False) < 10_000
+        assert sizeof(mm) >= 1 << 20
+    finally:
+        del mm
