@@ -9,10 +9,10 @@ than by a Python loop per object. That is why it runs many times faster than
 What is counted:
     each distinct object reachable from ``obj`` once (cycles and shared objects
     are fine), by ``sys.getsizeof`` (which includes the GC header); numpy
-    arrays by their own ``__sizeof__`` (which includes ``nbytes`` when the
-    array owns its data) plus their ``base`` when the array is a view, and the
-    elements of object arrays; ``memoryview`` through the object it exports;
-    ``mmap`` by its mapped length.
+    arrays and their subclasses (``np.memmap``) by their own ``__sizeof__``
+    (which includes ``nbytes`` when the array owns its data) plus their ``base``
+    when the array is a view, and the elements of object arrays; ``memoryview``
+    through the object it exports; ``mmap`` by its mapped length.
 
 What is not (the documented limits):
     classes, modules, functions and code objects reached from ``obj`` (they are
