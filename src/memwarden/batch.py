@@ -191,6 +191,7 @@ class _PeakMeter:
         self._fd = -1
         self._started_tracing = False
         self._registered = False
+        self._pid = os.getpid()
         if self.mode == "peak":
             try:
                 self._fd = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
@@ -233,6 +234,11 @@ class _PeakMeter:
                 if _peak_meters == 1:
                     _peak_before_resets = max(_peak_before_resets, peak_rss())
                     try:
+                        if self._pid != os.getpid():
+                            # forked: the inherited fd is the parent's /proc/<pid> file
+                            os.close(self._fd)
+                            self._fd = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+                            self._pid = os.getpid()
                         os.write(self._fd, b"5")
                     except OSError:
                         self.mode = "rss"

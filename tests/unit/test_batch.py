@@ -526,3 +526,31 @@ def test_concurrent_peak_meters_do_not_reset_each_other() -> None:
     assert len(estimates) == 2
     # each sees at least its own MiB per item (possibly the other's too: conservative)
     assert all(e is not None and e >= 0.9 * MiB for e in estimates)
+
+
+def test_forked_child_does_not_reset_the_parents_peak() -> None:
+    """A run continued in a forked child resets the child's VmHWM, never the parent's."""
+    import os
+
+    from memwarden.probes import peak_rss
+
+    proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
+        lambda b: b, max_memory="4 GiB", governor=False, initial_batch=1, max_batch=1
+    )
+    gen = proc.run(range(20))
+    assert next(gen) == 0  # the meter is open and has reset VmHWM once, in this process
+    big = bytearray(64 * MiB)
+    big[::4096] = b"\x01" * (len(big) // 4096)
+    del big
+    high = peak_rss()
+    pid = os.fork()
+    if pid == 0:  # child: run the remaining batches, each resetting VmHWM
+        try:
+            code = 0 if sum(gen) == sum(range(1, 20)) else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert peak_rss() >= high - MiB  # the child's resets did not reach this process
+    gen.close()
