@@ -646,6 +646,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         it = iter(items)
         pending: collections.deque[T] = collections.deque()
         t0 = self.clock()
+        prior_s = self.stats.elapsed_s  # stats are cumulative over runs
         bar = self._bar(items)
         try:
             while True:
@@ -673,14 +674,14 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                 self._after_batch(
                     ctl, n, base, peak, meter.usage_bytes, duration_s=self.clock() - b0, t0=t0
                 )
-                self.stats.elapsed_s = self.clock() - t0
+                self.stats.elapsed_s = prior_s + self.clock() - t0
                 if bar is not None:
                     bar.advance(bar.task_ids[0], n)
                 if results is not None:
                     yield from results
                     del results
         finally:
-            self.stats.elapsed_s = self.clock() - t0
+            self.stats.elapsed_s = prior_s + self.clock() - t0
             meter.close()
             if bar is not None:
                 bar.stop()
@@ -726,6 +727,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         sit = iter(items) if not isinstance(items, AsyncIterable) else None
         exhausted = False
         t0 = self.clock()
+        prior_s = self.stats.elapsed_s  # stats are cumulative over runs
         bar = self._bar(items)
 
         async def take(n: int) -> list[T]:
@@ -774,7 +776,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                 self._after_batch(
                     ctl, n, base, peak, meter.usage_bytes, duration_s=self.clock() - b0, t0=t0
                 )
-                self.stats.elapsed_s = self.clock() - t0
+                self.stats.elapsed_s = prior_s + self.clock() - t0
                 if bar is not None:
                     bar.advance(bar.task_ids[0], n)
                 if results is not None:
@@ -782,7 +784,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                         yield r
                     del results
         finally:
-            self.stats.elapsed_s = self.clock() - t0
+            self.stats.elapsed_s = prior_s + self.clock() - t0
             meter.close()
             if bar is not None:
                 bar.stop()

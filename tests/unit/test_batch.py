@@ -554,3 +554,14 @@ def test_forked_child_does_not_reset_the_parents_peak() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert peak_rss() >= high - MiB  # the child's resets did not reach this process
     gen.close()
+
+
+def test_stats_accumulate_over_runs() -> None:
+    """A second run adds to items, batches and elapsed time rather than replacing them."""
+    ticks = iter(float(i) for i in range(100_000))
+    proc, _ = _proc(FakeMemory(), clock=lambda: next(ticks))
+    list(proc.run(range(100)))
+    first_items, first_elapsed = proc.stats.items, proc.stats.elapsed_s
+    list(proc.run(range(50)))
+    assert proc.stats.items == first_items + 50
+    assert proc.stats.elapsed_s > first_elapsed
