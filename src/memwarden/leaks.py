@@ -21,7 +21,6 @@ import array
 import contextlib
 import ctypes
 import gc
-import inspect
 import itertools
 import linecache
 import logging
@@ -942,8 +941,10 @@ async def check_leaks_async(
     their allocations count, so check in a quiet loop.
     """
     _validate(warmup, rounds, calls_per_round)
-    if not (inspect.iscoroutinefunction(fn) or callable(fn)):
-        raise ConfigurationError(f"fn={fn!r}: expected a coroutine function", value=fn)
+    if not callable(fn):
+        raise ConfigurationError(
+            f"fn={fn!r} (check_leaks_async argument): expected a coroutine function", value=fn
+        )
     plan = _Plan(
         warmup, rounds, calls_per_round, alpha, nframes, rss_probe or _default_rss(), _name_of(fn)
     )
