@@ -339,12 +339,12 @@ _RETAIN: list[object] = []
 
 
 def allocator_retention() -> tuple[Fn, Fn]:
-    """Every 50th call a 20 MB burst of small objects, then freed: the allocator may keep pages."""
+    """Every 50th call a ~10 MB burst of small objects, then freed: the allocator may keep pages."""
     counter = itertools.count()
 
     def handle() -> None:
         if next(counter) % 50 == 0:
-            burst = [str(i) * 3 for i in range(200_000)]
+            burst = [str(i) * 3 for i in range(100_000)]
             del burst
         _work()
 
