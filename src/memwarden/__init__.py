@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "Governor": "memwarden.pressure",
     "HeapSession": "memwarden.heap",
     "IncrementalEngine": "memwarden.incremental",
+    "ItemTooLargeError": "memwarden.cache",
     "LRUCache": "memwarden.cache",
     "LeakDetector": "memwarden.leaks",
     "LeakReport": "memwarden.leaks",
@@ -100,6 +101,7 @@ __all__ = [
     "Governor",
     "HeapSession",
     "IncrementalEngine",
+    "ItemTooLargeError",
     "LRUCache",
     "LeakDetector",
     "LeakReport",
@@ -158,13 +160,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'memwarden' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+if not TYPE_CHECKING:
+    # Hidden from type checkers: a module-level __getattr__ returning Any would make a
+    # misspelt `memwarden.rsss()` type-check. They see the explicit imports below.
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'memwarden' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
 
 
 def __dir__() -> list[str]:
@@ -189,6 +195,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.budget import (
         set_process_limit as set_process_limit,
+    )
+    from memwarden.cache import (
+        ItemTooLargeError as ItemTooLargeError,
     )
     from memwarden.cache import (
         LRUCache as LRUCache,
