@@ -105,3 +105,16 @@ def test_subprocess_run_from_current_directory(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert "LEAK:" in proc.stdout
+
+
+def test_coroutine_function_is_awaited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An async target is run with check_leaks_async: a leaking coroutine exits 1."""
+    (tmp_path / "mw_async_target.py").write_text(
+        "HOARD = []\nasync def leak():\n    HOARD.append([0] * 50)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(["leaks", "mw_async_target:leak", "--rounds", "5", "--calls-per-round", "100"])
+    assert code == 1
+    assert "LEAK: mw_async_target.leak" in capsys.readouterr().out

@@ -228,3 +228,18 @@ def test_markers_are_documented(pytester: pytest.Pytester) -> None:
             "*@pytest.mark.no_leaks(rounds=8, calls_per_round=None, warmup=2)*rerun*",
         ]
     )
+
+
+def test_no_leaks_on_async_test_warns(pytester: pytest.Pytester) -> None:
+    """no_leaks on an async test is not silently ignored: a warning says to use the async check."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.no_leaks()
+        async def test_async():
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess(*ARGS, "-W", "default")
+    result.stdout.fnmatch_lines(["*no_leaks does not rerun async tests*check_leaks_async*"])
