@@ -24,9 +24,9 @@ import threading
 import time
 import weakref
 from array import array
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from memwarden._compat import make_module_callable
 from memwarden._units import format_size
@@ -1054,19 +1054,14 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
 
     # -- decorator
 
-    @overload
-    def __call__(
-        self, func: Callable[P, Awaitable[R]]
-    ) -> Callable[P, Awaitable[R]]: ...  # pragma: no cover
-
-    @overload
-    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...  # pragma: no cover
-
-    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Wrap ``func`` so every call is tracked.
 
         Plain and ``async def`` functions are tracked per call; generator and async
         generator functions are tracked from the first item to exhaustion (or close).
+        The wrapper has ``func``'s exact type: an ``async def`` stays a function
+        returning a ``Coroutine`` (so ``asyncio.run(tracked())`` type-checks), a
+        generator function stays one returning a ``Generator``.
         """
         if inspect.isasyncgenfunction(func):
 
@@ -1076,7 +1071,7 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
                     async for item in func(*args, **kwargs):
                         yield item
 
-            return agen_wrapper
+            return cast("Callable[P, R]", agen_wrapper)
         if inspect.isgeneratorfunction(func):
 
             @functools.wraps(func)
@@ -1084,7 +1079,7 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
                 with self:
                     return (yield from func(*args, **kwargs))
 
-            return gen_wrapper
+            return cast("Callable[P, R]", gen_wrapper)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -1092,14 +1087,14 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
                 with self:
                     return await func(*args, **kwargs)
 
-            return async_wrapper
+            return cast("Callable[P, R]", async_wrapper)
 
         @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             with self:
                 return func(*args, **kwargs)
 
-        return cast("Callable[P, Any]", wrapper)
+        return wrapper
 
 
 def current_operations() -> tuple[str, ...]:

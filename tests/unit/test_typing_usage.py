@@ -67,20 +67,6 @@ def test_usage_file_is_not_collected_by_pytest() -> None:
 
 #: name -> (reason, snippet a user would write; must pass ``mypy --strict`` once fixed)
 KNOWN_BUGS: dict[str, tuple[str, str]] = {
-    "track_async_is_a_coroutine": (
-        "monitor.py track.__call__ overload types an async def as Callable[P, Awaitable[R]], "
-        "so asyncio.run(tracked()) fails: it needs a Coroutine",
-        """
-        import asyncio
-        import memwarden
-
-        @memwarden.track("fetch")
-        async def fetch(n: int) -> list[int]:
-            return list(range(n))
-
-        asyncio.run(fetch(3))
-        """,
-    ),
     "cached_keeps_the_signature": (
         "cache.py cached() overloads return Callable[..., R]: the decorated function's "
         "parameters are erased, so wrong arguments type-check",
@@ -154,6 +140,20 @@ KNOWN_BUGS: dict[str, tuple[str, str]] = {
 
 # Defects that were fixed: their snippets must keep passing (regression tests).
 FIXED_BUGS: dict[str, tuple[str, str]] = {
+    "track_async_is_a_coroutine": (
+        "monitor.py track.__call__ overload types an async def as Callable[P, Awaitable[R]], "
+        "so asyncio.run(tracked()) fails: it needs a Coroutine",
+        """
+        import asyncio
+        import memwarden
+
+        @memwarden.track("fetch")
+        async def fetch(n: int) -> list[int]:
+            return list(range(n))
+
+        asyncio.run(fetch(3))
+        """,
+    ),
     "unknown_top_level_names_are_errors": (
         "memwarden/__init__.py defines module __getattr__ -> Any where type checkers see "
         "it, so a misspelt memwarden.rsss() type-checks as Any instead of attr-defined",
