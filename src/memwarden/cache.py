@@ -57,7 +57,7 @@ from collections.abc import (
     ValuesView,
 )
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast, overload
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, MemwardenError
@@ -79,6 +79,9 @@ log = logging.getLogger("memwarden.cache")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 R = TypeVar("R")
+T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
 
 #: Entries an ``LRUCache`` holds when given neither ``maxsize`` nor ``max_bytes``
 #: (``functools.lru_cache``'s default): every cache is bounded.
@@ -339,6 +342,10 @@ class LRUCache(MutableMapping[K, V]):
         self._hits += 1
         return value
 
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V | T) -> V | T: ...
     def get(self, key: K, default: Any = None) -> Any:
         """The value for ``key`` (refreshing it as most recently used), else ``default``."""
         od = self._od
@@ -497,6 +504,12 @@ class LRUCache(MutableMapping[K, V]):
             value = self._remove_locked(key)
         del value
 
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: V) -> V: ...
+    @overload
+    def pop(self, key: K, default: T) -> V | T: ...
     def pop(self, key: K, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value (``default``, or KeyError, if absent)."""
         with self._lock:
@@ -544,6 +557,10 @@ class LRUCache(MutableMapping[K, V]):
         with self._lock:
             return list(self._od.items())
 
+    @overload
+    def peek(self, key: K) -> V | None: ...
+    @overload
+    def peek(self, key: K, default: V | T) -> V | T: ...
     def peek(self, key: K, default: Any = None) -> Any:
         """The value for ``key`` without refreshing it or counting a hit or miss."""
         return self._od.get(key, default)
@@ -703,6 +720,10 @@ class _TTLLRUCache(LRUCache[K, V]):
             raise KeyError(key)
         return cast("V", value)
 
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V | T) -> V | T: ...
     def get(self, key: K, default: Any = None) -> Any:
         """The value for ``key`` if present and not expired, else ``default``."""
         value = self._lookup(key)
@@ -714,6 +735,10 @@ class _TTLLRUCache(LRUCache[K, V]):
         when = expires.get(key)  # type: ignore[arg-type]
         return when is not None and self._clock() < when
 
+    @overload
+    def peek(self, key: K) -> V | None: ...
+    @overload
+    def peek(self, key: K, default: V | T) -> V | T: ...
     def peek(self, key: K, default: Any = None) -> Any:
         """The value for ``key`` if not expired, without refreshing or counting it."""
         return self._od.get(key, default) if key in self else default
@@ -800,6 +825,10 @@ class WeakCache(MutableMapping[K, V]):
             self._touch_locked(key, value, released)
         return value
 
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V | T) -> V | T: ...
     def get(self, key: K, default: Any = None) -> Any:
         """The live value for ``key`` (refreshing it), else ``default``."""
         try:
@@ -932,10 +961,10 @@ def _miss_store(cache: MutableMapping[Any, Any], key: Hashable, value: Any) -> N
 
 
 def _wrap(
-    func: Callable[..., Any],
+    func: Callable[P, R],
     cache: MutableMapping[Any, Any],
     key: Callable[..., Hashable],
-) -> Callable[..., Any]:
+) -> Callable[P, R]:
     import inspect  # at decoration time only: it is not cheap to import
 
     get = cache.get
@@ -966,11 +995,11 @@ def _wrap(
     wrapper.cache = cache  # type: ignore[attr-defined]
     wrapper.cache_key = key  # type: ignore[attr-defined]
     wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
-    return wrapper
+    return cast("Callable[P, R]", wrapper)
 
 
 @overload
-def cached(cache: Callable[..., R], /) -> Callable[..., R]: ...
+def cached(cache: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
@@ -979,7 +1008,7 @@ def cached(
     /,
     *,
     key: Callable[..., Hashable] = ...,
-) -> Callable[[Callable[..., R]], Callable[..., R]]: ...
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
 def cached(cache: Any = None, /, *, key: Callable[..., Hashable] = hashkey) -> Any:
@@ -997,14 +1026,16 @@ def cached(cache: Any = None, /, *, key: Callable[..., Hashable] = hashkey) -> A
         key: builds the key from the call's arguments; default :func:`hashkey`.
 
     Returns:
-        The decorator; the decorated function has ``cache``, ``cache_key`` and
-        ``cache_clear()`` attributes.
+        The decorator; the decorated function keeps its signature (``Callable[P, R]``;
+        an ``async def`` stays a coroutine function) and has ``cache``,
+        ``cache_key`` and ``cache_clear()`` attributes (untyped: reach them with
+        ``getattr`` or a ``cast``).
     """
     if callable(cache) and not isinstance(cache, MutableMapping):
         return _wrap(cache, LRUCache(DEFAULT_MAXSIZE), key)
     store: MutableMapping[Any, Any] = LRUCache(DEFAULT_MAXSIZE) if cache is None else cache
 
-    def decorator(func: Callable[..., R]) -> Callable[..., R]:
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
         return _wrap(func, store, key)
 
     return decorator
@@ -1140,8 +1171,25 @@ class _MethodCaches:
         )
 
 
+@overload
+def cached_method(func: Callable[Concatenate[S, P], R], /) -> Callable[Concatenate[S, P], R]: ...
+
+
+@overload
 def cached_method(
-    func: Callable[..., R] | None = None,
+    func: None = None,
+    /,
+    *,
+    maxsize: int | None = ...,
+    max_bytes: SizeLike | None = ...,
+    ttl: float | None = ...,
+    key: Callable[..., Hashable] = ...,
+    cache_factory: Callable[[], MutableMapping[Any, Any]] | None = ...,
+) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], R]]: ...
+
+
+def cached_method(
+    func: Callable[..., Any] | None = None,
     /,
     *,
     maxsize: int | None = DEFAULT_MAXSIZE,
@@ -1173,8 +1221,10 @@ def cached_method(
             arguments); overrides ``maxsize``, ``max_bytes`` and ``ttl``.
 
     Returns:
-        The method, with ``cache_for(obj)``, ``cache_clear(obj=None)``,
-        ``shrink(fraction)`` and ``stats()`` attributes.
+        The method, typed as the original (``self`` and the other parameters
+        kept), with ``cache_for(obj)``, ``cache_clear(obj=None)``,
+        ``shrink(fraction)`` and ``stats()`` attributes (untyped: reach them with
+        ``getattr`` or a ``cast``).
 
     Raises:
         ConfigurationError: a bound or ``ttl`` is invalid (at decoration).
@@ -1196,7 +1246,7 @@ def cached_method(
 
     factory = cache_factory
 
-    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         caches = _MethodCaches(fn, factory, key)
         cache_for = caches.cache_for
 

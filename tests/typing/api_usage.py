@@ -12,6 +12,7 @@ Not named ``test_*``: pytest does not collect it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, MutableMapping
@@ -230,8 +231,36 @@ def caches() -> None:
     assert_type(greet("ann"), str)
     assert square(4) == 16
     assert greet("ann") == "hi ann"
-    # memwarden.cached_method is untyped (returns Any): a typed method decorated with it
-    # fails --strict ("untyped decorator"); pinned in test_typing_usage.py, not used here.
+    with contextlib.suppress(TypeError):  # the parameters are kept: a wrong one is an error
+        square("four")  # type: ignore[arg-type]
+
+    @memwarden.cached
+    async def double(n: int) -> int:
+        return 2 * n
+
+    assert_type(asyncio.run(double(2)), int)
+
+    # Lookups are typed like MutableMapping's.
+    assert_type(lru.get("a"), bytes | None)
+    assert_type(lru.get("zz", b""), bytes)
+    assert_type(lru.peek("a"), bytes | None)
+    assert_type(lru.pop("zz", None), bytes | None)
+    assert_type(weak.get("b"), Blob | None)
+
+    class Repo:
+        @memwarden.cached_method(maxsize=8)
+        def load(self, key: str) -> bytes:
+            return key.encode()
+
+        @memwarden.cached_method
+        def size(self, key: str, *, extra: int = 0) -> int:
+            return len(key) + extra
+
+    repo = Repo()
+    assert_type(repo.load("k"), bytes)
+    assert_type(repo.size("k", extra=1), int)
+    assert repo.load("k") == b"k"
+    assert repo.size("abc", extra=1) == 4
 
 
 # --------------------------------------------------------------------------- pools and disposal

@@ -67,22 +67,39 @@ def test_usage_file_is_not_collected_by_pytest() -> None:
 
 #: name -> (reason, snippet a user would write; must pass ``mypy --strict`` once fixed)
 KNOWN_BUGS: dict[str, tuple[str, str]] = {
-    "cached_keeps_the_signature": (
-        "cache.py cached() overloads return Callable[..., R]: the decorated function's "
-        "parameters are erased, so wrong arguments type-check",
+    "disposable_base_instances_are_typed": (
+        "dispose.py DisposableBase.__new__ returns Any, so every subclass instance "
+        "(Conn()) is Any to mypy: no attribute or argument checking at all",
         """
+        from typing import assert_type
         import memwarden
 
-        @memwarden.cached
-        def square(n: int) -> int:
-            return n * n
+        class Conn(memwarden.DisposableBase):
+            def _dispose(self) -> None:
+                pass
 
-        @memwarden.cached(memwarden.LRUCache(16))
-        def greet(name: str) -> str:
-            return name
+        assert_type(Conn(), Conn)
+        """,
+    ),
+}
 
-        square("four")  # type: ignore[arg-type]
-        greet(1)  # type: ignore[arg-type]
+
+# Defects that were fixed: their snippets must keep passing (regression tests).
+FIXED_BUGS: dict[str, tuple[str, str]] = {
+    "cache_lookups_are_typed": (
+        "cache.py LRUCache.get/peek/pop and WeakCache.get are annotated -> Any: a "
+        "MutableMapping[str, bytes] gives bytes | None, the concrete cache gives Any",
+        """
+        from typing import assert_type
+        import memwarden
+
+        lru: memwarden.LRUCache[str, bytes] = memwarden.LRUCache(8)
+        assert_type(lru.get("k"), bytes | None)
+        assert_type(lru.get("k", b""), bytes)
+        assert_type(lru.peek("k"), bytes | None)
+        assert_type(lru.pop("k", None), bytes | None)
+        weak: memwarden.WeakCache[str, bytes] = memwarden.WeakCache()
+        assert_type(weak.get("k"), bytes | None)
         """,
     ),
     "cached_method_is_typed": (
@@ -105,41 +122,24 @@ KNOWN_BUGS: dict[str, tuple[str, str]] = {
         assert_type(Repo().size("k"), int)
         """,
     ),
-    "disposable_base_instances_are_typed": (
-        "dispose.py DisposableBase.__new__ returns Any, so every subclass instance "
-        "(Conn()) is Any to mypy: no attribute or argument checking at all",
+    "cached_keeps_the_signature": (
+        "cache.py cached() overloads return Callable[..., R]: the decorated function's "
+        "parameters are erased, so wrong arguments type-check",
         """
-        from typing import assert_type
         import memwarden
 
-        class Conn(memwarden.DisposableBase):
-            def _dispose(self) -> None:
-                pass
+        @memwarden.cached
+        def square(n: int) -> int:
+            return n * n
 
-        assert_type(Conn(), Conn)
+        @memwarden.cached(memwarden.LRUCache(16))
+        def greet(name: str) -> str:
+            return name
+
+        square("four")  # type: ignore[arg-type]
+        greet(1)  # type: ignore[arg-type]
         """,
     ),
-    "cache_lookups_are_typed": (
-        "cache.py LRUCache.get/peek/pop and WeakCache.get are annotated -> Any: a "
-        "MutableMapping[str, bytes] gives bytes | None, the concrete cache gives Any",
-        """
-        from typing import assert_type
-        import memwarden
-
-        lru: memwarden.LRUCache[str, bytes] = memwarden.LRUCache(8)
-        assert_type(lru.get("k"), bytes | None)
-        assert_type(lru.get("k", b""), bytes)
-        assert_type(lru.peek("k"), bytes | None)
-        assert_type(lru.pop("k", None), bytes | None)
-        weak: memwarden.WeakCache[str, bytes] = memwarden.WeakCache()
-        assert_type(weak.get("k"), bytes | None)
-        """,
-    ),
-}
-
-
-# Defects that were fixed: their snippets must keep passing (regression tests).
-FIXED_BUGS: dict[str, tuple[str, str]] = {
     "track_async_is_a_coroutine": (
         "monitor.py track.__call__ overload types an async def as Callable[P, Awaitable[R]], "
         "so asyncio.run(tracked()) fails: it needs a Coroutine",
