@@ -48,6 +48,7 @@ logger = logging.getLogger("memwarden.dispose")
 
 T = TypeVar("T")
 _Self = TypeVar("_Self")
+_D = TypeVar("_D", bound="DisposableBase")
 
 
 @runtime_checkable
@@ -547,7 +548,9 @@ class DisposableBase:
     _mw_disposed: bool
     _mw_finalizer: weakref.finalize[Any, Any] | None
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __new__(cls: type[_D], *args: Any, **kwargs: Any) -> _D:
+        # -> _D, bound to this class (Python 3.10 has no typing.Self, and
+        # typing_extensions is not a dependency): Conn() is a Conn to type checkers.
         self = super().__new__(cls)
         self._mw_disposed = False
         self._mw_finalizer = None

@@ -303,6 +303,15 @@ def pools_and_disposal() -> None:
         stack.defer(lambda: closed.append("deferred"))
     assert closed == ["deferred", "8 bytes", "conn"]
 
+    class Named(memwarden.DisposableBase):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    named = Named("n")
+    assert_type(named, Named)  # a subclass instance is itself, not Any
+    assert_type(named.name, str)
+    named.dispose()
+
     manager = memwarden.ResourceManager()
     tracked: Conn = manager.track(Conn())
     manager.dispose()
