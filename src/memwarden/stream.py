@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, Union
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, Union, cast
 
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, MemwardenError, PressureTimeoutError
@@ -65,6 +65,7 @@ StreamSource = Union[str, "os.PathLike[str]", IO[bytes], "socket.socket", Any]
 """A path, a binary file object (anything with ``readinto`` or ``read``) or a socket."""
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class LineTooLongError(MemwardenError, ValueError):
@@ -775,7 +776,7 @@ class Pipeline(Generic[T]):
 
     def __init__(
         self,
-        stages: Iterable[Callable[[Any], Any]] = (),
+        stages: Iterable[Callable[[Any], T]] = (),
         *,
         maxsize: int = 8,
         governor: Any = None,
@@ -802,22 +803,31 @@ class Pipeline(Generic[T]):
             self.add(fn)
         self.stats = PipelineStats()
 
-    def add(self, fn: Callable[[Any], Any], *, name: str | None = None) -> Pipeline[T]:
-        """Append a stage calling ``fn(item)``; returns the pipeline for chaining."""
+    def add(self, fn: Callable[[T], U], *, name: str | None = None) -> Pipeline[U]:
+        """Append a stage calling ``fn(item)``; returns the pipeline for chaining.
+
+        The pipeline is changed in place and returned retyped: its output type is
+        the new last stage's (``Pipeline[str].add(len)`` is a ``Pipeline[int]``), so
+        keep using the returned pipeline, not an older annotated name for it.
+        """
         if not callable(fn):
             raise ConfigurationError(f"stage {fn!r} is not callable", value=fn, source="stage")
         self._stages.append((str(name or getattr(fn, "__name__", f"stage{len(self._stages)}")), fn))
-        return self
+        return cast("Pipeline[U]", self)
 
-    def run(self, items: Iterable[Any]) -> Iterator[Any]:
+    def run(self, items: Iterable[Any]) -> Iterator[T]:
         """Feed ``items`` through the stages and yield the results in order.
+
+        The results have the pipeline's type parameter: the last stage's output type
+        (the input items are not type-checked: the first stage's parameter is not
+        tracked).
 
         Raises:
             Exception: whatever a stage (or the input iterable) raised, re-raised here.
         """
         return self._run(items)
 
-    def _run(self, items: Iterable[Any]) -> Iterator[Any]:
+    def _run(self, items: Iterable[Any]) -> Iterator[T]:
         stop = threading.Event()
         queues: list[queue.Queue[Any]] = [
             queue.Queue(self.maxsize) for _ in range(len(self._stages) + 1)

@@ -382,6 +382,15 @@ def streams_and_batches(tmp: Path) -> None:
     pipe.add(str.upper)
     assert list(pipe.run(["a", "b"])) == ["A", "B"]
 
+    # The output type follows the last stage added.
+    lengths = memwarden.Pipeline(maxsize=2).add(str.upper).add(len, name="len")
+    assert_type(lengths, memwarden.Pipeline[int])
+    assert_type(lengths.run(["a"]), Iterator[int])
+    assert list(lengths.run(["a", "bb"])) == [1, 2]
+    doubled = memwarden.Pipeline([len]).add(lambda n: n * 2)
+    assert_type(doubled.run(["abc"]), Iterator[int])
+    assert list(doubled.run(["abc"])) == [6]
+
     def count(key: str, data: bytes) -> int:
         return len(data)
 

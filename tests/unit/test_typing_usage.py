@@ -71,6 +71,19 @@ KNOWN_BUGS: dict[str, tuple[str, str]] = {}
 
 # Defects that were fixed: their snippets must keep passing (regression tests).
 FIXED_BUGS: dict[str, tuple[str, str]] = {
+    "pipeline_output_follows_last_stage": (
+        "stream.py Pipeline.add/run used Any, so a Pipeline's run() yielded Any whatever "
+        "its stages returned",
+        """
+        from collections.abc import Iterator
+        from typing import assert_type
+        import memwarden
+
+        pipe = memwarden.Pipeline(maxsize=2).add(str.upper).add(len)
+        assert_type(pipe, memwarden.Pipeline[int])
+        assert_type(pipe.run(["a"]), Iterator[int])
+        """,
+    ),
     "disposable_base_instances_are_typed": (
         "dispose.py DisposableBase.__new__ returns Any, so every subclass instance "
         "(Conn()) is Any to mypy: no attribute or argument checking at all",
