@@ -6,6 +6,7 @@ import pytest
 
 from memwarden.leaks import check_leaks
 from tests.leak_corpus import LEAKS, NOT_LEAKS, Case
+from tests.support.memwarden_plugin import coverage_active
 
 pytestmark = pytest.mark.slow  # ~1-3 s per case: the default check calibrates to ~0.6 s of calls
 
@@ -26,6 +27,11 @@ def test_real_leak_is_reported(case: Case) -> None:
 @pytest.mark.parametrize("case", NOT_LEAKS, ids=lambda c: c.name)
 def test_look_alike_is_not_reported(case: Case) -> None:
     """A bounded, temporary or cyclic structure is not reported as a leak."""
+    if case.name == "threads_started_and_joined" and coverage_active():
+        pytest.skip(
+            "under coverage every started thread leaks: coverage's collector keeps a "
+            "tracer per thread (the detector reports exactly that)"
+        )
     fn, cleanup = case.factory()
     try:
         report = check_leaks(fn)

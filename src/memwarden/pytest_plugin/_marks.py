@@ -12,6 +12,7 @@ import ast
 import gc
 import inspect
 import os
+import sys
 import sysconfig
 import tracemalloc
 from collections import OrderedDict
@@ -363,5 +364,12 @@ def limit_leaks_problem(
         lines.append(f"    {_where(tb)}: {format_size(size)} in {count} block(s)")
         lines.extend(
             f"        {fr.function} at {fr.filename}:{fr.lineno}" for fr in stack.frames[:6]
+        )
+    tracer = sys.gettrace()
+    if tracer is not None:
+        lines.append(
+            f"Note: a trace function is active ({type(tracer).__module__}, e.g. coverage): "
+            "it allocates data the first time each line runs, attributed to the test; "
+            "allow a few KiB for it or run memory tests without it."
         )
     return MemoryProblem("memory leaked", "\n".join(lines), "limit_leaks"), leaked
