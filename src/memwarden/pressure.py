@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import gc
 import itertools
 import logging
@@ -92,12 +93,25 @@ class PressureLevel(enum.IntEnum):
 _order = itertools.count()
 
 
+def _note_dead(dead: deque[int], order: int, _ref: object) -> None:
+    """WeakMethod callback: queue a dead registration for removal by its governor.
+
+    It runs wherever the garbage collector runs (any thread, possibly while that
+    thread holds the governor's lock), so it takes no lock: ``deque.append`` is
+    atomic, and the governor drains the queue at its next registry operation.
+    """
+    dead.append(order)
+
+
 class ReliefRegistration:
     """A reliever registered with a governor; :meth:`unregister` removes it (idempotent).
 
     Bound methods are held through :class:`weakref.WeakMethod`, so registering a cache's
     ``shrink`` never keeps the cache alive; plain functions and other callables are
-    held strongly (a lambda would otherwise vanish at once).
+    held strongly (a lambda would otherwise vanish at once). When a weakly held
+    method's object dies, the registration queues itself for removal, and the
+    governor drops it at its next register/unregister/relievers call: short-lived
+    caches and pools leave no dead registrations piling up in the registry.
     """
 
     __slots__ = ("__weakref__", "_governor", "_order", "_strong", "_weak", "name", "priority")
@@ -108,13 +122,16 @@ class ReliefRegistration:
         # we hold the method weakly. Anything else we hold, or nobody would.
         self._weak: weakref.WeakMethod[Reliever] | None = None
         self._strong: Reliever | None = None
+        self._order = next(_order)
         if isinstance(fn, MethodType):
-            self._weak = weakref.WeakMethod(fn)
+            # The callback holds the governor's dead-queue, not the governor.
+            self._weak = weakref.WeakMethod(
+                fn, functools.partial(_note_dead, governor._dead_registrations, self._order)
+            )
         else:
             self._strong = fn
         self.priority = priority
         self.name = name
-        self._order = next(_order)
 
     def resolve(self) -> Reliever | None:
         """The reliever, or None once its object was garbage-collected."""
@@ -479,7 +496,11 @@ class Governor:
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())
         self._relief_lock = threading.Lock()
-        self._registrations: list[ReliefRegistration] = []
+        # Registrations by their order number; dead ones (a weakly held method's object
+        # was collected) are queued in _dead_registrations by a lock-free weakref
+        # callback and removed under the lock by _prune_dead_locked().
+        self._registrations: dict[int, ReliefRegistration] = {}
+        self._dead_registrations: deque[int] = deque()
         self._subscribers: list[PressureSubscription] = []
         self._history: deque[ReliefRun] = deque(maxlen=history_size)
         self._level = PressureLevel.NONE
@@ -600,26 +621,48 @@ class Governor:
         label = name or getattr(fn, "__qualname__", None) or repr(fn)
         reg = ReliefRegistration(self, fn, priority, label)
         with self._lock:
+            self._prune_dead_locked()
             if len(self._registrations) >= MAX_RELIEVERS:
-                self._registrations = [r for r in self._registrations if r.alive]
+                self._registrations = {k: r for k, r in self._registrations.items() if r.alive}
             if len(self._registrations) >= MAX_RELIEVERS:
                 raise ConfigurationError(
                     f"cannot register reliever {label!r}: {MAX_RELIEVERS} already registered",
                     value=label,
                     source="argument",
                 )
-            self._registrations.append(reg)
+            self._registrations[reg._order] = reg
         return reg
 
+    def _prune_dead_locked(self) -> None:
+        """Drop the registrations whose weakly held reliever died (caller holds the lock)."""
+        dead, regs = self._dead_registrations, self._registrations
+        while dead:
+            try:
+                order = dead.popleft()
+            except IndexError:  # pragma: no cover - emptied concurrently
+                break
+            regs.pop(order, None)
+
     def _remove_registration(self, reg: ReliefRegistration) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._registrations.remove(reg)
+        with self._lock:
+            self._registrations.pop(reg._order, None)
+            self._prune_dead_locked()
 
     def relievers(self) -> list[ReliefRegistration]:
         """The live registrations in the order relief runs them."""
         with self._lock:
-            self._registrations = [r for r in self._registrations if r.alive]
-            return sorted(self._registrations, key=lambda r: (r.priority, r._order))
+            self._prune_dead_locked()
+            self._registrations = {k: r for k, r in self._registrations.items() if r.alive}
+            return sorted(self._registrations.values(), key=lambda r: (r.priority, r._order))
+
+    def registration_count(self) -> int:
+        """How many registrations the registry holds now (dead ones already dropped).
+
+        Unlike :meth:`relievers`, does not resolve each reliever: cheap, for stats.
+        """
+        with self._lock:
+            self._prune_dead_locked()
+            return len(self._registrations)
 
     def on_pressure(
         self, callback: Callable[[PressureLevel, PressureLevel], None]
@@ -1145,6 +1188,7 @@ class Governor:
         self.stop()
         with self._lock:
             self._registrations.clear()
+            self._dead_registrations.clear()
             self._subscribers.clear()
 
     def __enter__(self) -> Governor:

@@ -617,3 +617,20 @@ def test_a_forked_child_can_use_a_cache_whose_lock_was_held(kind: Kind) -> None:
     finally:
         release.set()
         holder.join(10)
+
+
+def test_dropped_caches_leave_no_dead_registrations() -> None:
+    """5,000 short-lived registered LRUCaches leave the governor's registry near its baseline."""
+    pressure = pytest.importorskip("memwarden.pressure")
+    gov = pressure.governor()
+    baseline = gov.registration_count()
+    runs = gov.stats()["relief_runs"]
+    for i in range(5_000):
+        cache: LRUCache[int, int] = LRUCache(8)
+        cache[i] = i
+        del cache
+    # Read the raw registry first: stats() and relievers() prune dead entries themselves.
+    assert len(gov._registrations) <= baseline + 8
+    assert gov.registration_count() <= baseline + 8
+    # No relieve() ran: the registrations dropped themselves when their caches died.
+    assert gov.stats()["relief_runs"] == runs

@@ -308,6 +308,34 @@ def test_bound_methods_are_held_weakly_and_functions_strongly() -> None:
     assert [r.name for r in gov.relievers()] == ["fn"]
 
 
+def test_dead_registrations_drop_themselves_without_relief() -> None:
+    """A reliever whose object died leaves the registry at the next registry call, no relieve()."""
+    usage = Usage(0)
+    gov = make(usage)
+    baseline = len(gov._registrations)
+    for _ in range(2_000):
+        cache = Cache(usage, 1, [])
+        gov.register_reliever(cache.shrink, priority=PRIORITY_CACHE, name="c")
+        del cache  # refcounting frees it at once: its WeakMethod callback queues it
+    assert len(gov._registrations) <= baseline + 1  # the last one waits for the next call
+    assert gov.registration_count() == baseline
+    assert not gov._dead_registrations
+    assert gov.stats()["relief_runs"] == 0
+
+
+def test_unregistered_then_dead_registration_is_harmless() -> None:
+    """Unregistering, then the object dying, queues a stale entry that prunes to nothing."""
+    usage = Usage(0)
+    gov = make(usage)
+    keep = gov.register_reliever(lambda: None, priority=50, name="keep")
+    cache = Cache(usage, 1, [])
+    reg = gov.register_reliever(cache.shrink, priority=PRIORITY_CACHE, name="c")
+    reg.unregister()
+    del cache
+    assert gov.registration_count() == 1
+    assert gov.relievers() == [keep]
+
+
 def test_unregister_is_idempotent() -> None:
     """``unregister()`` removes the reliever, and a second call does nothing."""
     gov = make(Usage(0))
