@@ -69,7 +69,8 @@ _RELIABLE_BYTES = 4 * 1024 * 1024
 """A batch that moved memory by this much gives an estimate good enough to jump on."""
 
 _ESTIMATE_WINDOW = 8
-_SIZE_HISTORY = 10_000
+_SIZE_HISTORY = 512
+"""Batch sizes kept in ``BatchStats.sizes`` (about 56 KB once full; 10 000 was 0.9 MB)."""
 
 _HIGH = 2
 _MODERATE = 1
@@ -123,7 +124,9 @@ class BatchEvent:
 class BatchStats:
     """Counters of an :class:`AdaptiveBatchProcessor` (cumulative over its runs).
 
-    ``sizes`` is a bounded history of ``(seconds since the run started, batch size)``.
+    ``sizes`` is a bounded history of ``(seconds since the run started, batch size)``:
+    the last 512 batches (enough to plot how sizes adapted; a processor reused for
+    days keeps no more). ``max_batch_seen`` covers every batch, not only that window.
     """
 
     batches: int = 0
@@ -139,6 +142,7 @@ class BatchStats:
     sizes: collections.deque[tuple[float, int]] = field(
         default_factory=lambda: collections.deque(maxlen=_SIZE_HISTORY)
     )
+    _max_size: int = field(default=0, repr=False, compare=False)
 
     @property
     def items_per_s(self) -> float:
@@ -146,7 +150,7 @@ class BatchStats:
 
     @property
     def max_batch_seen(self) -> int:
-        return max((s for _, s in self.sizes), default=0)
+        return max(self._max_size, max((s for _, s in self.sizes), default=0))
 
     def summary(self) -> str:
         est = "?" if self.item_bytes is None else format_size(int(self.item_bytes))
@@ -601,6 +605,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         st.peak_bytes = max(st.peak_bytes, peak)
         st.item_bytes = ctl.estimate
         st.sizes.append((self.clock() - t0, n))
+        st._max_size = max(st._max_size, n)
         ctl.size = ctl.next_size(n, usage)
         self._emit(BatchEvent("done", st.batches, n, ctl.size, duration_s, peak, ctl.estimate))
 

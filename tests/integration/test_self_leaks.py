@@ -542,7 +542,7 @@ def test_adaptive_batch_processor_per_run_does_not_leak(measure: Literal["rss", 
 def test_adaptive_batch_processor_reused_does_not_leak() -> None:
     """One processor run many times keeps only its bounded size history.
 
-    ``stats.sizes`` keeps the last 10 000 batch sizes (about 0.9 MB once full); the
+    ``stats.sizes`` keeps the last 512 batch sizes (about 56 KB once full); the
     detector can only see a bounded history as flat once a whole history turns over
     within one round, so this test gives it a 64-entry history of the same kind.
     """

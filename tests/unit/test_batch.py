@@ -266,6 +266,27 @@ def test_stats_and_summary() -> None:
     assert "100 items" in st.summary()
 
 
+def test_size_history_is_small_and_max_batch_seen_covers_every_batch() -> None:
+    """``stats.sizes`` keeps the last 512 batches; ``max_batch_seen`` still sees the first."""
+    proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
+        lambda batch: batch,
+        max_memory="1 GiB",
+        max_batch=7,
+        initial_batch=7,
+        governor=False,
+        measure="rss",
+    )
+    assert proc.stats.sizes.maxlen == 512
+    assert list(proc.run(range(7))) == list(range(7))  # one batch of 7
+    proc.min_batch = proc.max_batch = proc.initial_batch = 1
+    list(proc.run(range(600)))  # 600 one-item batches push it out of the window
+    st = proc.stats
+    assert st.batches == 601
+    assert len(st.sizes) == 512
+    assert all(size == 1 for _, size in st.sizes)
+    assert st.max_batch_seen == 7
+
+
 def test_arun_with_async_process_and_async_iterable() -> None:
     """arun awaits an async process over an async iterable, in order."""
     mem = FakeMemory()
