@@ -104,6 +104,14 @@ def _default_output(name: str) -> Path:
     show_default=True,
     help="How many allocation sites to keep per snapshot.",
 )
+@click.option(
+    "--frames",
+    type=click.IntRange(min=1, max=64),
+    default=4,
+    show_default=True,
+    help="--python-heap: stack frames recorded per allocation (more finds your line behind "
+    "deeper library calls, and costs more).",
+)
 @click.option("--label", help="Name of this run in reports [default: the command].")
 @click.option("-q", "--quiet", is_flag=True, help="No live line and no summary.")
 @click.argument("target")
@@ -117,6 +125,7 @@ def command(  # noqa: PLR0917 - click passes options as arguments
     python_heap: bool,
     spans: bool,
     top: int,
+    frames: int,
     label: str | None,
     quiet: bool,
     target: str,
@@ -173,6 +182,7 @@ def command(  # noqa: PLR0917 - click passes options as arguments
             spans=True,
             top=top,
             interval_s=interval,
+            frames=frames,
         )
     live = LiveLine(sys.stderr) if (not quiet and sys.stderr.isatty()) else None
 

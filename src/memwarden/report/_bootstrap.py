@@ -17,6 +17,7 @@ import contextlib
 import functools
 import linecache
 import logging
+import marshal
 import os
 import runpy
 import signal
@@ -40,6 +41,7 @@ _ENV = (
     "MEMWARDEN_TRACE_SPANS",
     "MEMWARDEN_TRACE_TOP",
     "MEMWARDEN_TRACE_INTERVAL",
+    "MEMWARDEN_TRACE_FRAMES",
 )
 
 #: A new peak snapshot is taken when the traced heap is this much above the last one.
@@ -47,8 +49,9 @@ _PEAK_GROWTH = 1.2
 _MIN_PEAK_BYTES = 1 << 20
 
 
-#: Frames kept per allocation: enough to walk out of library code to the caller.
-_NFRAMES = 8
+#: Frames kept per allocation by default: enough to walk out of most library calls
+#: to the caller. tracemalloc's cost grows with the frames it records.
+DEFAULT_FRAMES = 4
 
 
 _OWN_PREFIX = str(Path(__file__).resolve().parent.parent).rstrip("/") + "/"  # memwarden's package
@@ -65,14 +68,23 @@ def _library_prefixes() -> tuple[str, ...]:
     return tuple(sorted(p.rstrip("/") + "/" for p in found))
 
 
-def _grouped(snapshot: tracemalloc.Snapshot) -> list[tuple[tuple[tuple[str, int], ...], int, int]]:
-    """``(frames most recent first, size, count)`` per distinct traceback."""
+_RawTraces = list[tuple[Any, ...]]
+"""``Snapshot.traces._traces``: ``(domain, size, frames most recent first, nframes)`` tuples."""
+
+
+def _raw_traces(snapshot: tracemalloc.Snapshot) -> _RawTraces:
     raw = getattr(snapshot.traces, "_traces", None)
-    if not isinstance(raw, list):  # pragma: no cover - other Python versions
-        return [
-            (tuple((f.filename, f.lineno) for f in reversed(stat.traceback)), stat.size, stat.count)
-            for stat in snapshot.statistics("traceback")
-        ]
+    if isinstance(raw, list):
+        return raw
+    # Another Python's private layout: rebuild it from the public API (slower).
+    return [  # pragma: no cover
+        (0, t.size, tuple((f.filename, f.lineno) for f in reversed(t.traceback)), 0)
+        for t in snapshot.traces
+    ]
+
+
+def _grouped(raw: _RawTraces) -> list[tuple[tuple[tuple[str, int], ...], int, int]]:
+    """``(frames most recent first, size, count)`` per distinct traceback."""
     # tracemalloc hands out one tuple object per distinct traceback, so grouping by
     # id() avoids hashing every traceback: several times faster than statistics().
     sizes: dict[int, int] = {}
@@ -91,7 +103,7 @@ def _grouped(snapshot: tracemalloc.Snapshot) -> list[tuple[tuple[tuple[str, int]
     return [(frames[k], sizes[k], counts[k]) for k in sizes]
 
 
-def _top_sites(snapshot: tracemalloc.Snapshot, top: int) -> tuple[Site, ...]:
+def _top_sites(raw: _RawTraces, top: int) -> tuple[Site, ...]:
     """Group allocations by the innermost frame in the program's own code.
 
     ``np.ones(...)`` allocates inside numpy; the line a user can change is the
@@ -104,7 +116,7 @@ def _top_sites(snapshot: tracemalloc.Snapshot, top: int) -> tuple[Site, ...]:
     library = (*_library_prefixes(), "<")
     skip = {tracemalloc.__file__, __file__, linecache.__file__, runpy.__file__}
     totals: dict[tuple[str, int], list[int]] = {}
-    for tb, size, count in _grouped(snapshot):
+    for tb, size, count in _grouped(raw):
         if not tb:
             continue
         chosen = next((f for f in tb if not f[0].startswith(library)), None)
@@ -137,6 +149,7 @@ class _Session:
         spans: bool,
         top: int,
         every_s: float,
+        frames: int = DEFAULT_FRAMES,
     ) -> None:
         self.fd = fd
         self.t0 = t0
@@ -145,12 +158,15 @@ class _Session:
         self.spans = spans
         self.top = top
         self.every_s = max(0.05, every_s)
+        self.frames = max(1, frames)
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._best_bytes = 0
         self._finished = False
         self._subscription: Any = None
+        self._watcher: threading.Thread | None = None
+        self._peak: tuple[float, int, int, bytes] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         if os.getpid() != self.pid:  # a forked child inherited us; it is not the profiled process
@@ -164,35 +180,71 @@ class _Session:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def snapshot(self, when: str, *, last: bool = False) -> None:
-        current, peak = tracemalloc.get_traced_memory()
-        started_s = self.now()
-        snap = tracemalloc.take_snapshot()
-        if last:
-            # Nothing is traced after the exit snapshot: stop now so that grouping
-            # millions of blocks does not itself run traced (several times slower).
-            tracemalloc.stop()
-        blocks = len(snap.traces)
-        sites = _top_sites(snap, self.top)
-        del snap
-        self.write(site_snapshot_record(SiteSnapshot(when, self.now(), current, peak, sites)))
-        # Snapshots cost time and memory in the child; say so on the timeline.
+    def _event(self, started_s: float, message: str) -> None:
+        # Snapshots cost the child time and memory; say so on the timeline.
         self.write(
             {
                 "type": "event",
                 "t_s": round(started_s, 4),
                 "kind": "heap-snapshot",
-                "message": f"{when} heap snapshot of {blocks} blocks took "
-                f"{self.now() - started_s:.2f} s",
+                "message": message,
             }
+        )
+
+    def capture_peak(self) -> None:
+        """Keep the traces at a new high as compact ``marshal`` bytes, grouped at exit.
+
+        Grouping blocks in Python while tracemalloc traces (every int and dict
+        entry it allocates) is tens of times slower than the C-level snapshot and
+        ``marshal`` copy, so the expensive part waits until tracing has stopped.
+        """
+        current, peak = tracemalloc.get_traced_memory()
+        started_s = self.now()
+        snap = tracemalloc.take_snapshot()
+        raw = _raw_traces(snap)
+        data = marshal.dumps(raw)
+        blocks = len(raw)
+        del snap, raw
+        self._peak = (started_s, current, peak, data)
+        self._event(
+            started_s,
+            f"peak heap snapshot of {blocks} blocks ({len(data) >> 10} KiB kept) took "
+            f"{self.now() - started_s:.2f} s",
+        )
+
+    def write_sites(self) -> None:
+        """Take the exit snapshot, stop tracing, then group and write the peak and exit sites."""
+        current, peak = tracemalloc.get_traced_memory()
+        started_s = self.now()
+        raw = _raw_traces(tracemalloc.take_snapshot())
+        # Nothing is traced after the exit snapshot: stop now so that grouping
+        # does not itself run traced.
+        tracemalloc.stop()
+        exit_sites = _top_sites(raw, self.top)
+        blocks = len(raw)
+        del raw
+        if self._peak is not None:
+            t_s, p_current, p_peak, data = self._peak
+            self._peak = None
+            peak_sites = _top_sites(marshal.loads(data), self.top)  # noqa: S302 - our own bytes
+            del data
+            self.write(
+                site_snapshot_record(SiteSnapshot("peak", t_s, p_current, p_peak, peak_sites))
+            )
+        self.write(site_snapshot_record(SiteSnapshot("exit", started_s, current, peak, exit_sites)))
+        self._event(
+            started_s, f"exit heap snapshot of {blocks} blocks took {self.now() - started_s:.2f} s"
         )
 
     def start(self) -> None:
         if self.heap:
             _library_prefixes()
             if not tracemalloc.is_tracing():
-                tracemalloc.start(_NFRAMES)
-            threading.Thread(target=self._watch, name="memwarden-heap-watch", daemon=True).start()
+                tracemalloc.start(self.frames)
+            self._watcher = threading.Thread(
+                target=self._watch, name="memwarden-heap-watch", daemon=True
+            )
+            self._watcher.start()
         if self.spans:
             self._subscribe_spans()
 
@@ -222,7 +274,7 @@ class _Session:
         )
 
     def _watch(self) -> None:
-        min_gap_s = 1.0
+        min_gap_s = 0.5
         last_at = 0.0
         while not self._stop.wait(self.every_s):
             if not tracemalloc.is_tracing():
@@ -237,13 +289,13 @@ class _Session:
                 self._best_bytes = current
                 started = time.perf_counter()
                 try:
-                    self.snapshot("peak")
+                    self.capture_peak()
                 except Exception as exc:  # the heap watcher must never kill the program
                     log.debug("peak snapshot failed: %s", exc)
                     return
                 # A snapshot costs O(live blocks) of Python work competing for the GIL;
                 # spacing them by 10x their cost keeps them near a tenth of the run.
-                min_gap_s = max(1.0, 10 * (time.perf_counter() - started))
+                min_gap_s = max(0.5, 10 * (time.perf_counter() - started))
                 last_at = time.monotonic()
 
     def finish(self) -> None:
@@ -254,9 +306,13 @@ class _Session:
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 self._subscription.unsubscribe()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=10)  # let a snapshot in progress finish
         if self.heap and tracemalloc.is_tracing():
-            with contextlib.suppress(Exception):
-                self.snapshot("exit", last=True)
+            try:
+                self.write_sites()
+            except Exception as exc:  # never take the program down over a trace
+                log.debug("exit snapshot failed: %s", exc)
 
 
 def _install_sigterm(session: _Session) -> None:
@@ -291,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
             spans=env["MEMWARDEN_TRACE_SPANS"] == "1",
             top=int(env["MEMWARDEN_TRACE_TOP"] or 20),
             every_s=float(env["MEMWARDEN_TRACE_INTERVAL"] or 0.1),
+            frames=int(env["MEMWARDEN_TRACE_FRAMES"] or DEFAULT_FRAMES),
         )
         atexit.register(session.finish)
         _install_sigterm(session)

@@ -239,6 +239,7 @@ def bootstrap_env(
     spans: bool,
     top: int,
     interval_s: float,
+    frames: int = 4,
 ) -> dict[str, str]:
     """The environment that tells the child bootstrap where and what to record."""
     import memwarden
@@ -256,6 +257,7 @@ def bootstrap_env(
             "MEMWARDEN_TRACE_SPANS": "1" if spans else "0",
             "MEMWARDEN_TRACE_TOP": str(top),
             "MEMWARDEN_TRACE_INTERVAL": repr(interval_s),
+            "MEMWARDEN_TRACE_FRAMES": str(frames),
         }
     )
     return env
