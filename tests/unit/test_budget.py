@@ -6,6 +6,7 @@ import asyncio
 import resource
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -124,6 +125,100 @@ def test_an_outer_tracemalloc_session_is_left_running() -> None:
         del before, inside
     finally:
         tracemalloc.stop()
+
+
+class _SnapshotCounter:
+    """Counts ``tracemalloc.take_snapshot`` calls (monkeypatched in), delegating to the real one."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.real = tracemalloc.take_snapshot
+
+    def __call__(self) -> tracemalloc.Snapshot:
+        self.calls += 1
+        return self.real()
+
+
+def test_entering_a_block_under_running_tracing_takes_no_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tracing already on, blocks within budget take no snapshot; one over takes one."""
+    counter = _SnapshotCounter()
+    monkeypatch.setattr(tracemalloc, "take_snapshot", counter)
+    tracemalloc.start()
+    try:
+        for _ in range(20):
+            with memory_budget("8 MiB") as ok:
+                tmp = bytearray(MiB)
+                del tmp
+        assert not ok.exceeded
+        assert counter.calls == 0
+        with pytest.raises(MemoryBudgetExceededError) as info, memory_budget("1 MiB"):
+            kept = bytearray(3 * MiB)
+        assert counter.calls == 1  # only over budget: the one at the end, to name sites
+        assert info.value.top_sites
+        assert info.value.top_sites[0][1] >= 3 * MiB
+        del kept
+    finally:
+        tracemalloc.stop()
+
+
+def _allocate_before_and_in(
+    size_before: int, size_in: int
+) -> tuple[list[bytearray], list[tuple[str, int]]]:
+    """Allocate ``size_before`` outside and ``size_in`` inside a warn-only budget."""
+    before = bytearray(size_before)
+    with warnings.catch_warnings(), memory_budget("1 MiB", on_exceed="warn") as b:
+        warnings.simplefilter("ignore")
+        inside = bytearray(size_in)
+    assert b.exceeded
+    return [before, inside], b.top_sites
+
+
+def test_sites_under_running_tracing_skip_memory_from_before_the_block() -> None:
+    """With tracing already on, the block's sites name its own lines, not earlier ones."""
+    tracemalloc.start(4)
+    try:
+        kept, sites = _allocate_before_and_in(6 * MiB, 2 * MiB)
+        assert sites
+        where, size = sites[0]
+        assert 2 * MiB <= size < 3 * MiB
+        assert where.endswith(f":{_line_of('inside = bytearray(size_in)')}")
+        del kept
+    finally:
+        tracemalloc.stop()
+
+
+def test_decorated_function_sites_under_running_tracing() -> None:
+    """A decorated function's sites are its own lines when tracing was already on."""
+    earlier = bytearray(5 * MiB)
+
+    @memory_budget("1 MiB", on_exceed="warn")
+    def build() -> bytearray:
+        return bytearray(2 * MiB)
+
+    tracemalloc.start()
+    try:
+        again = bytearray(5 * MiB)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            made = build()
+        assert caught
+        message = str(caught[0].message)
+        assert f":{_line_of('return bytearray(2 * MiB)')}:" in message
+        assert f":{_line_of('again = bytearray(5 * MiB)')}:" not in message
+        del made, again
+    finally:
+        tracemalloc.stop()
+    del earlier
+
+
+def _line_of(text: str) -> int:
+    """The line number of the first line of this file containing ``text``."""
+    for n, line in enumerate(Path(__file__).read_text(encoding="utf-8").splitlines(), 1):
+        if text in line and "_line_of(" not in line:
+            return n
+    raise AssertionError(text)
 
 
 def test_the_block_error_is_not_hidden() -> None:
