@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
 
 from memwarden._units import SizeLike, parse_size
-from memwarden.exceptions import ConfigurationError, MemwardenError
+from memwarden.exceptions import ConfigurationError, ItemTooLargeError
 from memwarden.sizing import sizeof
 
 __all__ = [
@@ -88,23 +88,6 @@ P = ParamSpec("P")
 DEFAULT_MAXSIZE = 128
 
 _MISSING: Any = object()
-
-
-class ItemTooLargeError(MemwardenError, ValueError):
-    """A value is larger than the cache's whole byte bound, so it cannot be stored.
-
-    A ``ValueError``, as cachetools raises, so ``cached`` and existing code that
-    catches "value too large" keep working.
-
-    Attributes:
-        size_bytes: the value's size.
-        max_bytes: the cache's bound.
-    """
-
-    def __init__(self, message: str, *, size_bytes: int, max_bytes: int) -> None:
-        super().__init__(message)
-        self.size_bytes = size_bytes
-        self.max_bytes = max_bytes
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ __all__ = [
     "CommandError",
     "ConfigurationError",
     "DisposedError",
+    "ItemTooLargeError",
+    "LineTooLongError",
     "MemoryBudgetExceededError",
     "MemoryPressureWarning",
     "MemwardenError",
@@ -76,6 +78,44 @@ class PoolExhaustedError(MemwardenError):
 
 class DisposedError(MemwardenError, RuntimeError):
     """An object was used after ``dispose()``."""
+
+
+class ItemTooLargeError(MemwardenError, ValueError):
+    """A value is larger than the cache's whole byte bound, so it cannot be stored.
+
+    A ``ValueError``, as cachetools raises, so ``cached`` and existing code that
+    catches "value too large" keep working. Raised by ``memwarden.cache`` (which
+    re-exports it).
+
+    Attributes:
+        size_bytes: the value's size.
+        max_bytes: the cache's bound.
+    """
+
+    def __init__(self, message: str, *, size_bytes: int, max_bytes: int) -> None:
+        super().__init__(message)
+        self.size_bytes = size_bytes
+        self.max_bytes = max_bytes
+
+
+class LineTooLongError(MemwardenError, ValueError):
+    """A line is longer than ``max_line_bytes``; raised instead of growing without bound.
+
+    Raised by ``memwarden.stream`` (which re-exports it).
+
+    Attributes:
+        line_number: the 1-based number of the offending line.
+        limit_bytes: the bound that was exceeded.
+        seen_bytes: how many bytes of the line had been read when the bound was hit.
+    """
+
+    def __init__(
+        self, message: str, *, line_number: int, limit_bytes: int, seen_bytes: int
+    ) -> None:
+        super().__init__(message)
+        self.line_number = line_number
+        self.limit_bytes = limit_bytes
+        self.seen_bytes = seen_bytes
 
 
 class TraceFormatError(MemwardenError, ValueError):

@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, Union, cast
 
 from memwarden._units import SizeLike, parse_size
-from memwarden.exceptions import ConfigurationError, MemwardenError, PressureTimeoutError
+from memwarden.exceptions import (
+    ConfigurationError,
+    LineTooLongError,
+    PressureTimeoutError,
+)
 from memwarden.typing import BufferHandle, SupportsAcquire
 
 if TYPE_CHECKING:
@@ -66,22 +70,6 @@ StreamSource = Union[str, "os.PathLike[str]", IO[bytes], "socket.socket", Any]
 
 T = TypeVar("T")
 U = TypeVar("U")
-
-
-class LineTooLongError(MemwardenError, ValueError):
-    """A line is longer than ``max_line_bytes``; raised instead of growing without bound.
-
-    Attributes:
-        line_number: the 1-based number of the offending line.
-        limit_bytes: the bound that was exceeded.
-        seen_bytes: how many bytes of the line had been read when the bound was hit.
-    """
-
-    def __init__(self, message: str, *, line_number: int, limit_bytes: int, seen_bytes: int):
-        super().__init__(message)
-        self.line_number = line_number
-        self.limit_bytes = limit_bytes
-        self.seen_bytes = seen_bytes
 
 
 # ---------------------------------------------------------------------------

@@ -634,3 +634,19 @@ def test_dropped_caches_leave_no_dead_registrations() -> None:
     assert gov.registration_count() <= baseline + 8
     # No relieve() ran: the registrations dropped themselves when their caches died.
     assert gov.stats()["relief_runs"] == runs
+
+
+def test_item_too_large_error_lives_in_the_exception_tree() -> None:
+    """``ItemTooLargeError`` is defined in memwarden.exceptions and re-exported from cache."""
+    import memwarden.cache as cache
+    import memwarden.exceptions as exceptions
+
+    assert cache.ItemTooLargeError is exceptions.ItemTooLargeError
+    assert exceptions.ItemTooLargeError.__module__ == "memwarden.exceptions"
+    assert issubclass(exceptions.ItemTooLargeError, exceptions.MemwardenError)
+    assert issubclass(exceptions.ItemTooLargeError, ValueError)
+    big = LRUCache[str, bytes](max_bytes=1024)
+    with pytest.raises(exceptions.ItemTooLargeError) as info:
+        big["k"] = bytes(10_000)
+    assert info.value.max_bytes == 1024
+    assert info.value.size_bytes > 1024

@@ -559,3 +559,15 @@ def test_iter_lines_too_long_line_inside_one_chunk() -> None:
     assert info.value.seen_bytes == 500
     ok = b"y" * 100 + b"\r\n" + b"z\n"
     assert list(iter_lines(io.BytesIO(ok), max_line_bytes=100)) == ["y" * 100, "z"]
+
+
+def test_line_too_long_error_lives_in_the_exception_tree() -> None:
+    """``LineTooLongError`` is defined in memwarden.exceptions and re-exported from stream."""
+    import memwarden.exceptions as exceptions
+    import memwarden.stream as stream
+
+    assert stream.LineTooLongError is exceptions.LineTooLongError
+    assert exceptions.LineTooLongError.__module__ == "memwarden.exceptions"
+    assert issubclass(exceptions.LineTooLongError, exceptions.MemwardenError)
+    assert issubclass(exceptions.LineTooLongError, ValueError)
+    assert "LineTooLongError" in exceptions.__all__
