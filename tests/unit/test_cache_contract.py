@@ -555,7 +555,7 @@ def test_a_governor_relief_run_shrinks_a_real_cache_and_rss_falls() -> None:
     mib = 1 << 20
     cache: LRUCache[int, bytearray] = LRUCache(max_bytes="96 MiB", getsizeof=len, name="rss-test")
     for i in range(64):
-        block = bytearray(mib)  # >= the mmap threshold: freed blocks go back to the OS
+        block = bytearray(mib)
         block[::4096] = b"x" * len(block[::4096])  # touch every page so it counts in RSS
         cache[i] = block
     run = pressure.governor().relieve(reason="test_cache_contract")
@@ -563,7 +563,10 @@ def test_a_governor_relief_run_shrinks_a_real_cache_and_rss_falls() -> None:
     assert len(steps) == 1
     assert steps[0].reported_bytes == 32 * mib
     assert len(cache) == 32
-    assert steps[0].measured_bytes >= 16 * mib  # RSS really fell while it ran
+    # RSS really fell during the run: at once when glibc served the blocks with mmap, or
+    # at the malloc_trim step when an earlier free had raised glibc's mmap threshold and
+    # the blocks came from the heap (which depends on what ran before in this process).
+    assert run.freed_bytes >= 16 * mib
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
