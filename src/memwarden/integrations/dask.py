@@ -221,8 +221,13 @@ def _state_for(dask_worker: Any | None) -> _WorkerState | None:
         return _STATES.get(dask_worker.address)
 
 
-def _worker_report(dask_worker: Any = None) -> dict[str, Any]:
-    """Run on a worker (through ``client.run``): its memory figures as plain data."""
+def _worker_report(dask_worker: Any = None, *, detail: bool = True) -> dict[str, Any]:
+    """Run on a worker (through ``client.run``): its memory figures as plain data.
+
+    ``detail=False`` skips the leak trend (a Theil–Sen fit over the monitor's history,
+    milliseconds of pure Python): batches report after every run and need only the
+    figures that size the next one.
+    """
     state = _state_for(dask_worker)
     current = rss()
     status = str(getattr(getattr(dask_worker, "status", None), "name", "unknown"))
@@ -242,7 +247,7 @@ def _worker_report(dask_worker: Any = None) -> dict[str, Any]:
             "status": status,
             "governed": False,
         }
-    growth = state.monitor.growth(noise_floor_bytes=0.05 * state.limit_bytes)
+    growth = state.monitor.growth(noise_floor_bytes=0.05 * state.limit_bytes) if detail else None
     return {
         "rss_bytes": current,
         "limit_bytes": state.limit_bytes,
@@ -250,8 +255,8 @@ def _worker_report(dask_worker: Any = None) -> dict[str, Any]:
         "pressure": state.governor.level().name,
         "under_pressure": bool(state.governor.is_under_pressure()) or status == "paused",
         "reliefs": len(state.governor.history()),
-        "leak_suspected": bool(growth.growing),
-        "growth_bytes_per_s": float(growth.slope),
+        "leak_suspected": None if growth is None else bool(growth.growing),
+        "growth_bytes_per_s": None if growth is None else float(growth.slope),
         "status": status,
         "governed": True,
     }
@@ -356,7 +361,7 @@ def _run_batch(
                 peak = max(rss(), peak)
     peak = max(peak, peak_rss() if exact else rss())
     elapsed = time.perf_counter() - start
-    report = _worker_report(worker)
+    report = _worker_report(worker, detail=False)
     report.update(
         {
             "before_bytes": before,
@@ -371,14 +376,14 @@ def _run_batch(
 
 def _probe(dask_worker: Any = None) -> dict[str, Any]:
     """Run on a worker: collect garbage if it is under pressure, then report."""
-    report = _worker_report(dask_worker)
+    report = _worker_report(dask_worker, detail=False)
     if report["under_pressure"]:
         state = _state_for(dask_worker)
         if state is not None:
             state.governor.relieve(reason="adaptive_map backpressure")
         else:
             gc.collect()
-        report = _worker_report(dask_worker)
+        report = _worker_report(dask_worker, detail=False)
     return report
 
 
@@ -442,6 +447,7 @@ class _Sizer:
         self.per_item_bytes = 0.0
         self.headroom_bytes: dict[str, int] = {}
         self.under_pressure: dict[str, bool] = {}
+        self.confident = False
 
     def observe(self, report: dict[str, Any]) -> None:
         """Learn from a finished batch's report."""
@@ -449,6 +455,9 @@ class _Sizer:
         used = max(0, int(report["peak_bytes"]) - int(report["before_bytes"]))
         per_item = used / items
         self.per_item_bytes = max(per_item, self.per_item_bytes * 0.9)
+        # A batch whose peak stands well above allocator noise gives an estimate
+        # good enough to jump straight to the size that fits.
+        self.confident = self.confident or used >= _CONFIDENT_BYTES
         self.observe_worker(str(report["address"]), report, base_bytes=int(report["before_bytes"]))
 
     def observe_worker(self, address: str, report: dict[str, Any], *, base_bytes: int) -> None:
@@ -468,8 +477,9 @@ class _Sizer:
             return max(self.minimum, min(self.maximum, self.size))
         headroom = min(usable)
         fit = int(headroom / self.per_item_bytes) if headroom > 0 else self.minimum
-        # Additive increase towards what fits, immediate cut to what fits.
-        grown = self.size + max(1, self.size // 4)
+        # Additive increase towards what fits (a jump once the estimate is confident),
+        # immediate cut to what fits.
+        grown = fit if self.confident else self.size + max(1, self.size // 4)
         self.size = max(self.minimum, min(self.maximum, fit, grown))
         return self.size
 
@@ -481,6 +491,9 @@ class _Pending(Generic[T]):
         self.start = start
         self.batch = batch
 
+
+# A batch must raise the worker's peak by this much before its per-item figure is trusted.
+_CONFIDENT_BYTES = 4 * 2**20
 
 # How often adaptive_map re-reads every worker's memory (batch reports refresh busy ones).
 _REFRESH_S = 2.0
@@ -525,7 +538,7 @@ def adaptive_map(
         max_batch: the largest batch.
         target_usage: the fraction of each worker's ``memory_limit`` a batch may
             bring it to. Keep it below Dask's ``pause`` fraction (0.8).
-        max_in_flight: batches submitted at once (default: total worker threads).
+        max_in_flight: batches submitted at once (default: twice the worker threads).
         pressure_timeout_s: how long to wait for workers under pressure before
             raising ``PressureTimeoutError``; None waits forever.
         poll_s: how often to ask paused workers for relief.
@@ -557,8 +570,10 @@ def adaptive_map(
     st = stats if stats is not None else AdaptiveMapStats()
     started = time.monotonic()
     if max_in_flight is None:
+        # Two batches per worker thread: one running, one queued on the worker so it
+        # never idles for a round trip. A queued batch holds no memory until it runs.
         threads = client.nthreads()
-        max_in_flight = max(1, sum(threads.values()) if threads else 1)
+        max_in_flight = 2 * max(1, sum(threads.values()) if threads else 1)
     sizer = _Sizer(
         initial=initial_batch, minimum=min_batch, maximum=max_batch, target_usage=target_usage
     )
@@ -573,7 +588,7 @@ def adaptive_map(
 
     def refresh() -> None:
         nonlocal last_refresh
-        for addr, rep in client.run(_worker_report).items():
+        for addr, rep in client.run(_worker_report, detail=False).items():
             sizer.observe_worker(addr, rep, base_bytes=int(rep["rss_bytes"]))
         last_refresh = time.monotonic()
 
