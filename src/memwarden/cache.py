@@ -57,7 +57,7 @@ from collections.abc import (
     ValuesView,
 )
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, ItemTooLargeError
@@ -66,6 +66,7 @@ from memwarden.sizing import sizeof
 __all__ = [
     "DEFAULT_MAXSIZE",
     "CacheStats",
+    "CachedMethod",
     "ItemTooLargeError",
     "LRUCache",
     "WeakCache",
@@ -81,6 +82,8 @@ V = TypeVar("V")
 R = TypeVar("R")
 T = TypeVar("T")
 S = TypeVar("S")
+S_contra = TypeVar("S_contra", contravariant=True)
+R_co = TypeVar("R_co", covariant=True)
 P = ParamSpec("P")
 
 #: Entries an ``LRUCache`` holds when given neither ``maxsize`` nor ``max_bytes``
@@ -1154,8 +1157,39 @@ class _MethodCaches:
         )
 
 
+class CachedMethod(Protocol[S_contra, P, R_co]):
+    """What :func:`cached_method` returns, as type checkers see it.
+
+    A method: called on an instance it has the decorated method's parameters and
+    return type; reached through the class (``Repo.load``) it has the cache
+    controls, typed. At run time it is a plain function with these attributes.
+    """
+
+    def __call__(self, obj: S_contra, /, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    @overload
+    def __get__(
+        self, obj: None, owner: type[Any] | None = None, /
+    ) -> CachedMethod[S_contra, P, R_co]: ...
+
+    @overload
+    def __get__(self, obj: S_contra, owner: type[Any] | None = None, /) -> Callable[P, R_co]: ...
+
+    def cache_for(self, obj: object, *, create: bool = True) -> MutableMapping[Any, Any] | None:
+        """``obj``'s cache (made on first use when ``create``), else None."""
+
+    def cache_clear(self, obj: object | None = None) -> None:
+        """Empty ``obj``'s cache, or every instance's when ``obj`` is None."""
+
+    def shrink(self, fraction: float = 0.5) -> int:
+        """Shrink every live instance's cache by ``fraction``; return the bytes freed."""
+
+    def stats(self) -> CacheStats:
+        """The per-instance caches' counters summed (``maxsize`` is per instance)."""
+
+
 @overload
-def cached_method(func: Callable[Concatenate[S, P], R], /) -> Callable[Concatenate[S, P], R]: ...
+def cached_method(func: Callable[Concatenate[S, P], R], /) -> CachedMethod[S, P, R]: ...
 
 
 @overload
@@ -1168,7 +1202,7 @@ def cached_method(
     ttl: float | None = ...,
     key: Callable[..., Hashable] = ...,
     cache_factory: Callable[[], MutableMapping[Any, Any]] | None = ...,
-) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], R]]: ...
+) -> Callable[[Callable[Concatenate[S, P], R]], CachedMethod[S, P, R]]: ...
 
 
 def cached_method(

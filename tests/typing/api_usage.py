@@ -261,6 +261,15 @@ def caches() -> None:
     assert_type(repo.size("k", extra=1), int)
     assert repo.load("k") == b"k"
     assert repo.size("abc", extra=1) == 4
+    # Through the class: the cache controls, typed.
+    assert_type(Repo.load.stats().hits, int)
+    assert Repo.load.stats().misses >= 1
+    assert Repo.load.cache_for(repo) is not None
+    assert_type(Repo.load.shrink(0.5), int)
+    Repo.load.cache_clear(repo)
+    assert_type(Repo.load(repo, "k"), bytes)
+    with contextlib.suppress(AttributeError):  # the parameters are kept: 1 is no str
+        repo.load(1)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- pools and disposal
