@@ -295,3 +295,51 @@ def test_live_line_on_a_terminal(tmp_path: Path) -> None:
     assert b"\r\x1b[2Kmemwarden" in done.stdout
     assert "▁".encode() in done.stdout
     assert b"peak" in done.stdout
+
+
+def test_a_killed_memwarden_leaves_a_readable_trace(tmp_path: Path) -> None:
+    """SIGKILL memwarden mid-run: every sample written so far reads back, noted as unfinished."""
+    pid_file = tmp_path / "child.pid"
+    prog = _script(
+        tmp_path,
+        f"""
+        import os, time
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(30)
+        """,
+    )
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "memwarden",
+            "run",
+            "-q",
+            "--interval",
+            "0.02",
+            "-o",
+            str(trace),
+            str(prog),
+        ],
+    )
+    child = 0
+    try:
+        deadline = time.monotonic() + 20
+        while (
+            not pid_file.exists() or trace.stat().st_size < 2000
+        ) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if child:  # memwarden cannot clean up after SIGKILL: the program is still running
+            os.kill(child, signal.SIGKILL)
+    t = read_trace(trace, strict=True)
+    assert t.end is None
+    assert len(t.samples) >= 5
+    assert any("no end record" in p for p in t.problems)
