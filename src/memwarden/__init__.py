@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "AdaptiveBatchProcessor": "memwarden.batch",
     "AsyncDisposableStack": "memwarden.dispose",
     "BufferPool": "memwarden.pool",
+    "CachedMethod": "memwarden.cache",
     "CommandError": "memwarden.exceptions",
     "ConfigurationError": "memwarden.exceptions",
     "DisposableBase": "memwarden.dispose",
@@ -31,11 +32,12 @@ _EXPORTS: dict[str, str] = {
     "Governor": "memwarden.pressure",
     "HeapSession": "memwarden.heap",
     "IncrementalEngine": "memwarden.incremental",
-    "ItemTooLargeError": "memwarden.cache",
+    "ItemTooLargeError": "memwarden.exceptions",
     "LRUCache": "memwarden.cache",
     "LeakDetector": "memwarden.leaks",
     "LeakReport": "memwarden.leaks",
     "Level": "memwarden.monitor",
+    "LineTooLongError": "memwarden.exceptions",
     "MemoryBudgetExceededError": "memwarden.exceptions",
     "MemoryConfig": "memwarden.config",
     "MemoryDelta": "memwarden.snapshot",
@@ -57,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "UndisposedResourceWarning": "memwarden.exceptions",
     "WeakCache": "memwarden.cache",
     "assert_collected": "memwarden.leaks",
+    "assert_no_leaks": "memwarden.testing",
     "async_iter_lines": "memwarden.stream",
     "async_read_chunks": "memwarden.stream",
     "available_memory": "memwarden.probes",
@@ -85,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "set_process_limit": "memwarden.budget",
     "sizeof": "memwarden.sizing",
     "snapshot": "memwarden.snapshot",
+    "suspect_leak": "memwarden.leaks",
     "track": "memwarden.monitor",
 }
 
@@ -92,6 +96,7 @@ __all__ = [
     "AdaptiveBatchProcessor",
     "AsyncDisposableStack",
     "BufferPool",
+    "CachedMethod",
     "CommandError",
     "ConfigurationError",
     "DisposableBase",
@@ -106,6 +111,7 @@ __all__ = [
     "LeakDetector",
     "LeakReport",
     "Level",
+    "LineTooLongError",
     "MemoryBudgetExceededError",
     "MemoryConfig",
     "MemoryDelta",
@@ -128,6 +134,7 @@ __all__ = [
     "WeakCache",
     "__version__",
     "assert_collected",
+    "assert_no_leaks",
     "async_iter_lines",
     "async_read_chunks",
     "available_memory",
@@ -156,6 +163,7 @@ __all__ = [
     "set_process_limit",
     "sizeof",
     "snapshot",
+    "suspect_leak",
     "track",
 ]
 
@@ -197,7 +205,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         set_process_limit as set_process_limit,
     )
     from memwarden.cache import (
-        ItemTooLargeError as ItemTooLargeError,
+        CachedMethod as CachedMethod,
     )
     from memwarden.cache import (
         LRUCache as LRUCache,
@@ -240,6 +248,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.exceptions import (
         DisposedError as DisposedError,
+    )
+    from memwarden.exceptions import (
+        ItemTooLargeError as ItemTooLargeError,
+    )
+    from memwarden.exceptions import (
+        LineTooLongError as LineTooLongError,
     )
     from memwarden.exceptions import (
         MemoryBudgetExceededError as MemoryBudgetExceededError,
@@ -285,6 +299,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.leaks import (
         check_leaks_async as check_leaks_async,
+    )
+    from memwarden.leaks import (
+        suspect_leak as suspect_leak,
     )
     from memwarden.monitor import (
         Level as Level,
@@ -378,4 +395,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.stream import (
         read_chunks as read_chunks,
+    )
+    from memwarden.testing import (
+        assert_no_leaks as assert_no_leaks,
     )
