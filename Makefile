@@ -22,7 +22,7 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $@
 
 # System tools some tests drive for real (headless chromium for the HTML report,
-# promtool for the alert rules). Installed when missing and possible; the tests
+# promtool for the alert rules, GNU time for the peak-agreement test). Installed when missing and possible; the tests
 # that need them skip with the reason otherwise.
 sysdeps:
 	@bash scripts/sysdeps.sh

@@ -5,6 +5,7 @@ set -u
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ -x /usr/bin/time ] || need+=(time)   # GNU time -v: the reference peak for `memwarden run`
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "sysdeps: cannot install ${need[*]} (not root or no apt-get); the tests that need them will skip"
