@@ -20,7 +20,14 @@ from memwarden._units import format_size, parse_size
 from memwarden.exceptions import ConfigurationError
 from memwarden.probes import effective_limit
 
-__all__ = ["PROFILES", "MemoryConfig", "Profile", "find_pyproject", "load_config"]
+__all__ = [
+    "PROFILES",
+    "MemoryConfig",
+    "Profile",
+    "find_pyproject",
+    "load_config",
+    "read_tool_table",
+]
 
 Profile = Literal["development", "testing", "production"]
 
@@ -212,11 +219,20 @@ def find_pyproject(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
-def _read_pyproject(path: Path) -> dict[str, Any]:
+def read_tool_table(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return the ``[tool.memwarden]`` table of a ``pyproject.toml`` (empty when absent).
+
+    Shared by the memory configuration and by other components' sub-tables
+    (``[tool.memwarden.lint]``).
+
+    Raises:
+        ConfigurationError: the file cannot be read or parsed, or the entry is not a table.
+    """
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
+    path = Path(path)
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -391,7 +407,7 @@ def load_config(
                 raise ConfigurationError(
                     f"pyproject={str(path)!r}: no such file", source="argument"
                 )
-            section = {k: v for k, v in _read_pyproject(path).items() if k not in _OTHER_TABLES}
+            section = {k: v for k, v in read_tool_table(path).items() if k not in _OTHER_TABLES}
             layers.append((str(path), section))
     env_values = {
         k[len(ENV_PREFIX) :].lower(): v

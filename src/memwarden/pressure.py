@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MethodType, TracebackType
@@ -1049,6 +1049,14 @@ class Governor:
             PressureTimeoutError: pressure still present after ``timeout`` (carries
                 ``waited_s`` and ``level``).
         """
+        for pause in self._wait_steps(timeout, poll_s):
+            self._pause(pause)
+
+    def _wait_steps(self, timeout: float | None, poll_s: float) -> Iterator[float]:
+        """The wait loop shared by the sync and async waits: yields each pause to sleep.
+
+        Returns when pressure ends; raises PressureTimeoutError on timeout.
+        """
         start = self._clock()
         if self._evaluate() == PressureLevel.NONE:
             return
@@ -1071,8 +1079,7 @@ class Governor:
                     )
                 self._maybe_relieve("wait")
                 self._report_if_stuck(waited)
-                pause = poll_s if timeout is None else max(0.0, min(poll_s, timeout - waited))
-                self._pause(pause)
+                yield poll_s if timeout is None else max(0.0, min(poll_s, timeout - waited))
         finally:
             self._longest_wait_s = max(self._longest_wait_s, self._clock() - start)
 
@@ -1086,36 +1093,12 @@ class Governor:
         """
         import asyncio  # lazy: keeps `import memwarden` cheap
 
-        start = self._clock()
-        if self._evaluate() == PressureLevel.NONE:
-            return
-        self._counters["waits"] += 1
-        self._try_relieve("wait")
-        try:
-            while True:
-                level = self._evaluate()
-                waited = self._clock() - start
-                if level == PressureLevel.NONE:
-                    return
-                if timeout is not None and waited >= timeout:
-                    self._counters["wait_timeouts"] += 1
-                    raise PressureTimeoutError(
-                        f"memory pressure {level.name} did not end within {timeout:g} s "
-                        f"({self.explain()}; pressure ends below "
-                        f"{format_size(self.thresholds_bytes()['release'])})",
-                        waited_s=waited,
-                        level=level,
-                    )
-                self._maybe_relieve("wait")
-                self._report_if_stuck(waited)
-                pause = poll_s if timeout is None else max(0.0, min(poll_s, timeout - waited))
-                if self._sleep is not None:
-                    self._sleep(pause)
-                    await asyncio.sleep(0)
-                else:
-                    await asyncio.sleep(pause)
-        finally:
-            self._longest_wait_s = max(self._longest_wait_s, self._clock() - start)
+        for pause in self._wait_steps(timeout, poll_s):
+            if self._sleep is not None:  # an injected sleep (tests): sleep, then yield
+                self._sleep(pause)
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(pause)
 
     # -- watching --------------------------------------------------------
 

@@ -9,12 +9,12 @@ project root and against each of its leading directories, so ``build`` and
 from __future__ import annotations
 
 import fnmatch
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from memwarden.config import read_tool_table
 from memwarden.exceptions import ConfigurationError
 from memwarden.lint.rules import RULES
 
@@ -141,18 +141,7 @@ def load_lint_config(pyproject: str | Path | None) -> LintConfig:
     if pyproject is None:
         return LintConfig()
     path = Path(pyproject)
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(
-            f"{path}: cannot read [tool.memwarden.lint]: {exc}", source=str(path)
-        ) from exc
-    section = data.get("tool", {}).get("memwarden", {}).get("lint", {})
+    section = read_tool_table(path).get("lint", {})
     source = f"{path} [tool.memwarden.lint]"
     if not isinstance(section, dict):
         raise ConfigurationError(f"{source}: must be a table", source=str(path))
