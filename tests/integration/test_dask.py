@@ -111,7 +111,7 @@ def test_adaptive_map_completes_without_restarts_and_in_order(client: Client) ->
 def test_fixed_batches_of_the_same_workload_kill_workers(client: Client) -> None:
     """The same workload in fixed batches of 50 (400 MiB each) gets its worker restarted."""
     before = _pids(client)
-    fut = client.submit(heavy_batch, list(range(50)), pure=False)
+    fut = client.submit(heavy_batch, list(range(50)), hold_s=1.0, pure=False)
     # KilledWorker's module differs between versions: match it by name.
     with pytest.raises(Exception) as info:
         fut.result(timeout=120)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 MIB = 2**20
 
 
-def heavy_batch(items: list[int], per_item_bytes: int = 8 * MIB) -> list[int]:
-    """Process a batch as one block (as a frame or array would): memory grows with batch size."""
+def heavy_batch(items: list[int], per_item_bytes: int = 8 * MIB, hold_s: float = 0.0) -> list[int]:
+    """Process a batch as one block (as a frame or array would): memory grows with batch size.
+
+    ``hold_s`` keeps the block that long, so a watchdog polling every 100 ms (Dask's
+    nanny) surely sees the peak.
+    """
     block = bytearray(per_item_bytes * len(items))
     step = 4096
     block[::step] = b"\x01" * len(block[::step])  # touch every page: real RSS
+    if hold_s:
+        time.sleep(hold_s)
     touched = sum(block[::step])
     del block
     if touched != -(-len(items) * per_item_bytes // step):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import tracemalloc
 import warnings
@@ -16,6 +17,7 @@ from memwarden.exceptions import (
     MemoryBudgetExceededError,
     MemoryPressureWarning,
 )
+from memwarden.pressure import malloc_trim
 
 MiB = 1 << 20
 
@@ -96,6 +98,7 @@ def test_check_fails_early_inside_a_loop() -> None:
     assert info.value.top_sites[0][1] >= 5 * MiB
 
 
+@pytest.mark.no_cover  # measures memory: coverage's tracer allocates and would count
 def test_nested_budgets_keep_the_outer_peak() -> None:
     """An inner budget's reset of the tracemalloc peak does not hide it from the outer."""
     with memory_budget("100 MiB") as outer:
@@ -103,8 +106,9 @@ def test_nested_budgets_keep_the_outer_peak() -> None:
             tmp = bytearray(8 * MiB)
             del tmp
         small = bytearray(MiB)
-    assert inner.peak_bytes >= 8 * MiB
-    assert outer.peak_bytes >= 8 * MiB
+    # A page of slack: objects freed inside the block (by gc, or a tracer) lower the net peak.
+    assert inner.peak_bytes >= 8 * MiB - 4096
+    assert outer.peak_bytes >= 8 * MiB - 4096
     del small
     assert not tracemalloc.is_tracing()
 
@@ -269,6 +273,10 @@ def test_a_budget_object_is_not_reentrant() -> None:
 
 def test_rss_mode_measures_growth_above_the_start() -> None:
     """RSS mode charges the block with RSS growth, caught even between samples."""
+    # Return free heap pages first, so nothing left over from earlier tests is released
+    # (by gc or a relief run) while the block is measured and hides part of its growth.
+    gc.collect()
+    malloc_trim()
 
     def block() -> None:
         with memory_budget("20 MiB", mode="rss"):
