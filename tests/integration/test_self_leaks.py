@@ -55,9 +55,9 @@ GiB = 2**30
 
 # About 25 checks of 7 measurements each (a full gc and a walk of every object per
 # measurement): ~20 s on an idle 2-core machine, more under load.
-# Coverage's tracer allocates per new line and keeps one tracer per started thread:
-# leak checks of memwarden itself run untraced.
-pytestmark = [pytest.mark.slow, pytest.mark.no_cover]
+# Coverage's tracer allocates per new line and keeps one tracer per started thread, so
+# leak checks of memwarden itself run untraced: `make test` runs `-m untraced` without --cov.
+pytestmark = [pytest.mark.slow, pytest.mark.untraced]
 
 
 def assert_no_leak(

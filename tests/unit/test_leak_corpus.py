@@ -8,7 +8,10 @@ from memwarden.leaks import check_leaks
 from tests.leak_corpus import LEAKS, NOT_LEAKS, Case
 from tests.support.memwarden_plugin import coverage_active
 
-pytestmark = pytest.mark.slow  # ~1-3 s per case: the default check calibrates to ~0.6 s of calls
+# ~1-3 s per case (the default check calibrates to ~0.6 s of calls); untraced: coverage keeps
+# a tracer per thread, which the threads look-alike would rightly report (make test runs
+# `-m untraced` without coverage).
+pytestmark = [pytest.mark.slow, pytest.mark.untraced]
 
 
 @pytest.mark.parametrize("case", LEAKS, ids=lambda c: c.name)
