@@ -400,6 +400,10 @@ def _allocating(item_bytes: int):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("measure", ["peak", "heap"])
 def test_real_process_learns_about_one_mib_per_item(measure: str) -> None:
     """Measured against this process, 1 MiB items are estimated at about 1 MiB each."""
+    # Return free heap pages first: items must fault in fresh pages to show in the peak,
+    # not reuse resident ones freed by earlier tests in this process.
+    gc.collect()
+    malloc_trim()
     budget = rss() + 160 * MiB
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
         _allocating(MiB),
