@@ -15,6 +15,7 @@ import datetime as _dt
 import importlib.util
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,8 +57,20 @@ def assemble() -> None:
     OUT.write_text("\n".join(parts))
 
 
+def _run_one(name: str) -> int:
+    """Run one bench in this (fresh) interpreter and write its section."""
+    path = ROOT / "bench" / f"bench_{name}.py"
+    body = _load(path).run()
+    stamp = _dt.date.today().isoformat()
+    header = f"<!-- `python bench/run.py {name}` on {stamp}; {_machine()} -->\n"
+    (SECTIONS / f"{name}.md").write_text(header + body.rstrip() + "\n")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     SECTIONS.mkdir(parents=True, exist_ok=True)
+    if argv[:1] == ["--one"]:
+        return _run_one(argv[1])
     benches = sorted((ROOT / "bench").glob("bench_*.py"))
     wanted = set(argv)
     failed = []
@@ -67,15 +80,11 @@ def main(argv: list[str]) -> int:
             continue
         print(f"== bench {name}", flush=True)
         t0 = time.perf_counter()
-        try:
-            body = _load(path).run()
-        except Exception as exc:  # keep going: one broken bench must not hide the others
-            print(f"   FAILED: {exc!r}", flush=True)
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--one", name])
+        if proc.returncode != 0:  # keep going: one broken bench must not hide the others
+            print(f"   FAILED (exit {proc.returncode})", flush=True)
             failed.append(name)
             continue
-        stamp = _dt.date.today().isoformat()
-        header = f"<!-- `python bench/run.py {name}` on {stamp}; {_machine()} -->\n"
-        (SECTIONS / f"{name}.md").write_text(header + body.rstrip() + "\n")
         print(f"   done in {time.perf_counter() - t0:.1f} s", flush=True)
     assemble()
     print(f"wrote {OUT.relative_to(ROOT)}")
