@@ -27,8 +27,28 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Unpickle a memwarden error without calling ``__init__`` (see ``__reduce__``)."""
+    try:
+        err = cls.__new__(cls, *args)
+    except TypeError:
+        # `cls.__new__` can resolve to a builtin base's __new__ (MemoryError's) that
+        # CPython refuses for this subclass; its own inherited slot is BaseException's.
+        err = BaseException.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
 class MemwardenError(Exception):
     """Base class of every error memwarden raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickling calls cls(*self.args), which fails for errors whose
+        # __init__ takes required keyword arguments (peak_bytes=, limit_bytes=, ...):
+        # rebuild from args and the attributes instead, so errors cross process
+        # boundaries (multiprocessing, Dask, pytest-xdist) intact.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class ConfigurationError(MemwardenError, ValueError):
