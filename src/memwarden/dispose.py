@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from types import MethodType, TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from memwarden._leaktrack import creation_site
 from memwarden.exceptions import (
     DisposedError,
     MemwardenError,
@@ -478,7 +479,6 @@ _leak_sample_rate = 1
 _leak_debug = False
 _leak_counter = itertools.count()
 _leaks_reported = 0
-_MEMWARDEN_DIR = __file__.rsplit("/", 1)[0]
 
 
 def configure_leak_detection(*, sample_rate: int | None = None, debug: bool | None = None) -> None:
@@ -505,18 +505,6 @@ def undisposed_count() -> int:
     want a number rather than a warning.
     """
     return _leaks_reported
-
-
-def _creation_site(limit: int = 8) -> str:
-    """The caller's stack outside memwarden, most recent call last."""
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_MEMWARDEN_DIR):
-        frame = frame.f_back  # type: ignore[assignment]
-    if frame is None:
-        return "<unknown>"
-    import traceback  # only in debug mode: keeps `import memwarden.dispose` cheap
-
-    return "".join(traceback.format_stack(frame, limit=limit)).rstrip()
 
 
 def _report_undisposed(class_name: str, site: str | None) -> None:
@@ -556,7 +544,7 @@ class DisposableBase:
         self._mw_finalizer = None
         rate = _leak_sample_rate
         if _leak_debug or (rate and next(_leak_counter) % rate == 0):
-            site = _creation_site() if _leak_debug else None
+            site = creation_site() if _leak_debug else None
             fin = weakref.finalize(self, _report_undisposed, cls.__qualname__, site)
             fin.atexit = False  # interpreter shutdown is not a leak
             self._mw_finalizer = fin

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from memwarden._leaktrack import creation_site
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import (
     ConfigurationError,
@@ -55,7 +56,6 @@ DEFAULT_SIZE_CLASSES: tuple[int, ...] = tuple(4096 << i for i in range(15))  # 4
 DEFAULT_LEAK_SAMPLE_RATE = 128
 """Track 1 handle in 128 for leaks by default, as Netty's SIMPLE level does."""
 
-_MEMWARDEN_DIR = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH120, PTH100
 _new_object = object.__new__
 _bisect_left = bisect.bisect_left
 _live_pools: weakref.WeakSet[BufferPool | ObjectPool[Any]] = weakref.WeakSet()
@@ -148,17 +148,6 @@ def _free_buffer(buf: memoryview) -> None:
     # that view dies.
     with contextlib.suppress(BufferError):
         mm.close()  # type: ignore[attr-defined]
-
-
-def _creation_site(limit: int = 8) -> str:
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_MEMWARDEN_DIR):
-        frame = frame.f_back  # type: ignore[assignment]
-    if frame is None:
-        return "<unknown>"
-    import traceback  # only in debug mode
-
-    return "".join(traceback.format_stack(frame, limit=limit)).rstrip()
 
 
 def _check_rate(leak_sample_rate: int) -> int:
@@ -603,7 +592,7 @@ class BufferPool:
 
     def _track(self, handle: BufferHandle, cap: int) -> weakref.ref[BufferHandle]:
         ref = weakref.ref(handle, self._lost)
-        site = _creation_site() if self._debug else None
+        site = creation_site() if self._debug else None
         with self._lock:
             self._tracked[id(ref)] = (ref, cap, site)
         return ref
@@ -921,7 +910,7 @@ class ObjectPool(Generic[T]):
         self._loans[id(value)] = handle
         if track:
             ref = weakref.ref(handle, self._lost)
-            site = _creation_site() if self.debug else None
+            site = creation_site() if self.debug else None
             with self._lock:
                 self._tracked[id(ref)] = (ref, site)
             handle._track = ref
