@@ -4,7 +4,7 @@ The summary is plain data (``to_dict`` gives the ``--json`` form) that the
 terminal and HTML renderers share, so both always say the same thing.
 Growth is judged on the run after its warm-up (the first quarter: imports and
 loading are not leaks) with robust rank statistics: Theil–Sen slope and the
-Mann–Kendall trend test (``memwarden._stats``).
+Mann–Kendall trend test (``memwarden.leaks.suspect_leak``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from memwarden._stats import trend
+from memwarden.leaks import suspect_leak
 from memwarden.report.trace import Event, Sample, Site, SiteSnapshot, Span, Trace
 
 __all__ = ["Growth", "OperationRow", "Summary", "summarize"]
@@ -132,21 +132,6 @@ def growth_of(
     xs = [s.t_s for s in window]
     floor = max(_MIN_NOISE_FLOOR_BYTES, 0.05 * statistics.median(ys))
     window_s = (round(xs[0], 3), round(xs[-1], 3))
-    try:
-        from memwarden.leaks import suspect_leak
-    except ImportError:  # the leak detector is optional; the base statistics are not
-        tr = trend(ys, xs, noise_floor=floor)
-        return Growth(
-            slope_bytes_per_s=tr.slope,
-            total_bytes=tr.total_growth,
-            p_value=tr.p_value,
-            tau=tr.tau,
-            leak_suspected=tr.growing,
-            window_s=window_s,
-            noise_floor_bytes=floor,
-            points=tr.points,
-            method="Theil–Sen slope, Mann–Kendall test (memwarden._stats)",
-        )
     judged = suspect_leak(xs, ys, noise_floor_bytes=floor)
     return Growth(
         slope_bytes_per_s=judged.slope_bytes_per_s,
