@@ -49,7 +49,6 @@ __all__ = [
 log = logging.getLogger("memwarden.integrations.dask")
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 # ---------------------------------------------------------------------------
 # worker side
@@ -64,7 +63,6 @@ class _WorkerState:
     monitor: Any
     governor: Any
     collectors: list[Any] = field(default_factory=list)
-    started_s: float = field(default_factory=time.monotonic)
 
 
 # Worker address -> state, in the worker's process. A process normally holds one
@@ -330,15 +328,12 @@ def stats_table(client: Any) -> str:
 
 
 def _run_batch(
-    fn: Callable[..., Any], batch: Sequence[Any], batched: bool, dask_worker: Any = None
+    fn: Callable[..., Any], batch: Sequence[Any], batched: bool
 ) -> tuple[list[Any], dict[str, Any]]:
     """Run one batch on a worker and measure it (executed by Dask on the worker)."""
-    try:
-        from distributed import get_worker
+    from distributed import get_worker
 
-        worker = get_worker()
-    except (ImportError, ValueError):
-        worker = dask_worker
+    worker = get_worker()
     before = rss()
     # The exact peak of the batch: reset VmHWM now and read it after (Linux); where
     # that is unsupported, sample RSS after each item. The reset is process-wide,
@@ -658,7 +653,7 @@ def adaptive_map(
                     continue
                 if not _is_memory_failure(exc):
                     raise exc
-                if type(exc).__name__ != "MemoryError" and not isinstance(exc, MemoryError):
+                if not isinstance(exc, MemoryError):  # KilledWorker & co: the worker died
                     st.worker_losses += 1
                 st.retries += 1
                 if len(pend.batch) <= min_batch or st.retries > max_retries:
