@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from memwarden.exceptions import ConfigurationError
 
@@ -73,15 +72,30 @@ def _directory(path: str | os.PathLike[str] | None) -> str:
     return value
 
 
-@dataclass
-class _Gauges:
-    rss: Any
-    rss_sum: Any
-    rss_max: Any
-    usage: Any
-    level: Any
-    limit: Any
-    level_changes: Any
+# attribute -> (metric name, help, multiprocess mode): how the exporter aggregates the
+# live processes' values.
+_Mode = Literal["liveall", "livesum", "livemax"]
+
+_GAUGES: dict[str, tuple[str, str, _Mode]] = {
+    "rss": ("memwarden_rss_bytes", "Resident set size of each live process.", "liveall"),
+    "rss_sum": (
+        "memwarden_rss_sum_bytes",
+        "Total resident set size of the live processes.",
+        "livesum",
+    ),
+    "rss_max": (
+        "memwarden_rss_max_bytes",
+        "Largest resident set size of any live process.",
+        "livemax",
+    ),
+    "usage": ("memwarden_usage_ratio", "Highest RSS / limit of any live process.", "livemax"),
+    "level": (
+        "memwarden_level",
+        "Worst monitor level of any live process: 0 OK, 1 WARNING, 2 CRITICAL.",
+        "livemax",
+    ),
+    "limit": ("memwarden_limit_bytes", "Memory budget of each live process.", "liveall"),
+}
 
 
 class MultiprocessPublisher:
@@ -119,72 +133,37 @@ class MultiprocessPublisher:
 
             monitor = default_monitor()
         self.monitor = monitor
-        registry = None  # multiprocess values are written to files, not to a registry
-        self._g = _Gauges(
-            rss=Gauge(
-                "memwarden_rss_bytes",
-                "Resident set size of each live process.",
-                multiprocess_mode="liveall",
-                registry=registry,
-            ),
-            rss_sum=Gauge(
-                "memwarden_rss_sum_bytes",
-                "Total resident set size of the live processes.",
-                multiprocess_mode="livesum",
-                registry=registry,
-            ),
-            rss_max=Gauge(
-                "memwarden_rss_max_bytes",
-                "Largest resident set size of any live process.",
-                multiprocess_mode="livemax",
-                registry=registry,
-            ),
-            usage=Gauge(
-                "memwarden_usage_ratio",
-                "Highest RSS / limit of any live process.",
-                multiprocess_mode="livemax",
-                registry=registry,
-            ),
-            level=Gauge(
-                "memwarden_level",
-                "Worst monitor level of any live process: 0 OK, 1 WARNING, 2 CRITICAL.",
-                multiprocess_mode="livemax",
-                registry=registry,
-            ),
-            limit=Gauge(
-                "memwarden_limit_bytes",
-                "Memory budget of each live process.",
-                multiprocess_mode="liveall",
-                registry=registry,
-            ),
-            level_changes=Counter(
-                "memwarden_level_changes",
-                "Times a process's monitor entered each level.",
-                ["level"],
-                registry=registry,
-            ),
+        # registry=None: multiprocess values go to the files, not to an in-process registry.
+        self._g = {
+            attr: Gauge(name, doc, multiprocess_mode=mode, registry=None)
+            for attr, (name, doc, mode) in _GAUGES.items()
+        }
+        self._level_changes = Counter(
+            "memwarden_level_changes",
+            "Times a process's monitor entered each level.",
+            ["level"],
+            registry=None,
         )
         self._lock = threading.Lock()
         self._subs: list[Subscription] = [
             monitor.on_sample(self._on_sample),
             monitor.on_level_change(self._on_level_change),
         ]
-        self._on_sample(monitor.sample_now())
+        monitor.sample_now()  # runs _on_sample: the files hold figures from the start
 
     def _on_sample(self, sample: Sample) -> None:
         limit = self.monitor.config.max_memory_bytes
         with self._lock:
             g = self._g
-            g.rss.set(sample.rss_bytes)
-            g.rss_sum.set(sample.rss_bytes)
-            g.rss_max.set(sample.rss_bytes)
-            g.usage.set(sample.rss_bytes / limit)
-            g.level.set(int(self.monitor.level))
-            g.limit.set(limit)
+            for attr in ("rss", "rss_sum", "rss_max"):
+                g[attr].set(sample.rss_bytes)
+            g["usage"].set(sample.rss_bytes / limit)
+            g["level"].set(int(self.monitor.level))
+            g["limit"].set(limit)
 
     def _on_level_change(self, old: Any, new: Any, sample: Sample) -> None:
-        self._g.level_changes.labels(level=new.name).inc()
-        self._g.level.set(int(new))
+        self._level_changes.labels(level=new.name).inc()
+        self._g["level"].set(int(new))
 
     def close(self) -> None:
         """Stop updating (the values stay until the process is marked dead)."""
@@ -201,7 +180,10 @@ def publish(monitor: MemoryMonitor | None = None) -> MultiprocessPublisher:
     """Start publishing this process's figures (once per process; later calls return it)."""
     global _PUBLISHER
     with _PUBLISHER_LOCK:
-        if _PUBLISHER is None or _PUBLISHER.monitor is not (monitor or _PUBLISHER.monitor):
+        if _PUBLISHER is not None and monitor is not None and monitor is not _PUBLISHER.monitor:
+            _PUBLISHER.close()  # a new monitor replaces the old one's subscriptions
+            _PUBLISHER = None
+        if _PUBLISHER is None:
             _PUBLISHER = MultiprocessPublisher(monitor)
         return _PUBLISHER
 
