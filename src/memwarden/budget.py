@@ -210,10 +210,10 @@ class MemoryBudget:
         floor = max(1, peak_bytes // 100)
         region = _line_region(*self._region) if self._region is not None else None
         if region is not None:
-            sites = _user_sites(after, None, limit=self.top, min_bytes=floor, region=region)
+            sites = _user_sites(after, limit=self.top, min_bytes=floor, region=region)
             if sites:
                 return sites
-        return _user_sites(after, None, limit=self.top, min_bytes=floor)
+        return _user_sites(after, limit=self.top, min_bytes=floor)
 
     def _block_region(self) -> tuple[CodeType, int] | None:
         """The block's code and first line: the decorated function, or the ``with``'s caller."""
@@ -427,13 +427,12 @@ def _in_region(tb: tracemalloc.Traceback, region: tuple[str, int, int]) -> bool:
 
 def _user_sites(
     after: tracemalloc.Snapshot,
-    before: tracemalloc.Snapshot | None,
     *,
     limit: int,
     min_bytes: int,
     region: tuple[str, int, int] | None = None,
 ) -> list[tuple[str, int]]:
-    """Growth per user-code ``file:line`` between two snapshots, largest first.
+    """Traced bytes per user-code ``file:line`` in a snapshot, largest first.
 
     With ``region`` (``file, first, last`` lines), only traces allocated from those
     lines (anywhere in their traceback) are counted.
@@ -447,11 +446,6 @@ def _user_sites(
             continue
         key = _site_of(trace.traceback)
         sizes[key] = sizes.get(key, 0) + trace.size
-    if before is not None:
-        for trace in before.filter_traces(ignore).traces:
-            key = _site_of(trace.traceback)
-            if key in sizes:
-                sizes[key] -= trace.size
     ranked = sorted(
         ((k, v) for k, v in sizes.items() if v >= min_bytes), key=lambda kv: kv[1], reverse=True
     )
