@@ -72,6 +72,20 @@ def _help(name: str) -> str:
     return METRICS[name].split(": ", 1)[1]
 
 
+def _gauge(name: str, value: float | None = None, labels: list[str] | None = None) -> Any:
+    """A gauge family named ``name`` (a :data:`METRICS` key), with its help text."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    return GaugeMetricFamily(name, _help(name), value=value, labels=labels)
+
+
+def _counter(name: str, value: float | None = None, labels: list[str] | None = None) -> Any:
+    """A counter family exposed as ``name`` (a :data:`METRICS` key ending in ``_total``)."""
+    from prometheus_client.core import CounterMetricFamily
+
+    return CounterMetricFamily(name.removesuffix("_total"), _help(name), value=value, labels=labels)
+
+
 class MemwardenCollector:
     """A ``prometheus_client`` collector reading memwarden's state at each scrape.
 
@@ -98,64 +112,37 @@ class MemwardenCollector:
 
     def collect(self) -> Iterator[Any]:
         """Yield every metric family (called by the registry at scrape time)."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        def gauge(name: str, value: float, labels: dict[str, str] | None = None) -> Any:
-            if labels:
-                g = GaugeMetricFamily(name, _help(name), labels=list(labels))
-                g.add_metric(list(labels.values()), value)
-                return g
-            return GaugeMetricFamily(name, _help(name), value=value)
-
         mon = self.monitor
         cfg = mon.config
         st = mon.stats()
         current = int(self._probe())
-        yield gauge("memwarden_rss_bytes", current)
-        yield gauge("memwarden_peak_rss_bytes", max(current, st.peak_rss_bytes or 0))
-        yield gauge("memwarden_limit_bytes", cfg.max_memory_bytes)
-        yield gauge("memwarden_warning_threshold_bytes", cfg.warning_bytes)
-        yield gauge("memwarden_critical_threshold_bytes", cfg.critical_bytes)
-        yield gauge("memwarden_usage_ratio", current / cfg.max_memory_bytes)
-        yield gauge("memwarden_level", int(st.level))
-        changes = CounterMetricFamily(
-            "memwarden_level_changes",
-            _help("memwarden_level_changes_total"),
-            labels=["level"],
-        )
-        in_level = CounterMetricFamily(
-            "memwarden_time_in_level_seconds",
-            _help("memwarden_time_in_level_seconds_total"),
-            labels=["level"],
-        )
+        yield _gauge("memwarden_rss_bytes", current)
+        yield _gauge("memwarden_peak_rss_bytes", max(current, st.peak_rss_bytes or 0))
+        yield _gauge("memwarden_limit_bytes", cfg.max_memory_bytes)
+        yield _gauge("memwarden_warning_threshold_bytes", cfg.warning_bytes)
+        yield _gauge("memwarden_critical_threshold_bytes", cfg.critical_bytes)
+        yield _gauge("memwarden_usage_ratio", current / cfg.max_memory_bytes)
+        yield _gauge("memwarden_level", int(st.level))
+        changes = _counter("memwarden_level_changes_total", labels=["level"])
+        in_level = _counter("memwarden_time_in_level_seconds_total", labels=["level"])
         for lvl in Level:
             changes.add_metric([lvl.name.lower()], st.level_changes.get(lvl, 0))
             in_level.add_metric([lvl.name.lower()], st.time_in_level_s.get(lvl, 0.0))
         yield changes
         yield in_level
         if tracemalloc.is_tracing():
-            yield gauge("memwarden_python_heap_bytes", tracemalloc.get_traced_memory()[0])
+            yield _gauge("memwarden_python_heap_bytes", tracemalloc.get_traced_memory()[0])
         yield from self._gc()
         yield from self._operations(mon)
-        yield CounterMetricFamily(
-            "memwarden_monitor_samples", _help("memwarden_monitor_samples_total"), value=st.samples
-        )
-        yield gauge("memwarden_monitor_overhead_ratio", st.overhead_ratio)
-        yield CounterMetricFamily(
-            "memwarden_monitor_errors",
-            _help("memwarden_monitor_errors_total"),
-            value=st.handler_errors,
-        )
+        yield _counter("memwarden_monitor_samples_total", st.samples)
+        yield _gauge("memwarden_monitor_overhead_ratio", st.overhead_ratio)
+        yield _counter("memwarden_monitor_errors_total", st.handler_errors)
         yield from self._system()
 
     @staticmethod
     def _gc() -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         fams = {
-            key: CounterMetricFamily(
-                f"memwarden_gc_{name}", _help(f"memwarden_gc_{name}_total"), labels=["generation"]
-            )
+            key: _counter(f"memwarden_gc_{name}_total", labels=["generation"])
             for key, name in (
                 ("collections", "collections"),
                 ("collected", "collected_objects"),
@@ -166,40 +153,20 @@ class MemwardenCollector:
             for key, fam in fams.items():
                 fam.add_metric([str(gen)], stats.get(key, 0))
         yield from fams.values()
-        objects = GaugeMetricFamily(
-            "memwarden_gc_objects", _help("memwarden_gc_objects"), labels=["generation"]
-        )
+        objects = _gauge("memwarden_gc_objects", labels=["generation"])
         for gen, count in enumerate(gc.get_count()):
             objects.add_metric([str(gen)], count)
         yield objects
 
     @staticmethod
     def _operations(mon: MemoryMonitor) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         ops = mon.operations()
         if not ops:
             return
-        calls = CounterMetricFamily(
-            "memwarden_operation_calls",
-            _help("memwarden_operation_calls_total"),
-            labels=["operation"],
-        )
-        peak = GaugeMetricFamily(
-            "memwarden_operation_peak_bytes",
-            _help("memwarden_operation_peak_bytes"),
-            labels=["operation"],
-        )
-        delta = GaugeMetricFamily(
-            "memwarden_operation_rss_delta_max_bytes",
-            _help("memwarden_operation_rss_delta_max_bytes"),
-            labels=["operation"],
-        )
-        duration = CounterMetricFamily(
-            "memwarden_operation_duration_seconds",
-            _help("memwarden_operation_duration_seconds_total"),
-            labels=["operation"],
-        )
+        calls = _counter("memwarden_operation_calls_total", labels=["operation"])
+        peak = _gauge("memwarden_operation_peak_bytes", labels=["operation"])
+        delta = _gauge("memwarden_operation_rss_delta_max_bytes", labels=["operation"])
+        duration = _counter("memwarden_operation_duration_seconds_total", labels=["operation"])
         for name, agg in sorted(ops.items()):
             calls.add_metric([name], agg.count)
             peak.add_metric([name], agg.max_peak_rss_bytes)
@@ -209,19 +176,13 @@ class MemwardenCollector:
 
     @staticmethod
     def _system() -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         # Each source is optional and read from files: one failing must not fail the scrape.
         try:
             lim = probes.effective_limit()
         except Exception:  # pragma: no cover - effective_limit falls back itself
             log.debug("effective_limit failed during a scrape", exc_info=True)
         else:
-            g = GaugeMetricFamily(
-                "memwarden_effective_limit_bytes",
-                _help("memwarden_effective_limit_bytes"),
-                labels=["source"],
-            )
+            g = _gauge("memwarden_effective_limit_bytes", labels=["source"])
             g.add_metric([lim.source], lim.limit_bytes)
             yield g
         try:
@@ -232,33 +193,13 @@ class MemwardenCollector:
             log.debug("cgroup/PSI probes failed during a scrape", exc_info=True)
             return
         if usage is not None:
-            yield GaugeMetricFamily(
-                "memwarden_cgroup_usage_bytes",
-                _help("memwarden_cgroup_usage_bytes"),
-                value=usage.usage_bytes,
-            )
-            yield GaugeMetricFamily(
-                "memwarden_cgroup_working_set_bytes",
-                _help("memwarden_cgroup_working_set_bytes"),
-                value=usage.working_set_bytes,
-            )
+            yield _gauge("memwarden_cgroup_usage_bytes", usage.usage_bytes)
+            yield _gauge("memwarden_cgroup_working_set_bytes", usage.working_set_bytes)
         if events is not None:
-            yield CounterMetricFamily(
-                "memwarden_cgroup_oom_kills",
-                _help("memwarden_cgroup_oom_kills_total"),
-                value=events.oom_kill,
-            )
+            yield _counter("memwarden_cgroup_oom_kills_total", events.oom_kill)
         if psi is not None:
-            ratio = GaugeMetricFamily(
-                "memwarden_memory_pressure_ratio",
-                _help("memwarden_memory_pressure_ratio"),
-                labels=["kind", "window"],
-            )
-            total = CounterMetricFamily(
-                "memwarden_memory_pressure_stall_seconds",
-                _help("memwarden_memory_pressure_stall_seconds_total"),
-                labels=["kind"],
-            )
+            ratio = _gauge("memwarden_memory_pressure_ratio", labels=["kind", "window"])
+            total = _counter("memwarden_memory_pressure_stall_seconds_total", labels=["kind"])
             for kind, line in (("some", psi.some), ("full", psi.full)):
                 if line is None:
                     continue
