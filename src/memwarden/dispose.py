@@ -153,6 +153,22 @@ class _StackBase:
         """How many registrations are waiting for disposal."""
         return len(self._callbacks)
 
+    def adopt(self, value: T, on_dispose: Callable[[T], object]) -> T:
+        """Register ``on_dispose(value)`` to run at disposal and return ``value``.
+
+        On an ``AsyncDisposableStack`` ``on_dispose`` may be async: its result is awaited.
+        """
+        if not callable(on_dispose):
+            raise TypeError(f"on_dispose must be callable, got {on_dispose!r}")
+        self._push(lambda: on_dispose(value))
+        return value
+
+    def defer(self, fn: Callable[[], object]) -> None:
+        """Register ``fn()`` to run at disposal (on an async stack, awaited if async)."""
+        if not callable(fn):
+            raise TypeError(f"defer() needs a callable, got {fn!r}")
+        self._push(fn)
+
     def _push(self, callback: Callable[[], object]) -> None:
         with self._lock:
             if self._disposed:
@@ -211,19 +227,6 @@ class DisposableStack(_StackBase):
             return value
         self._push(_disposer_for(value))
         return value
-
-    def adopt(self, value: T, on_dispose: Callable[[T], object]) -> T:
-        """Register ``on_dispose(value)`` to run at disposal and return ``value``."""
-        if not callable(on_dispose):
-            raise TypeError(f"on_dispose must be callable, got {on_dispose!r}")
-        self._push(lambda: on_dispose(value))
-        return value
-
-    def defer(self, fn: Callable[[], object]) -> None:
-        """Register ``fn()`` to run at disposal."""
-        if not callable(fn):
-            raise TypeError(f"defer() needs a callable, got {fn!r}")
-        self._push(fn)
 
     def move(self) -> DisposableStack:
         """Return a new stack holding every registration; this stack becomes disposed.
@@ -285,19 +288,6 @@ class AsyncDisposableStack(_StackBase):
             return value
         self._push(_async_disposer_for(value))
         return value
-
-    def adopt(self, value: T, on_dispose: Callable[[T], object]) -> T:
-        """Register ``on_dispose(value)`` (sync or async) and return ``value``."""
-        if not callable(on_dispose):
-            raise TypeError(f"on_dispose must be callable, got {on_dispose!r}")
-        self._push(lambda: on_dispose(value))
-        return value
-
-    def defer(self, fn: Callable[[], object]) -> None:
-        """Register ``fn()`` (sync or async) to run at disposal."""
-        if not callable(fn):
-            raise TypeError(f"defer() needs a callable, got {fn!r}")
-        self._push(fn)
 
     def move(self) -> AsyncDisposableStack:
         """Return a new stack holding every registration; this stack becomes disposed."""
