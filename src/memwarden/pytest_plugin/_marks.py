@@ -210,6 +210,10 @@ class Measurement:
         self.peak_bytes = 0
         self.snapshot: tracemalloc.Snapshot | None = None
         self._before: tracemalloc.Snapshot | None = None
+        # The last _leaks result: stop() and the judging hook ask for the same one.
+        self._last: tuple[object, object, list[tuple[tracemalloc.Traceback, int, int]]] | None = (
+            None
+        )
 
     def start(self) -> None:
         if tracemalloc.is_tracing():
@@ -259,6 +263,8 @@ class Measurement:
     ) -> list[tuple[tracemalloc.Traceback, int, int]]:
         if self.snapshot is None:
             return []
+        if self._last is not None and self._last[0] is self.snapshot and self._last[1] is filter_fn:
+            return self._last[2]
         if self._before is not None:
             stats = [
                 (d.traceback, d.size_diff, d.count_diff)
@@ -275,6 +281,7 @@ class Measurement:
                 continue
             out.append((tb, size, count))
         out.sort(key=lambda x: x[1], reverse=True)
+        self._last = (self.snapshot, filter_fn, out)
         return out
 
 
