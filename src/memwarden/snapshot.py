@@ -9,11 +9,11 @@ Snapshots and deltas are frozen and JSON-serialisable (``to_dict``/``from_dict``
 
 from __future__ import annotations
 
+import _tracemalloc as tracemalloc  # the C functions only: tracemalloc.py imports pickle, linecache
 import gc
 import sys
 import threading
 import time
-import tracemalloc
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from memwarden._compat import make_module_callable
 from memwarden._units import format_size
 from memwarden.exceptions import ConfigurationError
-from memwarden.heap import gc_type_counts
 from memwarden.probes import peak_rss, rss, vms
 
 __all__ = ["MemoryDelta", "MemorySnapshot", "snapshot"]
@@ -232,6 +231,8 @@ def snapshot(*, detail: bool = False, label: str | None = None) -> MemorySnapsho
     uss = pss = None
     objects = None
     if detail:
+        from memwarden.heap import gc_type_counts  # lazy: heap imports tracemalloc.py
+
         uss, pss = _smaps_rollup()
         objects = gc_type_counts()
     counts = gc.get_count()
