@@ -370,6 +370,16 @@ def _lost_handle_callback(pool_ref: weakref.ref[Any]) -> Callable[[weakref.ref[A
     return lost
 
 
+def _warn_lost(what: str, site: str | None) -> None:
+    """Warn that a tracked handle (``what``) died unreleased; called from ``_handle_lost``."""
+    where = f"; acquired at:\n{site}" if site else " (use debug=True to see where)"
+    warnings.warn(
+        f"{what} was garbage-collected without release(){where}",
+        UndisposedResourceWarning,
+        stacklevel=3,
+    )
+
+
 class BufferPool:
     """Lends page-aligned ``memoryview`` buffers by size class and keeps released ones for reuse.
 
@@ -607,14 +617,7 @@ class BufferPool:
             # The buffer died with the handle (or with the last view of it): it is no
             # longer lent, and no longer ours.
             self._total_bytes -= cap
-        site = entry[2]
-        where = f"; acquired at:\n{site}" if site else " (use debug=True to see where)"
-        warnings.warn(
-            f"BufferHandle of {cap} bytes from {self.name} was garbage-collected without "
-            f"release(){where}",
-            UndisposedResourceWarning,
-            stacklevel=2,
-        )
+        _warn_lost(f"BufferHandle of {cap} bytes from {self.name}", entry[2])
 
     def _give_back(
         self, buf: memoryview, idx: int, n: int, track: weakref.ref[BufferHandle] | None
@@ -962,13 +965,7 @@ class ObjectPool(Generic[T]):
                 return
             self._leaked += 1
             self._in_use -= 1
-        site = entry[1]
-        where = f"; acquired at:\n{site}" if site else " (use debug=True to see where)"
-        warnings.warn(
-            f"ObjectHandle from {self.name} was garbage-collected without release(){where}",
-            UndisposedResourceWarning,
-            stacklevel=2,
-        )
+        _warn_lost(f"ObjectHandle from {self.name}", entry[1])
 
     def trim(self) -> int:
         """Drop every idle object; return their estimated bytes (a reliever)."""
