@@ -15,9 +15,10 @@ from typing import Any
 
 import click
 
-from memwarden.exceptions import CommandError, MemwardenError
+from memwarden._units import parse_size
+from memwarden.exceptions import CommandError, ConfigurationError, MemwardenError
 
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "main", "run_main"]
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "SIZE", "main", "run_main"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -34,6 +35,23 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "watch": "watch",
 }
+
+
+class _Size(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.3
+    """A byte-size option value (``parse_size`` syntax); a bad one is a usage error naming it."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        hint = max(param.opts, key=len) if param is not None and param.opts else "argument"
+        try:
+            return parse_size(value, source=hint)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param, param_hint=hint) from None
+
+
+#: The click type of every size option (``--limit 512MiB``): converts to bytes.
+SIZE = _Size()
 
 
 class _LazyGroup(click.Group):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from memwarden._units import format_size, parse_size
-from memwarden.exceptions import CommandError, ConfigurationError
+from memwarden._units import format_size
+from memwarden.cli import SIZE
+from memwarden.exceptions import CommandError
 
 __all__ = ["command"]
 
@@ -17,6 +18,8 @@ __all__ = ["command"]
 @click.command()
 @click.option(
     "--size",
+    "size_bytes",
+    type=SIZE,
     default="100MB",
     show_default=True,
     help="Size of the synthetic access log (e.g. 200MB).",
@@ -40,7 +43,9 @@ __all__ = ["command"]
     is_flag=True,
     help="Run the variants one after the other (steadier times) instead of in parallel.",
 )
-def command(size: str, seed: int, html_out: Path, workdir: Path | None, sequential: bool) -> int:
+def command(
+    size_bytes: int, seed: int, html_out: Path, workdir: Path | None, sequential: bool
+) -> int:
     """Profile a naive and a memwarden log analysis and compare them.
 
     Generates a synthetic access log, analyses it twice under `memwarden run` —
@@ -54,12 +59,10 @@ def command(size: str, seed: int, html_out: Path, workdir: Path | None, sequenti
 
     from memwarden.report.demo import run_demo
 
-    try:
-        size_bytes = parse_size(size, source="--size")
-    except ConfigurationError as exc:
-        raise click.BadParameter(str(exc), param_hint="--size") from None
     if not 10**5 <= size_bytes <= 10**11:
-        raise click.BadParameter(f"{size!r}: choose between 100KB and 100GB", param_hint="--size")
+        raise click.BadParameter(
+            f"{format_size(size_bytes)}: choose between 100KB and 100GB", param_hint="--size"
+        )
     console = Console(file=sys.stdout, highlight=False)
     html_path: Path | None = html_out
     if importlib.util.find_spec("matplotlib") is None:

@@ -11,8 +11,9 @@ from typing import TextIO
 
 import click
 
-from memwarden._units import format_size, parse_size
-from memwarden.exceptions import CommandError, ConfigurationError
+from memwarden._units import format_size
+from memwarden.cli import SIZE
+from memwarden.exceptions import CommandError
 
 __all__ = ["LiveLine", "command"]
 
@@ -78,7 +79,12 @@ def _default_output(name: str) -> Path:
     show_default=True,
     help="Seconds between samples of the process tree.",
 )
-@click.option("--limit", help="Stop the program when its tree's RSS exceeds this (e.g. 512MiB).")
+@click.option(
+    "--limit",
+    "limit_bytes",
+    type=SIZE,
+    help="Stop the program when its tree's RSS exceeds this (e.g. 512MiB).",
+)
 @click.option(
     "--grace",
     type=click.FloatRange(min=0.0, max=600.0),
@@ -120,7 +126,7 @@ def command(  # noqa: PLR0917 - click passes options as arguments
     module: bool,
     output: Path | None,
     interval: float,
-    limit: str | None,
+    limit_bytes: int | None,
     grace: float,
     python_heap: bool,
     spans: bool,
@@ -146,14 +152,8 @@ def command(  # noqa: PLR0917 - click passes options as arguments
     """
     from memwarden.report import runner
 
-    limit_bytes: int | None = None
-    if limit is not None:
-        try:
-            limit_bytes = parse_size(limit, source="--limit")
-        except ConfigurationError as exc:
-            raise click.BadParameter(str(exc), param_hint="--limit") from None
-        if limit_bytes <= 0:
-            raise click.BadParameter("must be above zero", param_hint="--limit")
+    if limit_bytes is not None and limit_bytes <= 0:
+        raise click.BadParameter("must be above zero", param_hint="--limit")
 
     bootstrap = python_heap or spans
     if module:

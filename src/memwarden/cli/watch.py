@@ -20,9 +20,10 @@ from typing import Any
 
 import click
 
-from memwarden._units import format_size, parse_size
+from memwarden._units import format_size
+from memwarden.cli import SIZE
 from memwarden.config import load_config
-from memwarden.exceptions import CommandError, ConfigurationError
+from memwarden.exceptions import CommandError
 from memwarden.monitor import Level, MemoryMonitor, Sample
 from memwarden.probes import rss
 
@@ -146,7 +147,8 @@ def render(pid: int, mon: MemoryMonitor, *, width: int = 60) -> Any:
 )
 @click.option(
     "--max-memory",
-    "max_memory",
+    "max_memory_bytes",
+    type=SIZE,
     default=None,
     help="Budget the levels are measured against, e.g. '2 GiB' (default: resolved config).",
 )
@@ -162,16 +164,13 @@ def command(
     interval: float,
     as_json: bool,
     count: int | None,
-    max_memory: str | None,
+    max_memory_bytes: int | None,
     profile: str | None,
 ) -> None:
     target = os.getpid() if pid is None else pid
     overrides: dict[str, Any] = {"monitoring_interval_s": interval, "history_size": 600}
-    if max_memory is not None:
-        try:
-            overrides["max_memory_bytes"] = parse_size(max_memory, source="--max-memory")
-        except ConfigurationError as exc:
-            raise click.BadParameter(str(exc), param_hint="--max-memory") from exc
+    if max_memory_bytes is not None:
+        overrides["max_memory_bytes"] = max_memory_bytes
     cfg = load_config(profile, **overrides)  # type: ignore[arg-type]
     probe = _probe_for(target)
     mon = MemoryMonitor(cfg, probe=probe)
