@@ -315,30 +315,7 @@ def malloc_trim() -> int | None:
 
 
 # ---------------------------------------------------------------------------
-# small cgroup file readers that never raise
-
-
-def _read_int(path: Path) -> int | None:
-    """A cgroup number; ``max`` and v1's huge 'unlimited' value read as None."""
-    try:
-        text = path.read_text().strip()
-        value = int(text)
-    except (OSError, ValueError):
-        return None
-    return None if value >= 2**62 else value
-
-
-def _read_kv(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        with contextlib.suppress(ValueError):
-            out[key] = int(value)
-    return out
+# a PSI file reader that never raises (cgroup files are read with probes' readers)
 
 
 def _read_psi_some_avg10(path: Path) -> float | None:
@@ -838,6 +815,8 @@ class Governor:
         slow for the path from a kernel notification to the callback); the limit, which
         can sit on any ancestor, is re-read every 5 s.
         """
+        from memwarden.probes import _read_int, _read_kv
+
         sig = self._signals
         if not self._cgroup_resolved:
             from memwarden.probes import cgroup_info
