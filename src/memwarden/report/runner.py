@@ -28,7 +28,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from memwarden.probes import PAGE_SIZE
 from memwarden.report.trace import TraceEnd, TraceWriter
 
 __all__ = [
@@ -67,14 +66,6 @@ def _read_rss_hwm(pid: int) -> tuple[int, int] | None:
         elif line.startswith(b"VmHWM:"):
             hwm = int(line.split()[1]) * 1024
     return rss, hwm
-
-
-def _read_rss(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:  # noqa: PTH123 - hot path
-            return int(fh.read().split()[1]) * PAGE_SIZE
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 class ProcessTree:
@@ -136,7 +127,7 @@ class ProcessTree:
                     return
                 self._pids.setdefault(kid.pid, None)
 
-    def sample(self, *, with_hwm: bool = True) -> tuple[int, int, int]:
+    def sample(self) -> tuple[int, int, int]:
         """Return ``(rss_sum_bytes, live_processes, max_hwm_bytes)`` and forget exited processes.
 
         ``max_hwm_bytes`` is the largest single-process high-water mark (``VmHWM``).
@@ -144,21 +135,13 @@ class ProcessTree:
         self.refresh()
         total = count = hwm = 0
         for pid in list(self._pids):
-            if with_hwm:
-                got = _read_rss_hwm(pid)
-                if got is None:
-                    if pid != self.root_pid:
-                        del self._pids[pid]
-                    continue
-                rss, pid_hwm = got
-                hwm = max(hwm, pid_hwm)
-            else:
-                got_rss = _read_rss(pid)
-                if got_rss is None:
-                    if pid != self.root_pid:
-                        del self._pids[pid]
-                    continue
-                rss = got_rss
+            got = _read_rss_hwm(pid)
+            if got is None:
+                if pid != self.root_pid:
+                    del self._pids[pid]
+                continue
+            rss, pid_hwm = got
+            hwm = max(hwm, pid_hwm)
             if rss == 0 and pid != self.root_pid:
                 continue  # a zombie: counted nowhere, reaped by its parent soon
             total += rss
