@@ -161,17 +161,15 @@ class Instrumentation:
             return []
         return [(tracemalloc.get_traced_memory()[0], {})]
 
-    def _op_calls(self) -> Iterable[tuple[float, dict[str, Any]]]:
-        return [
-            (agg.count, {"memwarden.operation": name})
-            for name, agg in sorted(self.monitor.operations().items())
-        ]
+    def _op(self, field: str) -> Callable[[], Iterable[tuple[float, dict[str, Any]]]]:
+        def op_stats() -> Iterable[tuple[float, dict[str, Any]]]:
+            return [
+                (getattr(agg, field), {"memwarden.operation": name})
+                for name, agg in sorted(self.monitor.operations().items())
+            ]
 
-    def _op_peak(self) -> Iterable[tuple[float, dict[str, Any]]]:
-        return [
-            (agg.max_peak_rss_bytes, {"memwarden.operation": name})
-            for name, agg in sorted(self.monitor.operations().items())
-        ]
+        op_stats.__name__ = f"op_{field}"
+        return op_stats
 
     def _psi(self) -> Iterable[tuple[float, dict[str, Any]]]:
         psi = probes.pressure_stall()
@@ -217,8 +215,8 @@ def instrument(
         "memwarden.monitor.level_changes": inst._level_changes,
         "memwarden.monitor.samples": inst._samples,
         "memwarden.python.heap.usage": inst._heap,
-        "memwarden.operation.calls": inst._op_calls,
-        "memwarden.operation.peak": inst._op_peak,
+        "memwarden.operation.calls": inst._op("count"),
+        "memwarden.operation.peak": inst._op("max_peak_rss_bytes"),
         "memwarden.memory.pressure.stall.time": inst._psi,
     }
     factories = {
