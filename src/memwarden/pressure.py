@@ -1366,23 +1366,14 @@ class _EventFd(_Source):
         return super().consume()
 
 
-def _psi_paths(gov: Governor) -> list[Path]:
-    from memwarden.probes import cgroup_info
-
-    paths: list[Path] = []
-    info = cgroup_info()
-    if info is not None and info.version == 2:
-        paths.append(info.directory / "memory.pressure")
-    paths.append(Path("/proc/pressure/memory"))
-    return paths
-
-
 def _open_psi_trigger(gov: Governor) -> _Source | None:
     """Write ``some <stall_us> <window_us>`` to the PSI file and keep it open for POLLPRI."""
     import select
 
+    from memwarden.probes import _psi_paths
+
     stall_us, window_us = gov.psi_trigger
-    for path in _psi_paths(gov):
+    for path in _psi_paths(Path("/")):
         # Unprivileged processes may only use windows that are multiples of 2 s.
         windows = [window_us] if window_us % 2_000_000 == 0 else [window_us, 2_000_000]
         for window in windows:

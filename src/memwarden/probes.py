@@ -521,18 +521,22 @@ def _parse_psi(text: str) -> tuple[PressureStallLine | None, PressureStallLine |
     return some, full
 
 
+def _psi_paths(root: Path) -> list[Path]:
+    """Where memory PSI may be, in preference order: the v2 cgroup's file, then the system's."""
+    paths: list[Path] = []
+    info = cgroup_info(root=root)
+    if info is not None and info.version == 2:
+        paths.append(info.directory / "memory.pressure")
+    paths.append(root / "proc/pressure/memory")
+    return paths
+
+
 def pressure_stall(*, root: str | os.PathLike[str] = "/") -> PressureStall | None:
     """Parse memory PSI: the cgroup's ``memory.pressure`` (v2) or ``/proc/pressure/memory``.
 
     Returns None where the kernel has no PSI (or it is disabled).
     """
-    r = Path(root)
-    paths: list[Path] = []
-    info = cgroup_info(root=r)
-    if info is not None and info.version == 2:
-        paths.append(info.directory / "memory.pressure")
-    paths.append(r / "proc/pressure/memory")
-    for p in paths:
+    for p in _psi_paths(Path(root)):
         text = _read_text(p)
         if not text:
             continue
