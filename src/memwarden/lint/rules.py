@@ -1210,17 +1210,3 @@ RULES: dict[str, type[Rule]] = {
         LoggerPerCall,
     )
 }
-
-
-def rule_info() -> list[dict[str, Any]]:
-    """Code, name, severity, summary and explanation of every rule (for docs and SARIF)."""
-    return [
-        {
-            "code": rule.code,
-            "name": rule.name,
-            "severity": rule.severity,
-            "summary": rule.summary,
-            "explanation": rule.explanation(),
-        }
-        for rule in RULES.values()
-    ]
