@@ -27,7 +27,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -534,8 +534,3 @@ def read_trace(
         note = f"{p}: no end record (the run was still going, or memwarden was killed)"
         trace.problems.append(note)
     return trace
-
-
-def sample_arrays(samples: Sequence[Sample]) -> tuple[list[float], list[int]]:
-    """Return ``(times_s, rss_bytes)`` lists of ``samples``."""
-    return [s.t_s for s in samples], [s.rss_bytes for s in samples]
