@@ -49,14 +49,14 @@ def to_json(result: LintResult, version: str) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def _artifact(path: str, root: Path) -> dict[str, Any]:
+def _artifact(path: str) -> dict[str, Any]:
     p = Path(path)
     if p.is_absolute():
         return {"uri": p.as_uri()}
     return {"uri": p.as_posix(), "uriBaseId": "%SRCROOT%"}
 
 
-def _result(f: Finding, index: dict[str, int], root: Path) -> dict[str, Any]:
+def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
     region: dict[str, Any] = {"startLine": f.line, "startColumn": max(f.column, 1)}
     if f.end_line >= f.line and f.end_column > 0:
         region["endLine"] = f.end_line
@@ -71,7 +71,7 @@ def _result(f: Finding, index: dict[str, int], root: Path) -> dict[str, Any]:
         "locations": [
             {
                 "physicalLocation": {
-                    "artifactLocation": _artifact(f.path, root),
+                    "artifactLocation": _artifact(f.path),
                     "region": region,
                 }
             }
@@ -115,7 +115,7 @@ def to_sarif(result: LintResult, version: str) -> str:
                 },
                 "originalUriBaseIds": {"%SRCROOT%": {"uri": result.root.as_uri() + "/"}},
                 "columnKind": "unicodeCodePoints",
-                "results": [_result(f, index, result.root) for f in result.findings],
+                "results": [_result(f, index) for f in result.findings],
             }
         ],
     }
