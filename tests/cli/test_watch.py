@@ -12,9 +12,10 @@ import pytest
 from rich.console import Console
 
 from memwarden.cli import main
-from memwarden.cli.watch import render, sparkline
+from memwarden.cli.watch import render
 from memwarden.config import MemoryConfig
 from memwarden.monitor import MemoryMonitor
+from memwarden.report.terminal import SPARK
 from tests.support.monitoring import FakeProbe
 
 MiB = 1 << 20
@@ -104,12 +105,16 @@ def test_bad_options_are_usage_errors(
     assert needle in capsys.readouterr().err
 
 
-def test_sparkline_scales_between_min_and_max() -> None:
-    """The lowest value draws the lowest bar, the highest the full block; width keeps the tail."""
-    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
-    assert sparkline([5, 5, 5]) == "▁▁▁"
-    assert sparkline([]) == ""
-    assert sparkline([0, 100, 0, 100], width=2) == "▁█"
+def test_the_live_view_draws_only_the_most_recent_samples() -> None:
+    """With more samples than ``width``, the sparkline has one bar per recent sample."""
+    probe = FakeProbe(values=[100 * MiB, 900 * MiB, 100 * MiB, 900 * MiB, 100 * MiB])
+    mon = MemoryMonitor(MemoryConfig(max_memory_bytes=1000 * MiB), probe=probe)
+    for _ in range(5):
+        mon.sample_now()
+    console = Console(record=True, width=100, color_system=None)
+    console.print(render(1234, mon, width=3))
+    bars = [c for c in console.export_text() if c in SPARK]
+    assert bars == ["▁", "█", "▁"]
 
 
 def test_the_live_view_shows_figures_level_and_sparkline() -> None:

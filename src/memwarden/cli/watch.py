@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -27,22 +27,9 @@ from memwarden.exceptions import CommandError
 from memwarden.monitor import Level, MemoryMonitor, Sample
 from memwarden.probes import rss
 
-__all__ = ["command", "sparkline"]
+__all__ = ["command"]
 
-_BARS = "▁▂▃▄▅▆▇█"
 _LEVEL_STYLE = {Level.OK: "green", Level.WARNING: "yellow", Level.CRITICAL: "bold red"}
-
-
-def sparkline(values: Sequence[float], width: int = 40) -> str:
-    """Render the last ``width`` values as block characters scaled between their min and max."""
-    vals = list(values)[-width:] if width > 0 else []
-    if not vals:
-        return ""
-    lo, hi = min(vals), max(vals)
-    if hi == lo:
-        return _BARS[0] * len(vals)
-    scale = (len(_BARS) - 1) / (hi - lo)
-    return "".join(_BARS[round((v - lo) * scale)] for v in vals)
 
 
 class _ProcessGone(Exception):
@@ -102,6 +89,8 @@ def render(pid: int, mon: MemoryMonitor, *, width: int = 60) -> Any:
     from rich.table import Table
     from rich.text import Text
 
+    from memwarden.report.terminal import sparkline
+
     st = mon.stats()
     cfg = mon.config
     level = mon.level
@@ -118,7 +107,7 @@ def render(pid: int, mon: MemoryMonitor, *, width: int = 60) -> Any:
     )
     table.add_row("level", Text(level.name, style=_LEVEL_STYLE[level]))
     hist = [s.rss_bytes for s in mon.history()]
-    table.add_row("rss", Text(sparkline(hist, width), style=_LEVEL_STYLE[level]))
+    table.add_row("rss", Text(sparkline(hist[-width:], width), style=_LEVEL_STYLE[level]))
     if hist:
         table.add_row("", f"min {format_size(min(hist))} .. max {format_size(max(hist))}")
     return Panel(
