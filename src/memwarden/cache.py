@@ -143,16 +143,10 @@ def _check_fraction(fraction: float) -> float:
 
 
 def _register(obj: Any, name: str) -> Any:
-    """Register ``obj.shrink`` with the process-wide governor, weakly; None if unavailable."""
-    try:
-        from memwarden.pressure import PRIORITY_CACHE, register_reliever
-    except ImportError:  # the governor is optional; caches work alone
-        return None
-    try:
-        return register_reliever(obj.shrink, priority=PRIORITY_CACHE, name=name)
-    except Exception:  # a full registry must not stop the program from caching
-        log.warning("could not register %s with the governor", name, exc_info=True)
-        return None
+    """Register ``obj.shrink`` with the process-wide governor, weakly; None if that failed."""
+    from memwarden.pressure import PRIORITY_CACHE, try_register_reliever
+
+    return try_register_reliever(obj.shrink, priority=PRIORITY_CACHE, name=name)
 
 
 # Fork safety: a lock that another thread held when the process forked stays locked

@@ -154,16 +154,10 @@ class _Outcome:
 
 
 def _register(engine: IncrementalEngine[Any]) -> Any:
-    """Register ``engine.shrink`` with the process-wide governor, weakly; None if unavailable."""
-    try:
-        from memwarden.pressure import PRIORITY_CACHE, register_reliever
-    except ImportError:  # the governor is optional; the engine works alone
-        return None
-    try:
-        return register_reliever(engine.shrink, priority=PRIORITY_CACHE, name=engine.name)
-    except Exception:  # a full registry must not stop the engine from working
-        log.warning("could not register %s with the governor", engine.name, exc_info=True)
-        return None
+    """Register ``engine.shrink`` with the process-wide governor, weakly; None if that failed."""
+    from memwarden.pressure import PRIORITY_CACHE, try_register_reliever
+
+    return try_register_reliever(engine.shrink, priority=PRIORITY_CACHE, name=engine.name)
 
 
 def _pool_context() -> Any:

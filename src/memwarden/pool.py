@@ -168,16 +168,10 @@ def _check_rate(leak_sample_rate: int) -> int:
 
 
 def _register_reliever(pool: Any, name: str) -> Any:
-    """Register ``pool.trim`` with the governor, weakly; None when there is no governor."""
-    try:
-        from memwarden.pressure import PRIORITY_POOL, register_reliever
-    except ImportError:  # the governor is optional
-        return None
-    try:
-        return register_reliever(pool.trim, priority=PRIORITY_POOL, name=name)
-    except Exception:  # a full registry must not break the pool
-        logger.warning("could not register %s with the governor", name, exc_info=True)
-        return None
+    """Register ``pool.trim`` with the governor, weakly; None if that failed."""
+    from memwarden.pressure import PRIORITY_POOL, try_register_reliever
+
+    return try_register_reliever(pool.trim, priority=PRIORITY_POOL, name=name)
 
 
 def _after_fork_in_child() -> None:

@@ -1489,6 +1489,21 @@ def register_reliever(
     return governor().register_reliever(fn, priority=priority, name=name)
 
 
+def try_register_reliever(
+    fn: Reliever, *, priority: int, name: str | None = None
+) -> ReliefRegistration | None:
+    """:func:`register_reliever` for components that must work without relief.
+
+    Caches, pools and engines register themselves on creation; a full registry (or any
+    other failure) is logged and returns None instead of stopping the component.
+    """
+    try:
+        return register_reliever(fn, priority=priority, name=name)
+    except Exception:
+        log.warning("could not register %s with the governor", name or fn, exc_info=True)
+        return None
+
+
 def _reset_default_for_tests() -> None:
     """Stop and forget the process-wide governor (tests only)."""
     global _default

@@ -607,3 +607,18 @@ def test_fork_child_starts_unwatched() -> None:
         assert gov.watching
     finally:
         gov.stop()
+
+
+def test_try_register_reliever_logs_and_returns_none_when_registration_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Components register through try_register_reliever: a failure is logged, never raised."""
+    from memwarden import pressure as pr
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("registry full")
+
+    monkeypatch.setattr(pr.Governor, "register_reliever", refuse)
+    with caplog.at_level("WARNING", logger="memwarden.pressure"):
+        assert pr.try_register_reliever(lambda: None, priority=10, name="refused") is None
+    assert "could not register refused" in caplog.text
