@@ -41,12 +41,12 @@ def test_info_table_names_the_source(capsys: pytest.CaptureFixture[str]) -> None
     assert "warning_threshold" in out
 
 
-def test_bad_environment_is_exit_1_with_the_value(
+def test_bad_environment_is_a_usage_error_with_the_value(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A bad MEMWARDEN_* value exits 1 with a message naming the variable and value."""
+    """A bad MEMWARDEN_* value is a usage error (exit 2) naming the variable and value."""
     monkeypatch.setenv("MEMWARDEN_WARNING_THRESHOLD", "abc")
-    assert main(["info"]) == 1
+    assert main(["info"]) == 2
     err = capsys.readouterr().err
     assert "MEMWARDEN_WARNING_THRESHOLD='abc' (environment)" in err
     assert "Traceback" not in err

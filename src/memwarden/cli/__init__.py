@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         click.echo(f"memwarden: error: {exc}", err=True)
         return exc.exit_code
+    except ConfigurationError as exc:  # bad input (a size, a setting, a config file): usage
+        click.echo(f"memwarden: error: {exc}", err=True)
+        return EXIT_USAGE
     except MemwardenError as exc:
         click.echo(f"memwarden: error: {exc}", err=True)
         return EXIT_ERROR

@@ -83,8 +83,8 @@ def command(
             )
         else:
             report = check_leaks(fn, rounds=rounds, calls_per_round=calls_per_round, warmup=warmup)
-    except ConfigurationError as exc:
-        raise CommandError(str(exc), exit_code=2) from exc
+    except ConfigurationError:  # bad options: main() reports it as a usage error
+        raise
     except Exception as exc:  # the user's function failed: say so, do not dump our stack
         raise CommandError(f"{target} raised {type(exc).__name__}: {exc}", exit_code=1) from exc
     if as_json:

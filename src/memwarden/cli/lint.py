@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from memwarden.exceptions import CommandError, ConfigurationError
+from memwarden.exceptions import CommandError
 
 __all__ = ["command"]
 
@@ -117,26 +117,21 @@ def command(  # noqa: PLR0917 - click passes every option positionally
 
     cwd = Path.cwd()
     root, pyproject = _project_root(cwd)
-    try:
-        base = load_lint_config(config_path or pyproject)
-        config = base.merged(select=select, ignore=ignore, exclude=exclude)
-    except ConfigurationError as exc:
-        raise CommandError(str(exc), exit_code=2) from exc
+    # A ConfigurationError here or below reaches main(), which exits 2 (usage).
+    base = load_lint_config(config_path or pyproject)
+    config = base.merged(select=select, ignore=ignore, exclude=exclude)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CommandError(f"no such file or directory: {', '.join(missing)}", exit_code=2)
     cache = None if no_cache else (cache_dir or root / ".memwarden-cache")
     started = time.perf_counter()
-    try:
-        result = lint_paths(
-            [str(p) for p in paths] or [str(cwd)],
-            config=config,
-            cache_dir=cache,
-            jobs=jobs,
-            root=root,
-        )
-    except ConfigurationError as exc:
-        raise CommandError(str(exc), exit_code=2) from exc
+    result = lint_paths(
+        [str(p) for p in paths] or [str(cwd)],
+        config=config,
+        cache_dir=cache,
+        jobs=jobs,
+        root=root,
+    )
     text = render(result, output_format, __version__)
     if output is not None:
         try:
