@@ -45,9 +45,18 @@ def test_limit_memory_fails_over_the_limit(pytester: pytest.Pytester) -> None:
     assert "test_limit_memory_fails_over_the_limit.py:7: 4.8 MiB" in out
 
 
-def test_limit_memory_counts_numpy_buffers(pytester: pytest.Pytester) -> None:
-    """numpy arrays report to tracemalloc, so a 16 MB array breaks an 8 MB limit."""
+@pytest.fixture
+def numpy_loaded() -> None:
+    """numpy imported before pytester snapshots sys.modules.
+
+    Otherwise the in-process run's import is dropped at teardown and numpy, which
+    cannot be loaded twice in a process, breaks later tests (matplotlib charts).
+    """
     pytest.importorskip("numpy")
+
+
+def test_limit_memory_counts_numpy_buffers(numpy_loaded: None, pytester: pytest.Pytester) -> None:
+    """numpy arrays report to tracemalloc, so a 16 MB array breaks an 8 MB limit."""
     pytester.makepyfile(
         """
         import numpy as np
