@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from memwarden import probes
 from memwarden.exceptions import ConfigurationError
+from memwarden.integrations._requests import REQUEST_METRICS
 from memwarden.monitor import Level, MemoryMonitor
 from memwarden.monitor import monitor as default_monitor
 
@@ -36,6 +37,7 @@ log = logging.getLogger("memwarden.integrations.prometheus")
 #: Every metric family the collector can emit (the ones marked "when present" may be absent).
 METRICS: dict[str, str] = {
     "memwarden_rss_bytes": "gauge: resident set size of the process, read at scrape time",
+    **REQUEST_METRICS,
     "memwarden_peak_rss_bytes": "gauge: highest RSS the monitor has sampled",
     "memwarden_limit_bytes": "gauge: the memory budget (max_memory) levels are measured against",
     "memwarden_effective_limit_bytes": "gauge{source}: the tightest limit found "
@@ -117,6 +119,9 @@ class MemwardenCollector:
         st = mon.stats()
         current = int(self._probe())
         yield _gauge("memwarden_rss_bytes", current)
+        from memwarden.integrations._requests import prometheus_families
+
+        yield from prometheus_families()  # per-route request memory, when middleware runs
         yield _gauge("memwarden_peak_rss_bytes", max(current, st.peak_rss_bytes or 0))
         yield _gauge("memwarden_limit_bytes", cfg.max_memory_bytes)
         yield _gauge("memwarden_warning_threshold_bytes", cfg.warning_bytes)
