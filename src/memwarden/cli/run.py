@@ -172,6 +172,10 @@ def command(  # noqa: PLR0917 - click passes options as arguments
     trace_path = output or _default_output(target)
     t0 = (time.monotonic(), time.time())
     env = dict(os.environ)
+    if limit_bytes is not None:
+        # A governed child budgets against the limit it runs under, so it relieves
+        # pressure before the guard has to stop it; an explicit budget is kept.
+        env.setdefault("MEMWARDEN_MAX_MEMORY", str(limit_bytes))
     if bootstrap:
         env = runner.bootstrap_env(
             env,
