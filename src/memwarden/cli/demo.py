@@ -48,7 +48,7 @@ __all__ = ["command"]
     is_flag=True,
     help="Run the variants one after the other (steadier times) instead of in parallel.",
 )
-def command(
+def command(  # noqa: PLR0917 - click passes every option positionally
     size_bytes: int,
     seed: int,
     html_out: Path,
