@@ -27,6 +27,7 @@ EXIT_INTERRUPTED = 130
 
 # Subcommand name -> module under memwarden.cli. Listed here so `--help` is stable.
 COMMANDS: dict[str, str] = {
+    "attach": "attach",
     "demo": "demo",
     "info": "info",
     "leaks": "leaks",
