@@ -602,7 +602,12 @@ class Client:
         except TimeoutError:
             raise AgentError(f"no answer to {cmd!r} in time", code="timeout") from None
         except OSError as exc:
-            raise AgentError(f"connection to the agent failed: {exc}", code="failed") from None
+            # A refused client (another uid, too many clients) is told why before the
+            # agent hangs up: surface that reason rather than the broken pipe.
+            with contextlib.suppress(OSError):
+                self._buf += self._sock.recv(65536)
+            if b"\n" not in self._buf:
+                raise AgentError(f"connection to the agent failed: {exc}", code="failed") from None
         reply, self._buf = self._buf.split(b"\n", 1)
         resp = json.loads(reply)
         if not resp.get("ok"):

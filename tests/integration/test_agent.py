@@ -170,8 +170,8 @@ def _refused_as_nobody(local_agent: Agent) -> None:
             os.setuid(65534)
             with socket.socket(socket.AF_UNIX) as s:
                 s.connect(str(local_agent.path))
-                s.sendall(b'{"v":1,"id":1,"cmd":"hello"}\n')
-                os.write(w, s.recv(4096))
+                s.settimeout(10)
+                os.write(w, s.recv(4096))  # the agent speaks first: the refusal
         except OSError as exc:
             os.write(w, json.dumps({"error": {"code": f"child: {exc}"}}).encode())
         finally:
