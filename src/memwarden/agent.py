@@ -117,6 +117,9 @@ def _cmd_hello(args: dict[str, Any]) -> dict[str, Any]:
         "argv": sys.argv[:8],
         "memwarden": __version__,
         "commands": sorted(COMMANDS),
+        "agent_thread_id": _agent._thread.native_id
+        if _agent is not None and _agent._thread is not None
+        else None,
     }
 
 
