@@ -76,14 +76,16 @@ def run() -> str:
         [
             "## Live attach (`python bench/run.py live`)",
             "",
-            f"A target process with a {rss / 2**30:.2f} GiB RSS heap (768 MiB of 1 MiB blocks, 2 M small "
-            "tuples), profiling at the default rate, its agent started; the client is a separate process.",
+            f"A target process with a {rss / 2**30:.2f} GiB RSS heap (768 MiB of 1 MiB blocks, "
+            "2 M small tuples), profiling at the default rate, its agent started; the client "
+            "is a separate process.",
             "",
             "| what | measured | target |",
             "|---|---|---|",
-            f"| snapshot round trip (connect, ask, answer), median of 50 | {snap_ms:.1f} ms | <= 50 ms |",
-            f"| live top 10 sites, median of 5 | {top_s * 1000:.0f} ms "
-            f"({top['samples']} samples, {top['total_bytes'] / 2**20:.0f} MiB estimated) | <= 1 s |",
+            "| snapshot round trip (connect, ask, answer), median of 50 "
+            f"| {snap_ms:.1f} ms | <= 50 ms |",
+            f"| live top 10 sites, median of 5 | {top_s * 1000:.0f} ms ({top['samples']} "
+            f"samples, {top['total_bytes'] / 2**20:.0f} MiB estimated) | <= 1 s |",
             f"| idle agent thread: context switches per second over 5 s | {idle:.1f} | 0 |",
         ]
     )
