@@ -1,10 +1,10 @@
 """Per-request memory accounting shared by the WSGI and ASGI middleware.
 
-A :class:`RequestMeter` records, per route template, the RSS change of each request,
-the bytes the sampling profiler attributed to it (its context tag, when the
-profiler runs) and whether it ran under pressure; it asks its
-:class:`~memwarden.integrations.recycle.Recycler` (if any) after each request whether
-the worker should recycle. Routes are bounded: past
+A :class:`RequestMeter` records, per route template, the RSS change of each request and
+whether it ran under pressure, and runs each request under a context tag of the sampling
+profiler (when it runs), so the bytes allocated by a route's requests are attributed to
+it even under concurrency; it asks its :class:`~memwarden.integrations.recycle.Recycler`
+(if any) after each request whether the worker should recycle. Routes are bounded: past
 ``max_routes`` distinct templates, new ones are counted under ``"other"``. Histograms use
 fixed buckets, so the meter's own memory is bounded by ``max_routes × buckets``.
 
@@ -35,7 +35,7 @@ __all__ = ["BUCKETS_BYTES", "RequestMeter", "RouteStats", "meters"]
 
 log = logging.getLogger("memwarden.integrations.requests")
 
-#: Histogram bucket bounds (bytes) for per-request RSS change and allocations.
+#: Histogram bucket bounds (bytes) for the per-request RSS change.
 BUCKETS_BYTES: tuple[int, ...] = (
     0,
     4 << 10,
@@ -49,6 +49,8 @@ BUCKETS_BYTES: tuple[int, ...] = (
 )
 
 OTHER = "other"
+#: The profiler's context tags of requests are ``request:<route label>``.
+TAG_PREFIX = "request:"
 _MODERATE = 1  # PressureLevel.MODERATE, compared without importing the policy layer per call
 
 _meters: weakref.WeakSet[RequestMeter] = weakref.WeakSet()
@@ -70,8 +72,6 @@ class RouteStats:
         rss_delta_sum_bytes: summed RSS change (may be negative).
         rss_delta_buckets: cumulative-free bucket counts of positive RSS change
             (index ``i`` counts changes ``<= BUCKETS_BYTES[i]``; the last counts the rest).
-        allocated_sum_bytes: summed sampled allocations (estimates; 0 without the profiler).
-        allocated_buckets: bucket counts of per-request allocations.
     """
 
     route: str
@@ -79,8 +79,6 @@ class RouteStats:
     under_pressure: int = 0
     rss_delta_sum_bytes: int = 0
     rss_delta_buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_BYTES) + 1))
-    allocated_sum_bytes: int = 0
-    allocated_buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_BYTES) + 1))
 
     def copy(self) -> RouteStats:
         """An independent copy."""
@@ -90,8 +88,6 @@ class RouteStats:
             self.under_pressure,
             self.rss_delta_sum_bytes,
             list(self.rss_delta_buckets),
-            self.allocated_sum_bytes,
-            list(self.allocated_buckets),
         )
 
     @property
@@ -104,7 +100,6 @@ class RouteStats:
 class _Request:
     route: str
     rss_bytes: int
-    allocated_start: int
 
 
 def _profiler() -> Any:
@@ -159,8 +154,7 @@ class RequestMeter:
         self._lock = threading.Lock()
         self._routes: dict[str, RouteStats] = {}
         self._profiler = _profiler()
-        reader = getattr(self._profiler, "context_allocated_bytes", None)
-        self._alloc: Callable[[], int] | None = reader if callable(reader) else None
+        self._tags: set[str] = set()  # the profiler tags this meter's requests ran under
         self.recycles = 0
         _meters.add(self)
 
@@ -177,7 +171,7 @@ class RequestMeter:
 
     def begin(self, route: str = OTHER) -> _Request:
         """Start accounting one request (call :meth:`end` with the result when it is done)."""
-        return _Request(route, self._probe(), self._alloc() if self._alloc is not None else 0)
+        return _Request(route, self._probe())
 
     def end(self, req: _Request, route: str | None = None) -> bool:
         """Finish a request; returns whether the worker should now recycle.
@@ -188,7 +182,6 @@ class RequestMeter:
         """
         rss = self._probe()
         delta = rss - req.rss_bytes
-        allocated = (self._alloc() - req.allocated_start) if self._alloc is not None else 0
         pressure = self._pressure()
         name = route or req.route
         with self._lock:
@@ -203,9 +196,6 @@ class RequestMeter:
             st.under_pressure += pressure
             st.rss_delta_sum_bytes += delta
             st.rss_delta_buckets[bisect.bisect_left(BUCKETS_BYTES, max(delta, 0))] += 1
-            if allocated:
-                st.allocated_sum_bytes += allocated
-                st.allocated_buckets[bisect.bisect_left(BUCKETS_BYTES, allocated)] += 1
         req.rss_bytes = delta  # the request's RSS change, for the debugging header
         if self.recycler is not None and self.recycler.after_unit().recycle:
             self.recycles += 1
@@ -214,13 +204,41 @@ class RequestMeter:
 
     @contextlib.contextmanager
     def tagged(self, route: Callable[[], str]) -> Iterator[None]:
-        """Run the body under the profiler's context tag ``route()`` (no-op without profiling)."""
+        """Run the body under the profiler's context tag ``route()`` (no-op without profiling).
+
+        The tag is the label known when the request starts (a framework's template is
+        known only after routing): the method and first path segment, bounded like
+        the route labels.
+        """
         prof = self._profiler
         if prof is None or not prof.is_running():
             yield
             return
-        with prof.tag(route()):
+        label = route()
+        with self._lock:
+            if label not in self._tags:
+                if len(self._tags) >= self.max_routes:
+                    label = OTHER
+                self._tags.add(label)
+        with prof.tag(f"{TAG_PREFIX}{label}"):
             yield
+
+    def allocated_by_route(self) -> dict[str, int]:
+        """Bytes the sampling profiler attributed to each route label since it started.
+
+        Estimates from the profiler's samples (read at call time, e.g. at a scrape);
+        empty when the profiler does not run.
+        """
+        prof = self._profiler
+        if prof is None or not prof.is_running():
+            return {}
+        with self._lock:
+            tags = set(self._tags)
+        out: dict[str, int] = {}
+        for tag, part in prof.snapshot("allocations").by_tag().items():
+            if tag is not None and tag.startswith(TAG_PREFIX) and tag[len(TAG_PREFIX) :] in tags:
+                out[tag[len(TAG_PREFIX) :]] = part.total_bytes
+        return out
 
     def routes(self) -> list[RouteStats]:
         """Copies of the per-route aggregates, most growth first."""
@@ -234,8 +252,8 @@ class RequestMeter:
 REQUEST_METRICS: dict[str, str] = {
     "memwarden_request_rss_delta_bytes": "histogram{route}: RSS change over each request "
     "(negative changes count in the lowest bucket)",
-    "memwarden_request_allocated_bytes": "histogram{route}: bytes the sampling profiler "
-    "attributed to each request (estimates; present while profiling)",
+    "memwarden_request_allocated_bytes_total": "counter{route}: bytes the sampling profiler "
+    "attributed to the route's requests (estimates; present while profiling)",
     "memwarden_requests_under_pressure_total": "counter{route}: requests that ended under "
     "memory pressure",
     "memwarden_worker_recycles_total": "counter: graceful recycles this process decided",
@@ -267,14 +285,19 @@ def prometheus_families() -> Iterator[Any]:
     yield _histogram(
         "memwarden_request_rss_delta_bytes", routes, "rss_delta_buckets", "rss_delta_sum_bytes"
     )
-    with_alloc = [st for st in routes if st.allocated_sum_bytes]
-    if with_alloc:
-        yield _histogram(
+    allocated: dict[str, int] = {}
+    for m in live:
+        for route, n in m.allocated_by_route().items():
+            allocated[route] = allocated.get(route, 0) + n
+    if allocated:
+        fam = CounterMetricFamily(
             "memwarden_request_allocated_bytes",
-            with_alloc,
-            "allocated_buckets",
-            "allocated_sum_bytes",
+            REQUEST_METRICS["memwarden_request_allocated_bytes_total"].split(": ", 1)[1],
+            labels=["route"],
         )
+        for route, n in sorted(allocated.items()):
+            fam.add_metric([route], n)
+        yield fam
     pressure = CounterMetricFamily(
         "memwarden_requests_under_pressure",
         REQUEST_METRICS["memwarden_requests_under_pressure_total"].split(": ", 1)[1],
