@@ -67,7 +67,7 @@ CHILD = textwrap.dedent(
     done = threading.Event()
 
     def on_change(old, new, sample):
-        events.append([old.name, new.name, sample.rss_bytes])
+        events.append([old.monitor_name, new.monitor_name, sample.rss_bytes])
         if new is Level.CRITICAL:
             done.set()
 
@@ -139,5 +139,5 @@ def test_the_docs_example_runs() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "level OK -> WARNING" in out.stdout or "level OK -> CRITICAL" in out.stdout
-    assert "memwarden_level 2.0" in out.stdout
+    assert "memwarden_level 3.0" in out.stdout  # CRITICAL on the shared scale
     assert "OperationStats(name='load'" in out.stdout

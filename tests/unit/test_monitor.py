@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from memwarden.config import MemoryConfig
 from memwarden.exceptions import DisposedError, MemwardenError
+from memwarden.levels import MONITOR_LEVELS, Thresholds, monitor_level
 from memwarden.monitor import (
     MAX_OPERATION_NAMES,
     MAX_SUBSCRIBERS,
@@ -26,7 +27,6 @@ from memwarden.monitor import (
     OperationStats,
     Sample,
     Subscription,
-    _next_level,
     _Ring,
 )
 from tests.support.monitoring import FakeClock, FakeProbe, wait_until
@@ -103,13 +103,15 @@ def test_zero_hysteresis_follows_the_raw_value() -> None:
     ]
 
 
-@pytest.mark.parametrize("old", list(Level))
+@pytest.mark.parametrize("old", MONITOR_LEVELS)
 def test_next_level_never_goes_below_the_raw_band(old: Level) -> None:
     """Whatever the previous level, the result is at least the band of the value."""
+    lines = Thresholds(warning=0.8, critical=0.9, hysteresis=0.05).lines(1000)
     for usage in range(0, 1200, 7):
         raw = Level.CRITICAL if usage >= 900 else Level.WARNING if usage >= 800 else Level.OK
-        new = _next_level(old, usage, 800, 900, 50.0)
+        new = monitor_level(usage, lines, old)
         assert raw <= new <= max(raw, old)
+        assert new in MONITOR_LEVELS
 
 
 @settings(max_examples=200, deadline=None)
@@ -461,7 +463,7 @@ def test_a_forked_child_starts_clean_and_restarts_on_request(restart: bool) -> N
                 # Only samples taken in the child (after the fork) may be in its history.
                 fresh = int(all(s.time_s >= t_fork for s in mon.history()))
                 ok = wait_until(lambda: mon.stats().samples >= 2, timeout_s=5) if restart else True
-                msg = f"{fresh} {int(mon.running)} {int(ok)} {mon.level.name}"
+                msg = f"{fresh} {int(mon.running)} {int(ok)} {mon.level.monitor_name}"
                 os.write(w, msg.encode())
                 code = 0
             finally:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from memwarden import probes
-from memwarden.monitor import Level, MemoryMonitor
+from memwarden.monitor import MONITOR_LEVELS, MemoryMonitor
 from memwarden.monitor import monitor as default_monitor
 
 __all__ = ["INSTRUMENTS", "Instrumentation", "instrument"]
@@ -151,7 +151,10 @@ class Instrumentation:
 
     def _level_changes(self) -> Iterable[tuple[float, dict[str, Any]]]:
         changes = self.monitor.stats().level_changes
-        return [(changes.get(lvl, 0), {"memwarden.level": lvl.name.lower()}) for lvl in Level]
+        return [
+            (changes.get(lvl, 0), {"memwarden.level": lvl.monitor_name.lower()})
+            for lvl in MONITOR_LEVELS
+        ]
 
     def _samples(self) -> Iterable[tuple[float, dict[str, Any]]]:
         return [(self.monitor.stats().samples, {})]

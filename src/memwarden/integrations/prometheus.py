@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from memwarden import probes
 from memwarden.exceptions import ConfigurationError
-from memwarden.monitor import Level, MemoryMonitor
+from memwarden.monitor import MONITOR_LEVELS, MemoryMonitor
 from memwarden.monitor import monitor as default_monitor
 
 if TYPE_CHECKING:
@@ -125,9 +125,9 @@ class MemwardenCollector:
         yield _gauge("memwarden_level", int(st.level))
         changes = _counter("memwarden_level_changes_total", labels=["level"])
         in_level = _counter("memwarden_time_in_level_seconds_total", labels=["level"])
-        for lvl in Level:
-            changes.add_metric([lvl.name.lower()], st.level_changes.get(lvl, 0))
-            in_level.add_metric([lvl.name.lower()], st.time_in_level_s.get(lvl, 0.0))
+        for lvl in MONITOR_LEVELS:
+            changes.add_metric([lvl.monitor_name.lower()], st.level_changes.get(lvl, 0))
+            in_level.add_metric([lvl.monitor_name.lower()], st.time_in_level_s.get(lvl, 0.0))
         yield changes
         yield in_level
         if tracemalloc.is_tracing():
