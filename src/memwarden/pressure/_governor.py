@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -26,7 +25,7 @@ from memwarden._registry import (
     reset_after_fork,
 )
 from memwarden._units import format_size
-from memwarden.exceptions import ConfigurationError, MemwardenError, PressureTimeoutError
+from memwarden.exceptions import ConfigurationError, PressureTimeoutError
 from memwarden.levels import PressureLevel, ThresholdLines, Thresholds
 from memwarden.pressure._inputs import (
     CgroupInput,
@@ -39,14 +38,12 @@ from memwarden.pressure._inputs import (
 from memwarden.pressure._relief import (
     PRIORITY_GC,
     PRIORITY_MALLOC_TRIM,
+    ReliefControl,
     ReliefRegistration,
     ReliefRegistry,
     ReliefRun,
-    ReliefWorker,
-    RunningStep,
     _gc_reliever,
     malloc_trim,
-    run_relief,
 )
 from memwarden.pressure._watcher import Watcher
 from memwarden.typing import Clock, Probe, Reliever, SampleSource, SupportsUnsubscribe
@@ -230,13 +227,19 @@ class Governor:
 
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())
-        self._relief_lock = threading.Lock()
-        self._relief_owner: int | None = None  # thread id running relief (re-entrancy)
         self._relievers = ReliefRegistry()
+        self._counters = dict.fromkeys(_COUNTERS, 0)
+        self._relief = ReliefControl(
+            self._relievers,
+            evaluate=self._evaluate,
+            probe=probe,
+            clock=self._clock,
+            history_size=history_size,
+            counters=self._counters,
+        )
         self._subscribers: Subscribers[Callable[[PressureLevel, PressureLevel], None]] = (
             Subscribers("Governor.on_pressure", error=_subscriber_limit_error)
         )
-        self._history: deque[ReliefRun] = deque(maxlen=history_size)
         self._level = PressureLevel.NONE
         self._lines_cache: dict[int, ThresholdLines] = {}
         self._usage = UsageInput(probe, lambda: self.budget_bytes, self._lines)
@@ -244,13 +247,9 @@ class Governor:
         self._slow: list[CgroupInput | PsiInput | EventsInput] | None = None  # lazily
         self._all_inputs: list[PressureInput] | None = None
         self._pressure_since_s: float | None = None
-        self._last_relief_s: float | None = None
         self._stuck_reported_s = 0.0
-        self._step: RunningStep | None = None
-        self._counters = dict.fromkeys(_COUNTERS, 0)
         self._longest_wait_s = 0.0
         self._total_pressure_s = 0.0
-        self._worker = ReliefWorker(self._background_relief)
         self._watcher: Watcher | None = None
         self._monitor_sub: SupportsUnsubscribe | None = None
         if builtin_relievers:
@@ -355,22 +354,7 @@ class Governor:
         return inputs
 
     def _open_slow_inputs(self) -> list[CgroupInput | PsiInput | EventsInput]:
-        # Found once: parsing mountinfo costs milliseconds, too slow for every evaluation.
-        from memwarden.probes import cgroup, pressure_stall
-
-        slow: list[CgroupInput | PsiInput | EventsInput] = []
-        handle = cgroup() if self._use_cgroup else None
-        if handle is not None:
-            hold_s = max(2.0, 3 * self.interval_s)
-            slow += [CgroupInput(handle, self._lines), EventsInput(handle, hold_s)]
-        self._use_cgroup = handle is not None
-        found = pressure_stall() if self._use_psi else None
-        if found is not None:
-            from pathlib import Path
-
-            slow.append(PsiInput(Path(found.source), self.psi_thresholds))
-        self._use_psi = found is not None
-        return slow
+        return _open_slow_inputs(self)
 
     def _evaluate(self, usage_bytes: int | None = None) -> PressureLevel:
         now = self._clock()
@@ -388,7 +372,7 @@ class Governor:
                 # A new episode: relief is due at once, whenever the last one ended.
                 self._pressure_since_s = now
                 self._stuck_reported_s = 0.0
-                self._last_relief_s = None
+                self._relief.last_s = None
                 self._counters["pressure_episodes"] += 1
             elif new == PressureLevel.NONE and self._pressure_since_s is not None:
                 self._total_pressure_s += now - self._pressure_since_s
@@ -443,98 +427,20 @@ class Governor:
         Raises:
             MemwardenError: called from inside a reliever (it would wait for itself).
         """
-        self._refuse_reentry("relieve()")
-        with self._relief_lock:
-            return self._relieve_locked(reason)
-
-    def _refuse_reentry(self, what: str) -> None:
-        if self._relief_owner == threading.get_ident():
-            step = self._step
-            raise MemwardenError(
-                f"{what} called from inside reliever {step.name if step else '?'!r}: refused, "
-                "it would wait for the relief run it is part of"
-            )
-
-    def _relieve_locked(self, reason: str) -> ReliefRun:
-        self._relief_owner = threading.get_ident()
-        try:
-            run = run_relief(
-                self._relievers.ordered(),
-                reason=reason,
-                evaluate=self._evaluate,
-                probe=self._probe,
-                clock=self._clock,
-                on_step=self._set_step,
-                on_error=lambda: self._count("reliever_errors"),
-            )
-        finally:
-            self._relief_owner = None
-        with self._lock:
-            self._history.append(run)
-            self._counters["relief_runs"] += 1
-            self._last_relief_s = self._clock()
-        log.info("%s", run.summary())
-        return run
-
-    def _set_step(self, step: RunningStep | None) -> None:
-        self._step = step
-
-    def _count(self, name: str) -> None:
-        self._counters[name] += 1
-
-    def _background_relief(self, reason: str) -> None:
-        if self._relief_lock.acquire(blocking=False):  # a manual relieve() may be running
-            try:
-                self._relieve_locked(reason)
-            finally:
-                self._relief_lock.release()
+        return self._relief.relieve(reason)
 
     def history(self) -> list[ReliefRun]:
         """The most recent relief runs, oldest first (bounded by ``history_size``)."""
-        with self._lock:
-            return list(self._history)
+        return self._relief.history()
 
     def _request_relief(self, reason: str) -> threading.Event | None:
-        """Hand a relief run to the relief thread if due; None when rate-limited."""
+        """Hand a relief run to the relief thread if under pressure and due."""
         if self._level == PressureLevel.NONE:
             return None
-        last = self._last_relief_s
-        if last is not None and self._clock() - last < self.relief_interval_s:
-            return None
-        return self._worker.submit(reason)
+        return self._relief.request(reason, interval_s=self.relief_interval_s)
 
     def _report_if_stuck(self, waited_s: float | None = None) -> None:
-        step = self._step
-        if step is not None and not step.reported:
-            ran_s = self._clock() - step.started_s
-            if ran_s >= self.reliever_timeout_s:
-                step.reported = True
-                self._counters["stuck_relievers"] += 1
-                log.warning(
-                    "reliever %r has run for %.1f s and not returned; relief is stuck in it "
-                    "(levels are still evaluated and waits still time out)",
-                    step.name,
-                    ran_s,
-                )
-        since = self._pressure_since_s
-        if since is None:
-            return
-        lasted = self._clock() - since
-        if lasted < max(self.stuck_after_s, self._stuck_reported_s * 2):
-            return
-        self._stuck_reported_s = lasted
-        runs = [r for r in self.history() if r.started_s >= since]
-        log.warning(
-            "memory pressure (%s) has lasted %.1f s despite %d relief runs (net %s freed); "
-            "usage %s of budget %s: a leak, or a budget too small for the workload%s",
-            self._level.name,
-            lasted,
-            len(runs),
-            format_size(sum(r.freed_bytes for r in runs)),
-            format_size(self._usage.usage_bytes),
-            format_size(self.budget_bytes),
-            "" if waited_s is None else f"; a producer has waited {waited_s:.1f} s",
-        )
+        _report_if_stuck(self, waited_s)
 
     # -- waiting ---------------------------------------------------------
 
@@ -570,41 +476,7 @@ class Governor:
     def _wait_steps(
         self, timeout: float | None, poll_s: float
     ) -> Iterator[tuple[float, threading.Event | None]]:
-        """The wait loop of the sync and async waits: yields (pause, relief run's event).
-
-        The caller waits for the relief run (at most the pause) or sleeps the pause.
-        Returns when pressure ends; raises PressureTimeoutError on timeout.
-        """
-        self._refuse_reentry("wait_for_relief()")
-        start = self._clock()
-        if self._evaluate() == PressureLevel.NONE:
-            return
-        self._counters["waits"] += 1
-        try:
-            while True:
-                level = self._evaluate()
-                waited = self._clock() - start
-                if level == PressureLevel.NONE:
-                    return
-                if timeout is not None and waited >= timeout:
-                    self._counters["wait_timeouts"] += 1
-                    raise PressureTimeoutError(
-                        f"memory pressure {level.name} did not end within {timeout:g} s "
-                        f"({self.explain()}; pressure ends below "
-                        f"{format_size(self.thresholds_bytes()['release'])})",
-                        waited_s=waited,
-                        level=level,
-                    )
-                done = self._request_relief("wait")
-                self._report_if_stuck(waited)
-                left = None if timeout is None else max(0.0, timeout - waited)
-                if done is not None:
-                    # Wait for the run as long as the deadline allows (1 s at a time).
-                    yield min(1.0, 1.0 if left is None else left), done
-                else:
-                    yield min(poll_s, poll_s if left is None else left), None
-        finally:
-            self._longest_wait_s = max(self._longest_wait_s, self._clock() - start)
+        return _wait_steps(self, timeout, poll_s)
 
     async def async_wait_for_relief(
         self, timeout: float | None = None, *, poll_s: float = 0.1
@@ -687,7 +559,7 @@ class Governor:
                 log.exception("could not unsubscribe from the monitor")
         if watcher is not None:
             watcher.stop()
-        self._worker.stop(timeout_s=0.5)
+        self._relief.stop()
 
     def close(self) -> None:
         """Stop watching and drop every registration and subscriber."""
@@ -713,36 +585,7 @@ class Governor:
 
     def stats(self) -> GovernorStats:
         """Counters, current signals and thresholds (``.as_dict()`` for plain values)."""
-        with self._lock:
-            slow = {inp.name: inp for inp in self._slow or ()}
-            cg, psi, ev = slow.get("cgroup"), slow.get("psi"), slow.get("memory_events")
-            since = self._pressure_since_s
-            now = self._clock()
-            none = PressureLevel.NONE.name
-            return GovernorStats(
-                level=self._level.name,
-                budget_bytes=self.budget_bytes,
-                thresholds_bytes=self.thresholds_bytes(),
-                usage_bytes=self._usage.usage_bytes,
-                signals=SignalStats(
-                    usage=self._usage.level.name,
-                    cgroup=cg.level.name if cg else none,
-                    cgroup_working_set_bytes=getattr(cg, "working_set_bytes", None),
-                    cgroup_limit_bytes=getattr(cg, "limit_bytes", None),
-                    psi=psi.level.name if psi else none,
-                    psi_some_avg10=getattr(psi, "avg10", None),
-                    memory_events=ev.level.name if ev else none,
-                    kernel_events=self._kernel.level.name,
-                ),
-                relievers=tuple((r.name, r.priority) for r in self.relievers()),
-                subscribers=len(self._subscribers),
-                watching=self.watching,
-                mechanisms=tuple(self.mechanisms()),
-                pressure_for_s=None if since is None else now - since,
-                total_pressure_s=self._total_pressure_s + (0.0 if since is None else now - since),
-                longest_wait_s=self._longest_wait_s,
-                **self._counters,
-            )
+        return _stats(self)
 
     def __repr__(self) -> str:
         return (
@@ -754,10 +597,7 @@ class Governor:
         # Threads do not survive fork: the child starts unwatched with fresh locks.
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())
-        self._relief_lock = threading.Lock()
-        self._relief_owner = None
-        self._step = None
-        self._worker.after_fork()
+        self._relief.after_fork()
         if self._watcher is not None:
             self._watcher.abandon()
         self._watcher = None
@@ -766,6 +606,123 @@ class Governor:
 
 PressureDetector = Governor
 """The playbook's name for the :class:`Governor`."""
+
+
+def _open_slow_inputs(gov: Governor) -> list[CgroupInput | PsiInput | EventsInput]:
+    # Found once: parsing mountinfo costs milliseconds, too slow for every evaluation.
+    from memwarden.probes import cgroup, pressure_stall
+
+    slow: list[CgroupInput | PsiInput | EventsInput] = []
+    handle = cgroup() if gov._use_cgroup else None
+    if handle is not None:
+        hold_s = max(2.0, 3 * gov.interval_s)
+        slow += [CgroupInput(handle, gov._lines), EventsInput(handle, hold_s)]
+    gov._use_cgroup = handle is not None
+    found = pressure_stall() if gov._use_psi else None
+    if found is not None:
+        from pathlib import Path
+
+        slow.append(PsiInput(Path(found.source), gov.psi_thresholds))
+    gov._use_psi = found is not None
+    return slow
+
+
+def _wait_steps(
+    gov: Governor, timeout: float | None, poll_s: float
+) -> Iterator[tuple[float, threading.Event | None]]:
+    """The wait loop of the sync and async waits: yields (pause, relief run's event).
+
+    The caller waits for the relief run (at most the pause) or sleeps the pause.
+    Returns when pressure ends; raises PressureTimeoutError on timeout.
+    """
+    gov._relief.refuse_reentry("wait_for_relief()")
+    start = gov._clock()
+    if gov._evaluate() == PressureLevel.NONE:
+        return
+    gov._counters["waits"] += 1
+    try:
+        while True:
+            level = gov._evaluate()
+            waited = gov._clock() - start
+            if level == PressureLevel.NONE:
+                return
+            if timeout is not None and waited >= timeout:
+                gov._counters["wait_timeouts"] += 1
+                raise PressureTimeoutError(
+                    f"memory pressure {level.name} did not end within {timeout:g} s "
+                    f"({gov.explain()}; pressure ends below "
+                    f"{format_size(gov.thresholds_bytes()['release'])})",
+                    waited_s=waited,
+                    level=level,
+                )
+            done = gov._request_relief("wait")
+            gov._report_if_stuck(waited)
+            left = None if timeout is None else max(0.0, timeout - waited)
+            if done is not None:
+                # Wait for the run as long as the deadline allows (1 s at a time).
+                yield min(1.0, 1.0 if left is None else left), done
+            else:
+                yield min(poll_s, poll_s if left is None else left), None
+    finally:
+        gov._longest_wait_s = max(gov._longest_wait_s, gov._clock() - start)
+
+
+def _report_if_stuck(gov: Governor, waited_s: float | None = None) -> None:
+    """Log a stuck reliever, and pressure outlasting ``stuck_after_s`` (then every doubling)."""
+    gov._relief.report_stuck(gov.reliever_timeout_s)
+    since = gov._pressure_since_s
+    if since is None:
+        return
+    lasted = gov._clock() - since
+    if lasted < max(gov.stuck_after_s, gov._stuck_reported_s * 2):
+        return
+    gov._stuck_reported_s = lasted
+    runs = [r for r in gov.history() if r.started_s >= since]
+    log.warning(
+        "memory pressure (%s) has lasted %.1f s despite %d relief runs (net %s freed); "
+        "usage %s of budget %s: a leak, or a budget too small for the workload%s",
+        gov._level.name,
+        lasted,
+        len(runs),
+        format_size(sum(r.freed_bytes for r in runs)),
+        format_size(gov._usage.usage_bytes),
+        format_size(gov.budget_bytes),
+        "" if waited_s is None else f"; a producer has waited {waited_s:.1f} s",
+    )
+
+
+def _stats(gov: Governor) -> GovernorStats:
+    """The body of :meth:`Governor.stats`."""
+    with gov._lock:
+        slow = {inp.name: inp for inp in gov._slow or ()}
+        cg, psi, ev = slow.get("cgroup"), slow.get("psi"), slow.get("memory_events")
+        since = gov._pressure_since_s
+        now = gov._clock()
+        none = PressureLevel.NONE.name
+        return GovernorStats(
+            level=gov._level.name,
+            budget_bytes=gov.budget_bytes,
+            thresholds_bytes=gov.thresholds_bytes(),
+            usage_bytes=gov._usage.usage_bytes,
+            signals=SignalStats(
+                usage=gov._usage.level.name,
+                cgroup=cg.level.name if cg else none,
+                cgroup_working_set_bytes=getattr(cg, "working_set_bytes", None),
+                cgroup_limit_bytes=getattr(cg, "limit_bytes", None),
+                psi=psi.level.name if psi else none,
+                psi_some_avg10=getattr(psi, "avg10", None),
+                memory_events=ev.level.name if ev else none,
+                kernel_events=gov._kernel.level.name,
+            ),
+            relievers=tuple((r.name, r.priority) for r in gov.relievers()),
+            subscribers=len(gov._subscribers),
+            watching=gov.watching,
+            mechanisms=tuple(gov.mechanisms()),
+            pressure_for_s=None if since is None else now - since,
+            total_pressure_s=gov._total_pressure_s + (0.0 if since is None else now - since),
+            longest_wait_s=gov._longest_wait_s,
+            **gov._counters,
+        )
 
 
 def _subscriber_limit_error(message: str) -> ConfigurationError:

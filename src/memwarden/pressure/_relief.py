@@ -24,7 +24,7 @@ from typing import Any
 
 from memwarden._registry import reset_after_fork
 from memwarden._units import format_size
-from memwarden.exceptions import ConfigurationError
+from memwarden.exceptions import ConfigurationError, MemwardenError
 from memwarden.levels import PressureLevel
 from memwarden.typing import Clock, Probe, Reliever
 
@@ -34,6 +34,7 @@ __all__ = [
     "PRIORITY_GC",
     "PRIORITY_MALLOC_TRIM",
     "PRIORITY_POOL",
+    "ReliefControl",
     "ReliefRegistration",
     "ReliefRegistry",
     "ReliefRun",
@@ -435,6 +436,140 @@ class ReliefWorker:
         self._pending = None
         self._thread = None
         self._stopping = False
+
+
+class ReliefControl:
+    """Runs one governor's relief: on the caller's thread or on the relief thread.
+
+    Keeps the relief history, the time of the last run (the rate limit within one
+    pressure episode) and the reliever running now. A reliever that calls back into
+    relief (``relieve()`` or a wait) is refused with an error instead of deadlocking.
+
+    Args:
+        registry: the relievers.
+        evaluate: the governor's level now.
+        probe: usage in bytes.
+        clock: the governor's clock.
+        history_size: relief runs kept.
+        counters: the governor's counters (``relief_runs``, ``reliever_errors``,
+            ``stuck_relievers`` are counted here).
+    """
+
+    def __init__(
+        self,
+        registry: ReliefRegistry,
+        *,
+        evaluate: Callable[[], PressureLevel],
+        probe: Probe,
+        clock: Clock,
+        history_size: int,
+        counters: dict[str, int],
+    ) -> None:
+        self.registry = registry
+        self._evaluate = evaluate
+        self._probe = probe
+        self._clock = clock
+        self._counters = counters
+        self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread running relief now
+        self.step: RunningStep | None = None
+        self._history: deque[ReliefRun] = deque(maxlen=history_size)
+        self.last_s: float | None = None
+        self._worker = ReliefWorker(self._background)
+
+    def refuse_reentry(self, what: str) -> None:
+        """Raise if called from inside a reliever of this relief (it would wait for itself).
+
+        Raises:
+            MemwardenError: this thread is running relief now.
+        """
+        if self._owner == threading.get_ident():
+            step = self.step
+            raise MemwardenError(
+                f"{what} called from inside reliever {step.name if step else '?'!r}: refused, "
+                "it would wait for the relief run it is part of"
+            )
+
+    def relieve(self, reason: str) -> ReliefRun:
+        """Run relief on this thread (waiting for a run in progress to finish first)."""
+        self.refuse_reentry("relieve()")
+        with self._lock:
+            return self._run_locked(reason)
+
+    def _run_locked(self, reason: str) -> ReliefRun:
+        self._owner = threading.get_ident()
+        try:
+            run = run_relief(
+                self.registry.ordered(),
+                reason=reason,
+                evaluate=self._evaluate,
+                probe=self._probe,
+                clock=self._clock,
+                on_step=self._set_step,
+                on_error=self._count_error,
+            )
+        finally:
+            self._owner = None
+        self._history.append(run)
+        self._counters["relief_runs"] += 1
+        self.last_s = self._clock()
+        log.info("%s", run.summary())
+        return run
+
+    def _set_step(self, step: RunningStep | None) -> None:
+        self.step = step
+
+    def _count_error(self) -> None:
+        self._counters["reliever_errors"] += 1
+
+    def _background(self, reason: str) -> None:
+        if self._lock.acquire(blocking=False):  # a relieve() on another thread may be running
+            try:
+                self._run_locked(reason)
+            finally:
+                self._lock.release()
+
+    def request(self, reason: str, *, interval_s: float) -> threading.Event | None:
+        """Hand a run to the relief thread unless one ran less than ``interval_s`` ago.
+
+        Returns:
+            An event set when the run has finished, or None when rate-limited.
+        """
+        last = self.last_s
+        if last is not None and self._clock() - last < interval_s:
+            return None
+        return self._worker.submit(reason)
+
+    def history(self) -> list[ReliefRun]:
+        """The most recent relief runs, oldest first."""
+        return list(self._history)
+
+    def report_stuck(self, timeout_s: float) -> None:
+        """Log (once per step) a reliever that has run longer than ``timeout_s``."""
+        step = self.step
+        if step is None or step.reported:
+            return
+        ran_s = self._clock() - step.started_s
+        if ran_s >= timeout_s:
+            step.reported = True
+            self._counters["stuck_relievers"] += 1
+            log.warning(
+                "reliever %r has run for %.1f s and not returned; relief is stuck in it "
+                "(levels are still evaluated and waits still time out)",
+                step.name,
+                ran_s,
+            )
+
+    def stop(self) -> None:
+        """Let the relief thread end (after the run in progress)."""
+        self._worker.stop(timeout_s=0.5)
+
+    def after_fork(self) -> None:
+        """Threads and locks do not carry over into a forked child."""
+        self._lock = threading.Lock()
+        self._owner = None
+        self.step = None
+        self._worker.after_fork()
 
 
 # ---------------------------------------------------------------------------
