@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from memwarden import _registry
-from memwarden._compat import make_module_callable
 from memwarden._registry import Subscribers, Subscription, reset_after_fork
 from memwarden._units import format_size
 from memwarden.exceptions import DisposedError, MemwardenError
@@ -50,7 +49,7 @@ __all__ = [
     "track",
 ]
 
-log = logging.getLogger("memwarden.monitor")
+log = logging.getLogger("memwarden.monitor")  # the logger keeps its name
 
 #: Subscribers allowed per kind (sample, level change, operation) on one monitor.
 MAX_SUBSCRIBERS = _registry.MAX_SUBSCRIBERS
@@ -1025,6 +1024,3 @@ def current_operations() -> tuple[str, ...]:
     """Names of the ``track()`` blocks open in this thread or task, outermost first."""
     return tuple(f.owner.name for f in _active.get())
 
-
-# `memwarden.monitor()` must work even after this module was imported by name.
-make_module_callable(__name__, monitor)
