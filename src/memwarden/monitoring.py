@@ -1023,4 +1023,3 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
 def current_operations() -> tuple[str, ...]:
     """Names of the ``track()`` blocks open in this thread or task, outermost first."""
     return tuple(f.owner.name for f in _active.get())
-

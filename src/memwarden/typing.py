@@ -65,6 +65,6 @@ class RssSample(Protocol):
 
 
 class SampleSource(Protocol):
-    """What feeds the governor samples: a :class:`memwarden.monitor.MemoryMonitor`."""
+    """What feeds the governor samples: a :class:`memwarden.monitoring.MemoryMonitor`."""
 
     def on_sample(self, callback: Callable[[RssSample], None], /) -> SupportsUnsubscribe: ...

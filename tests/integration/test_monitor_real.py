@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memwarden.config import MemoryConfig
-from memwarden.monitor import Level, MemoryMonitor, Sample
+from memwarden.monitoring import Level, MemoryMonitor, Sample
 from memwarden.probes import rss
 from tests.support.cgroups import cgroup_unavailable_reason, memory_cgroup
 
@@ -60,7 +60,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, threading
     from memwarden.config import load_config
-    from memwarden.monitor import Level, MemoryMonitor
+    from memwarden.monitoring import Level, MemoryMonitor
 
     cfg = load_config("testing", pyproject=False, environ={}, monitoring_interval_s=0.005)
     events = []
@@ -110,7 +110,7 @@ def test_memwarden_monitor_default_works_in_a_fresh_process() -> None:
     code = textwrap.dedent(
         """
         import time
-        from memwarden.monitor import monitor
+        from memwarden.monitoring import monitor
         m = monitor()
         deadline = time.monotonic() + 20
         while m.stats().samples < 3 and time.monotonic() < deadline:

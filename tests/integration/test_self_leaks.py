@@ -41,7 +41,7 @@ from memwarden.config import MemoryConfig
 from memwarden.dispose import DisposableStack, EventEmitter
 from memwarden.incremental import IncrementalEngine
 from memwarden.leaks import LeakReport, check_leaks
-from memwarden.monitor import MemoryMonitor, track
+from memwarden.monitoring import MemoryMonitor, track
 from memwarden.pool import BufferPool, ObjectPool
 from memwarden.pressure import PRIORITY_CACHE, Governor, PressureLevel
 from memwarden.probes import rss

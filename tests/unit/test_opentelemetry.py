@@ -12,10 +12,10 @@ pytest.importorskip("opentelemetry.sdk", reason="needs the 'otel' extra")
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-import memwarden.monitor as monitor_mod
+import memwarden.monitoring as monitor_mod
 from memwarden.config import MemoryConfig
 from memwarden.integrations.opentelemetry import INSTRUMENTS, instrument
-from memwarden.monitor import Level, MemoryMonitor, track
+from memwarden.monitoring import Level, MemoryMonitor, track
 from tests.support.monitoring import FakeProbe
 
 MAX = 10 * 2**30

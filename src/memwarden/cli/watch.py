@@ -24,7 +24,7 @@ from memwarden._units import format_size
 from memwarden.cli import SIZE
 from memwarden.config import load_config
 from memwarden.exceptions import CommandError
-from memwarden.monitor import Level, MemoryMonitor, Sample
+from memwarden.monitoring import Level, MemoryMonitor, Sample
 from memwarden.probes import rss
 
 __all__ = ["command"]

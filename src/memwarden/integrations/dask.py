@@ -156,7 +156,7 @@ class MemwardenWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Start the monitor and governor on ``worker`` (called by Dask)."""
-        from memwarden.monitor import MemoryMonitor
+        from memwarden.monitoring import MemoryMonitor
         from memwarden.pressure import Governor
 
         limit = _worker_limit(worker)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwarden import probes
 from memwarden.exceptions import ConfigurationError
-from memwarden.monitor import MONITOR_LEVELS, MemoryMonitor
-from memwarden.monitor import monitor as default_monitor
+from memwarden.monitoring import MONITOR_LEVELS, MemoryMonitor
+from memwarden.monitoring import monitor as default_monitor
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -90,7 +90,7 @@ class MemwardenCollector:
     """A ``prometheus_client`` collector reading memwarden's state at each scrape.
 
     Args:
-        monitor: the monitor to report; default the process-wide :func:`memwarden.monitor.monitor`
+        monitor: the monitor to report; default the process-wide :func:`memwarden.monitor`
             (created and started on the first scrape, not before).
         probe: the RSS probe read at scrape time (default :func:`memwarden.probes.rss`).
     """

@@ -43,7 +43,7 @@ from memwarden.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from memwarden.monitor import MemoryMonitor, Sample, Subscription
+    from memwarden.monitoring import MemoryMonitor, Sample, Subscription
 
 __all__ = [
     "MultiprocessPublisher",
@@ -129,7 +129,7 @@ class MultiprocessPublisher:
                 source="environment",
             )
         if monitor is None:
-            from memwarden.monitor import monitor as default_monitor
+            from memwarden.monitoring import monitor as default_monitor
 
             monitor = default_monitor()
         self.monitor = monitor

@@ -159,7 +159,7 @@ class Governor:
         history_size: relief runs kept.
         stuck_after_s: pressure lasting this long despite relief is logged as a
             probable leak (then every doubling of the time).
-        monitor: a sample source (such as :class:`memwarden.monitor.MemoryMonitor`) whose
+        monitor: a sample source (such as :class:`memwarden.monitoring.MemoryMonitor`) whose
             samples feed the usage input while watching.
         sleep: how waiting sleeps (tests inject one driving a fake clock).
         kernel_events: let the watcher wait on kernel notifications (PSI triggers, cgroup
