@@ -43,7 +43,7 @@ METRICS: dict[str, str] = {
     "memwarden_warning_threshold_bytes": "gauge: usage at which the level becomes WARNING",
     "memwarden_critical_threshold_bytes": "gauge: usage at which the level becomes CRITICAL",
     "memwarden_usage_ratio": "gauge: rss / limit",
-    "memwarden_level": "gauge: monitor level, 0 OK, 1 WARNING, 2 CRITICAL",
+    "memwarden_level": "gauge: monitor level, 0 OK, 1 WARNING, 3 CRITICAL",
     "memwarden_level_changes_total": "counter{level}: times the monitor entered each level",
     "memwarden_time_in_level_seconds_total": "counter{level}: seconds spent in each level",
     "memwarden_python_heap_bytes": "gauge: bytes traced by tracemalloc (when tracing)",

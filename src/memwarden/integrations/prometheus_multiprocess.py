@@ -91,7 +91,7 @@ _GAUGES: dict[str, tuple[str, str, _Mode]] = {
     "usage": ("memwarden_usage_ratio", "Highest RSS / limit of any live process.", "livemax"),
     "level": (
         "memwarden_level",
-        "Worst monitor level of any live process: 0 OK, 1 WARNING, 2 CRITICAL.",
+        "Worst monitor level of any live process: 0 OK, 1 WARNING, 3 CRITICAL.",
         "livemax",
     ),
     "limit": ("memwarden_limit_bytes", "Memory budget of each live process.", "liveall"),
