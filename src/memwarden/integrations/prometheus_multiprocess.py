@@ -162,7 +162,7 @@ class MultiprocessPublisher:
             g["limit"].set(limit)
 
     def _on_level_change(self, old: Any, new: Any, sample: Sample) -> None:
-        self._level_changes.labels(level=new.name).inc()
+        self._level_changes.labels(level=new.monitor_name).inc()
         self._g["level"].set(int(new))
 
     def close(self) -> None:
