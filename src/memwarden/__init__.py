@@ -12,6 +12,9 @@ third-party package (psutil, click, rich, prometheus_client, …) is imported.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
+import warnings
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -36,19 +39,19 @@ _EXPORTS: dict[str, str] = {
     "LRUCache": "memwarden.cache",
     "LeakDetector": "memwarden.leaks",
     "LeakReport": "memwarden.leaks",
-    "Level": "memwarden.monitor",
+    "Level": "memwarden.monitoring",
     "LineTooLongError": "memwarden.exceptions",
     "MemoryBudgetExceededError": "memwarden.exceptions",
     "MemoryConfig": "memwarden.config",
     "MemoryDelta": "memwarden.snapshot",
     "MemoryLimit": "memwarden.probes",
-    "MemoryMonitor": "memwarden.monitor",
+    "MemoryMonitor": "memwarden.monitoring",
     "MemoryPressureWarning": "memwarden.exceptions",
     "MemorySnapshot": "memwarden.snapshot",
     "MemwardenError": "memwarden.exceptions",
     "MemwardenWarning": "memwarden.exceptions",
     "ObjectPool": "memwarden.pool",
-    "OperationStats": "memwarden.monitor",
+    "OperationStats": "memwarden.monitoring",
     "Pipeline": "memwarden.stream",
     "PoolExhaustedError": "memwarden.exceptions",
     "PressureDetector": "memwarden.pressure",
@@ -75,7 +78,7 @@ _EXPORTS: dict[str, str] = {
     "load_config": "memwarden.config",
     "memory_budget": "memwarden.budget",
     "memory_events": "memwarden.probes",
-    "monitor": "memwarden.monitor",
+    "monitor": "memwarden.monitoring",
     "parse_size": "memwarden._units",
     "peak_rss": "memwarden.probes",
     "pressure_stall": "memwarden.probes",
@@ -89,7 +92,7 @@ _EXPORTS: dict[str, str] = {
     "sizeof": "memwarden.sizing",
     "snapshot": "memwarden.snapshot",
     "suspect_leak": "memwarden.leaks",
-    "track": "memwarden.monitor",
+    "track": "memwarden.monitoring",
 }
 
 __all__ = [
@@ -200,6 +203,33 @@ def _start_agent_from_environment() -> None:
 
 
 _start_agent_from_environment()
+
+
+def _deprecated_module(old: str, new: str) -> None:
+    """Keep ``import old`` working for one release, warning, without shadowing a function.
+
+    ``memwarden.monitor`` is the function; its module is now ``memwarden.monitoring``. A
+    real ``memwarden/monitor.py`` would rebind ``memwarden.monitor`` to the module on
+    import, so the old path is an entry in ``sys.modules`` whose attributes load from the
+    new module with a DeprecationWarning (``from memwarden.monitor import track`` works).
+    """
+    alias = types.ModuleType(old, f"Deprecated: use {new}.")
+
+    def forward(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        warnings.warn(
+            f"{old} is deprecated: import {name} from {new} (or from memwarden)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(new), name)
+
+    alias.__getattr__ = forward  # type: ignore[method-assign]
+    sys.modules.setdefault(old, alias)
+
+
+_deprecated_module("memwarden.monitor", "memwarden.monitoring")
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -320,19 +350,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from memwarden.leaks import (
         suspect_leak as suspect_leak,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         Level as Level,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         MemoryMonitor as MemoryMonitor,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         OperationStats as OperationStats,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         monitor as monitor,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         track as track,
     )
     from memwarden.pool import (

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from memwarden._registry import reset_after_fork
 from memwarden.exceptions import ConfigurationError, MemwardenError
 
 __all__ = [
@@ -272,7 +273,7 @@ def _cmd_governor_relieve(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_monitor_history(args: dict[str, Any]) -> dict[str, Any]:
-    from memwarden.monitor import default_monitor_if_created
+    from memwarden.monitoring import default_monitor_if_created
 
     n = max(1, min(int(args.get("n", 100)), 100_000))
     mon = default_monitor_if_created()
@@ -531,7 +532,7 @@ def _after_fork_in_child() -> None:
                 start()  # a forked worker gets its own socket
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+reset_after_fork(_after_fork_in_child)
 
 
 def _at_exit() -> None:

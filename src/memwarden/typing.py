@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "Probe", "Reliever", "SupportsAcquire", "SupportsShrink"]
+__all__ = [
+    "Clock",
+    "Probe",
+    "Reliever",
+    "RssSample",
+    "SampleSource",
+    "SupportsAcquire",
+    "SupportsShrink",
+    "SupportsUnsubscribe",
+]
 
 Clock = Callable[[], float]
 """A monotonic clock in seconds, such as ``time.monotonic``; injectable for tests."""
@@ -40,3 +49,22 @@ class SupportsAcquire(Protocol):
     """A buffer pool, as accepted by streaming helpers."""
 
     def acquire(self, size: int) -> BufferHandle: ...
+
+
+class SupportsUnsubscribe(Protocol):
+    """A subscription handle, such as :class:`memwarden._registry.Subscription`."""
+
+    def unsubscribe(self) -> None: ...
+
+
+class RssSample(Protocol):
+    """One memory sample: at least the resident set size it measured."""
+
+    @property
+    def rss_bytes(self) -> int: ...
+
+
+class SampleSource(Protocol):
+    """What feeds the governor samples: a :class:`memwarden.monitoring.MemoryMonitor`."""
+
+    def on_sample(self, callback: Callable[[RssSample], None], /) -> SupportsUnsubscribe: ...

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from memwarden._registry import DEFAULT, DefaultType
 from memwarden.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -120,8 +121,8 @@ class RequestMeter:
         max_routes: distinct route labels kept; later ones count as ``"other"``.
         recycler: asked after each request whether to recycle (None: never).
         governor: read for "under pressure" (its last evaluated level, no new
-            evaluation); None for none; ``"default"`` the process-wide governor if one
-            has been created.
+            evaluation); None for none; :data:`~memwarden.pressure.DEFAULT` the
+            process-wide governor.
         probe: RSS in bytes (default :func:`memwarden.probes.rss`).
         header: a response header to carry the request's RSS change (e.g.
             ``"X-Memwarden-Rss-Delta"``), for debugging; None for none.
@@ -132,7 +133,7 @@ class RequestMeter:
         *,
         max_routes: int = 100,
         recycler: Recycler | None = None,
-        governor: Governor | str | None = "default",
+        governor: Governor | DefaultType | None = DEFAULT,
         probe: Callable[[], int] | None = None,
         header: str | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -159,11 +160,11 @@ class RequestMeter:
         _meters.add(self)
 
     def _governor(self) -> Governor | None:
-        if self._gov_arg == "default":
-            from memwarden.pressure import governor
+        if self._gov_arg is DEFAULT:
+            from memwarden.pressure import resolve_governor
 
-            self._gov_arg = governor()  # the process-wide one: the same object for good
-        return self._gov_arg  # type: ignore[return-value]
+            self._gov_arg = resolve_governor(DEFAULT)  # the process-wide one, for good
+        return self._gov_arg
 
     def _pressure(self) -> bool:
         gov = self._governor()

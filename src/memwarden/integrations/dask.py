@@ -156,7 +156,7 @@ class MemwardenWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Start the monitor and governor on ``worker`` (called by Dask)."""
-        from memwarden.monitor import MemoryMonitor
+        from memwarden.monitoring import MemoryMonitor
         from memwarden.pressure import Governor
 
         limit = _worker_limit(worker)
@@ -249,7 +249,7 @@ def _worker_report(dask_worker: Any = None, *, detail: bool = True) -> dict[str,
     return {
         "rss_bytes": current,
         "limit_bytes": state.limit_bytes,
-        "level": state.monitor.level.name,
+        "level": state.monitor.level.monitor_name,
         "pressure": state.governor.level().name,
         "under_pressure": bool(state.governor.is_under_pressure()) or status == "paused",
         "reliefs": len(state.governor.history()),

@@ -32,8 +32,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import ConfigurationError
 
@@ -114,6 +115,7 @@ class RecycleGate:
         self._clock = clock
         self._fd: int | None = None
         self._lock = threading.Lock()
+        reset_after_fork(self._after_fork)
 
     @property
     def path(self) -> Path:
@@ -225,7 +227,7 @@ class Recycler:
         line: SizeLike | None = None,
         *,
         gate: RecycleGate | None = None,
-        governor: Governor | str | None = "default",
+        governor: Governor | DefaultType | None = DEFAULT,
         probe: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         min_uptime_s: float = 1.0,
@@ -280,11 +282,9 @@ class Recycler:
         return self._gate
 
     def _governor(self) -> Governor | None:
-        if self._gov_arg == "default":
-            from memwarden.pressure import governor
+        from memwarden.pressure import resolve_governor
 
-            return governor()
-        return self._gov_arg  # type: ignore[return-value]
+        return resolve_governor(self._gov_arg)
 
     def effective_line(self) -> int:
         """The line in force: the configured one, raised once for a worker that started above it."""
@@ -309,13 +309,8 @@ class Recycler:
         if gov is None or self._stuck_arg is None:
             return False
         limit = gov.stuck_after_s if self._stuck_arg == -1.0 else float(self._stuck_arg)
-        stats = gov.stats()
-        lasted: Any = (
-            stats.get("pressure_for_s")
-            if isinstance(stats, dict)
-            else getattr(stats, "pressure_for_s", None)
-        )
-        return lasted is not None and float(lasted) >= limit
+        lasted = gov.stats().pressure_for_s
+        return lasted is not None and lasted >= limit
 
     # -- the decision --------------------------------------------------------
 
