@@ -19,16 +19,16 @@ import functools
 import gc
 import inspect
 import logging
-import os
 import threading
 import time
-import weakref
 from array import array
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
+from memwarden import _registry
 from memwarden._compat import make_module_callable
+from memwarden._registry import Subscribers, Subscription, reset_after_fork
 from memwarden._units import format_size
 from memwarden.exceptions import DisposedError, MemwardenError
 from memwarden.probes import rss
@@ -52,7 +52,7 @@ __all__ = [
 log = logging.getLogger("memwarden.monitor")
 
 #: Subscribers allowed per kind (sample, level change, operation) on one monitor.
-MAX_SUBSCRIBERS = 1024
+MAX_SUBSCRIBERS = _registry.MAX_SUBSCRIBERS
 #: Distinct ``track()`` names aggregated per monitor; later names go to :data:`OTHER_OPERATION`.
 MAX_OPERATION_NAMES = 1000
 #: The aggregate that collects operations once :data:`MAX_OPERATION_NAMES` is reached.
@@ -196,37 +196,6 @@ class MonitorStats:
         return self.current_rss_bytes / self.max_memory_bytes
 
 
-class Subscription:
-    """The handle ``on_*`` returns: ``unsubscribe()`` (idempotent), or a context manager."""
-
-    __slots__ = ("__weakref__", "_remove")
-
-    def __init__(self, remove: Callable[[], None]) -> None:
-        self._remove: Callable[[], None] | None = remove
-
-    @property
-    def active(self) -> bool:
-        """True until unsubscribed."""
-        return self._remove is not None
-
-    def unsubscribe(self) -> None:
-        """Stop receiving calls; calling it again does nothing."""
-        remove, self._remove = self._remove, None
-        if remove is not None:
-            remove()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.unsubscribe()
-
-
 class _Ring:
     """A fixed-size ring of samples in three flat arrays (24 bytes a sample, allocated once)."""
 
@@ -334,12 +303,6 @@ class _OpAcc:
         )
 
 
-_Entry = tuple[object, Callable[..., None]]
-
-# Every live monitor, so the at-fork hook can reset them in the child.
-_instances: weakref.WeakSet[MemoryMonitor] = weakref.WeakSet()
-
-
 class MemoryMonitor:
     """Samples this process's memory on a daemon thread and reports levels and operations.
 
@@ -380,9 +343,15 @@ class MemoryMonitor:
         self._restart_in_child = restart_in_child
         self._lock = threading.Lock()
         self._ring = _Ring(config.history_size)
-        self._sample_subs: tuple[_Entry, ...] = ()
-        self._level_subs: tuple[_Entry, ...] = ()
-        self._op_subs: tuple[_Entry, ...] = ()
+        self._sample_subs: Subscribers[Callable[[Sample], None]] = Subscribers(
+            "MemoryMonitor.on_sample", error=MemwardenError
+        )
+        self._level_subs: Subscribers[Callable[[Level, Level, Sample], None]] = Subscribers(
+            "MemoryMonitor.on_level_change", error=MemwardenError
+        )
+        self._op_subs: Subscribers[Callable[[OperationStats], None]] = Subscribers(
+            "MemoryMonitor.on_operation", error=MemwardenError
+        )
         self._ops: dict[str, _OpAcc] = {}
         self._thread: threading.Thread | None = None
         # Held while the sampler runs; stop() releases it. A bare lock's timed acquire
@@ -390,7 +359,7 @@ class MemoryMonitor:
         self._stop_lock = threading.Lock()
         self._closed = False
         self._reset_counters()
-        _instances.add(self)
+        reset_after_fork(self._after_fork_in_child)
 
     def _reset_counters(self) -> None:
         self._level = Level.OK
@@ -473,8 +442,8 @@ class MemoryMonitor:
         self.stop()
         with self._lock:
             self._closed = True
-            self._sample_subs = self._level_subs = self._op_subs = ()
-        _instances.discard(self)
+        for subs in (self._sample_subs, self._level_subs, self._op_subs):
+            subs.clear()
 
     def __enter__(self) -> MemoryMonitor:
         return self.start()
@@ -587,20 +556,20 @@ class MemoryMonitor:
             if new != old:
                 self._level = new
                 self._level_changes[new] += 1
-            sample_subs = self._sample_subs
-            level_subs = self._level_subs if new != old else ()
-        for _, cb in sample_subs:
+            sample_subs = self._sample_subs.snapshot()
+            level_subs = self._level_subs.snapshot() if new != old else ()
+        for cb in sample_subs:
             try:
                 cb(sample)
             except Exception as exc:
                 self._count_error(exc, "on_sample", "handler %r raised", cb)
         if new != old:
             self._log_level_change(old, new, sample)
-            for _, cb in level_subs:
+            for level_cb in level_subs:
                 try:
-                    cb(old, new, sample)
+                    level_cb(old, new, sample)
                 except Exception as exc:
-                    self._count_error(exc, "on_level_change", "handler %r raised", cb)
+                    self._count_error(exc, "on_level_change", "handler %r raised", level_cb)
         return sample
 
     def _log_level_change(self, old: Level, new: Level, sample: Sample) -> None:
@@ -626,41 +595,25 @@ class MemoryMonitor:
 
     # ------------------------------------------------------------------ subscriptions
 
-    def _subscribe(self, attr: str, cb: Callable[..., None]) -> Subscription:
-        if not callable(cb):
-            raise TypeError(f"{attr[1:-5]} callback must be callable, got {cb!r}")
-        token = object()
+    def _subscribe(self, subs: Subscribers[Any], cb: Callable[..., None]) -> Subscription:
         with self._lock:
             if self._closed:
                 raise DisposedError(
                     f"MemoryMonitor: cannot subscribe {cb!r}: the monitor is closed"
                 )
-            current: tuple[_Entry, ...] = getattr(self, attr)
-            if len(current) >= MAX_SUBSCRIBERS:
-                raise MemwardenError(
-                    f"MemoryMonitor: {len(current)} subscriptions of this kind already "
-                    f"(limit {MAX_SUBSCRIBERS}); unsubscribe handles you no longer need"
-                )
-            setattr(self, attr, (*current, (token, cb)))
-
-        def remove() -> None:
-            with self._lock:
-                entries: tuple[_Entry, ...] = getattr(self, attr)
-                setattr(self, attr, tuple(e for e in entries if e[0] is not token))
-
-        return Subscription(remove)
+        return subs.add(cb)
 
     def on_sample(self, cb: Callable[[Sample], None]) -> Subscription:
         """Call ``cb(sample)`` after every sample."""
-        return self._subscribe("_sample_subs", cb)
+        return self._subscribe(self._sample_subs, cb)
 
     def on_level_change(self, cb: Callable[[Level, Level, Sample], None]) -> Subscription:
         """Call ``cb(old, new, sample)`` whenever the level changes."""
-        return self._subscribe("_level_subs", cb)
+        return self._subscribe(self._level_subs, cb)
 
     def on_operation(self, cb: Callable[[OperationStats], None]) -> Subscription:
         """Call ``cb(stats)`` when any ``track()`` block recorded on this monitor finishes."""
-        return self._subscribe("_op_subs", cb)
+        return self._subscribe(self._op_subs, cb)
 
     # ------------------------------------------------------------------ operations
 
@@ -685,8 +638,8 @@ class MemoryMonitor:
                 else:
                     acc = self._ops[stats.name] = _OpAcc()
             acc.add(stats)
-            subs = self._op_subs
-        for _, cb in subs:
+            subs = self._op_subs.snapshot()
+        for cb in subs:
             try:
                 cb(stats)
             except Exception as exc:
@@ -814,12 +767,9 @@ def _after_fork_child() -> None:
     global _default_lock
     _default_lock = threading.Lock()
     _precise_reset_after_fork()
-    for m in list(_instances):
-        m._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_child)
+reset_after_fork(_after_fork_child)
 
 
 # ---------------------------------------------------------------------------

@@ -39,6 +39,14 @@ from pathlib import Path
 from types import MethodType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from memwarden import _registry
+from memwarden._registry import (
+    DEFAULT,
+    DefaultType,
+    Subscribers,
+    Subscription,
+    reset_after_fork,
+)
 from memwarden._units import format_size
 from memwarden.exceptions import ConfigurationError, PressureTimeoutError
 from memwarden.typing import Clock, Probe, Reliever
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
     from memwarden.config import MemoryConfig
 
 __all__ = [
+    "DEFAULT",
     "PRIORITY_CACHE",
     "PRIORITY_GC",
     "PRIORITY_MALLOC_TRIM",
@@ -58,9 +67,11 @@ __all__ = [
     "ReliefRegistration",
     "ReliefRun",
     "ReliefStep",
+    "Subscription",
     "governor",
     "malloc_trim",
     "register_reliever",
+    "resolve_governor",
 ]
 
 log = logging.getLogger("memwarden.pressure")
@@ -73,7 +84,7 @@ PRIORITY_MALLOC_TRIM = 90
 
 #: Bounds on the governor's own registries (memwarden's contract: everything bounded).
 MAX_RELIEVERS = 10_000
-MAX_SUBSCRIBERS = 1_000
+MAX_SUBSCRIBERS = _registry.MAX_SUBSCRIBERS
 DEFAULT_HISTORY_SIZE = 100
 
 
@@ -155,36 +166,8 @@ class ReliefRegistration:
         return f"<ReliefRegistration {self.name!r} priority={self.priority} {state}>"
 
 
-class PressureSubscription:
-    """An ``on_pressure`` callback's handle: :meth:`unsubscribe` (or ``close``) removes it."""
-
-    __slots__ = ("_callback", "_governor")
-
-    def __init__(
-        self, governor: Governor, callback: Callable[[PressureLevel, PressureLevel], None]
-    ) -> None:
-        self._governor: weakref.ref[Governor] = weakref.ref(governor)
-        self._callback = callback
-
-    @property
-    def active(self) -> bool:
-        """Whether the callback is still subscribed."""
-        gov = self._governor()
-        return gov is not None and self in gov._subscribers
-
-    def unsubscribe(self) -> None:
-        """Stop delivering level changes to the callback; idempotent."""
-        gov = self._governor()
-        if gov is not None:
-            gov._remove_subscriber(self)
-
-    close = unsubscribe
-
-    def __enter__(self) -> PressureSubscription:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.unsubscribe()
+PressureSubscription = Subscription
+"""The old name of the handle :meth:`Governor.on_pressure` returns."""
 
 
 # ---------------------------------------------------------------------------
@@ -277,6 +260,10 @@ class ReliefRun:
 
 # ---------------------------------------------------------------------------
 # built-in relievers
+
+
+def _subscriber_limit_error(message: str) -> ConfigurationError:
+    return ConfigurationError(message, source="argument")
 
 
 def _gc_reliever() -> int | None:
@@ -478,7 +465,9 @@ class Governor:
         # callback and removed under the lock by _prune_dead_locked().
         self._registrations: dict[int, ReliefRegistration] = {}
         self._dead_registrations: deque[int] = deque()
-        self._subscribers: list[PressureSubscription] = []
+        self._subscribers: Subscribers[Callable[[PressureLevel, PressureLevel], None]] = (
+            Subscribers("Governor.on_pressure", error=_subscriber_limit_error)
+        )
         self._history: deque[ReliefRun] = deque(maxlen=history_size)
         self._level = PressureLevel.NONE
         self._signals = _Signals()
@@ -520,7 +509,7 @@ class Governor:
         if builtin_relievers:
             self.register_reliever(_gc_reliever, priority=PRIORITY_GC, name="gc.collect")
             self.register_reliever(malloc_trim, priority=PRIORITY_MALLOC_TRIM, name="malloc_trim")
-        _live_governors.add(self)
+        reset_after_fork(self._after_fork)
 
     # -- configuration ---------------------------------------------------
 
@@ -652,20 +641,7 @@ class Governor:
         Raises:
             ConfigurationError: more than 1000 subscribers.
         """
-        sub = PressureSubscription(self, callback)
-        with self._lock:
-            if len(self._subscribers) >= MAX_SUBSCRIBERS:
-                raise ConfigurationError(
-                    f"on_pressure: {MAX_SUBSCRIBERS} subscribers already; unsubscribe some",
-                    value=callback,
-                    source="argument",
-                )
-            self._subscribers.append(sub)
-        return sub
-
-    def _remove_subscriber(self, sub: PressureSubscription) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._subscribers.remove(sub)
+        return self._subscribers.add(callback)
 
     # -- the level -------------------------------------------------------
 
@@ -740,7 +716,7 @@ class Governor:
             elif new == PressureLevel.NONE and self._pressure_since_s is not None:
                 self._total_pressure_s += now - self._pressure_since_s
                 self._pressure_since_s = None
-            subscribers = list(self._subscribers)
+            subscribers = self._subscribers.snapshot()
         log.log(
             logging.WARNING if new > old else logging.INFO,
             "memory pressure %s -> %s (%s)",
@@ -748,12 +724,12 @@ class Governor:
             new.name,
             self.explain(),
         )
-        for sub in subscribers:
+        for callback in subscribers:
             try:
-                sub._callback(old, new)
+                callback(old, new)
             except Exception:
                 self._counters["callback_errors"] += 1
-                log.exception("on_pressure callback %r raised; ignored", sub._callback)
+                log.exception("on_pressure callback %r raised; ignored", callback)
         with self._changed:
             self._changed.notify_all()
         return new
@@ -1462,7 +1438,6 @@ def _open_sources(gov: Governor) -> list[_Source]:
 # ---------------------------------------------------------------------------
 # the process-wide governor
 
-_live_governors: weakref.WeakSet[Governor] = weakref.WeakSet()
 _default: Governor | None = None
 _default_lock = threading.Lock()
 
@@ -1513,13 +1488,35 @@ def _reset_default_for_tests() -> None:
         gov.stop()
 
 
+def resolve_governor(governor: Governor | DefaultType | None) -> Governor | None:
+    """What a component's ``governor=`` argument means.
+
+    Args:
+        governor: :data:`DEFAULT` for the process-wide governor (created lazily, not
+            started), ``None`` for no governor, or a governor to use.
+
+    Returns:
+        The governor to register with, or None.
+
+    Raises:
+        TypeError: anything else.
+    """
+    if governor is DEFAULT:
+        return _default_governor()
+    if governor is None or isinstance(governor, Governor):
+        return governor
+    raise TypeError(
+        f"governor={governor!r} (argument): expected a Governor, DEFAULT "
+        "(the process-wide governor) or None (no governor)"
+    )
+
+
+_default_governor = governor  # resolve_governor's parameter shadows the name
+
+
 def _after_fork_in_child() -> None:
     global _default_lock
     _default_lock = threading.Lock()
-    for gov in list(_live_governors):
-        with contextlib.suppress(Exception):
-            gov._after_fork()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+reset_after_fork(_after_fork_in_child)

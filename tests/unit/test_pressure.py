@@ -622,3 +622,17 @@ def test_try_register_reliever_logs_and_returns_none_when_registration_fails(
     with caplog.at_level("WARNING", logger="memwarden.pressure"):
         assert pr.try_register_reliever(lambda: None, priority=10, name="refused") is None
     assert "could not register refused" in caplog.text
+
+
+def test_resolve_governor_maps_default_none_and_a_governor() -> None:
+    """DEFAULT is the process-wide governor, None is none, a governor is itself, else TypeError."""
+    from memwarden._registry import DEFAULT
+    from memwarden.pressure import governor as process_governor
+    from memwarden.pressure import resolve_governor
+
+    own = Governor(builtin_relievers=False)
+    assert resolve_governor(DEFAULT) is process_governor()
+    assert resolve_governor(None) is None
+    assert resolve_governor(own) is own
+    with pytest.raises(TypeError, match="DEFAULT"):
+        resolve_governor("default")  # type: ignore[arg-type]
