@@ -41,6 +41,7 @@ from memwarden.exceptions import (
     MemoryBudgetExceededError,
     PressureTimeoutError,
 )
+from memwarden.pressure import PressureLevel
 from memwarden.probes import effective_limit, peak_rss, rss
 from memwarden.typing import Clock, Probe
 
@@ -72,9 +73,6 @@ _ESTIMATE_WINDOW = 8
 _SIZE_HISTORY = 512
 """Batch sizes kept in ``BatchStats.sizes`` (about 56 KB once full; 10 000 was 0.9 MB)."""
 
-_HIGH = 2
-_MODERATE = 1
-
 
 class PressureSource(Protocol):
     """What the processor needs from a governor: a level, and a way to wait for relief."""
@@ -82,15 +80,6 @@ class PressureSource(Protocol):
     def level(self) -> Any: ...
 
     def wait_for_relief(self, timeout: float | None = None, *, poll_s: float = 0.1) -> None: ...
-
-
-def _severity(level: Any) -> int:
-    """0 NONE, 1 MODERATE, 2 HIGH, 3 CRITICAL, for a PressureLevel or a look-alike."""
-    try:
-        return int(level)
-    except (TypeError, ValueError):
-        name = str(getattr(level, "name", level)).upper()
-        return {"NONE": 0, "MODERATE": 1, "HIGH": 2, "CRITICAL": 3}.get(name, 0)
 
 
 @dataclass(frozen=True)
@@ -107,7 +96,7 @@ class BatchEvent:
         duration_s: the batch's (or the wait's) duration.
         peak_bytes: memory measured at the end of the batch (peak RSS by default).
         item_bytes: the current per-item estimate, or None before any measurement.
-        level: the pressure level seen before the batch (0 NONE .. 3 CRITICAL).
+        level: the pressure level seen before the batch.
     """
 
     kind: Literal["done", "retry", "cut", "wait"]
@@ -117,7 +106,7 @@ class BatchEvent:
     duration_s: float = 0.0
     peak_bytes: int | None = None
     item_bytes: float | None = None
-    level: int = 0
+    level: PressureLevel = PressureLevel.NONE
 
 
 @dataclass
@@ -511,15 +500,15 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                     self._governor = None
         return self._governor
 
-    def _level(self) -> int:
+    def _level(self) -> PressureLevel:
         gov = self.governor
         if gov is None:
-            return 0
+            return PressureLevel.NONE
         try:
-            return _severity(gov.level())
+            return PressureLevel(gov.level())
         except Exception:
             log.warning("governor.level() failed; treating as no pressure", exc_info=True)
-            return 0
+            return PressureLevel.NONE
 
     def _emit(self, event: BatchEvent) -> None:
         for hook in self._hooks:
@@ -567,8 +556,8 @@ class AdaptiveBatchProcessor(Generic[T, R]):
     def _before_batch(self, ctl: _Controller) -> bool:
         """Apply the pressure level to the size; True when the processor must wait."""
         level = self._level()
-        ctl.hold = level >= _MODERATE
-        if level >= _HIGH:
+        ctl.hold = level >= PressureLevel.MODERATE
+        if level >= PressureLevel.HIGH:
             old = ctl.size
             ctl.size = ctl.cut(old)
             self.stats.cuts += 1

@@ -36,6 +36,7 @@ from memwarden.exceptions import (
     LineTooLongError,
     PressureTimeoutError,
 )
+from memwarden.pressure import PressureLevel
 from memwarden.typing import BufferHandle, SupportsAcquire
 
 if TYPE_CHECKING:
@@ -704,7 +705,6 @@ def process_stream(
 
 
 _END = object()
-_PRESSURE_HIGH = 2  # PressureLevel.HIGH, without importing the policy layer here
 
 
 @dataclass
@@ -850,7 +850,7 @@ class Pipeline(Generic[T]):
             """Under HIGH pressure or worse, pause the producer until relief (bounded)."""
             gov = self.governor
             try:
-                if int(gov.level()) < _PRESSURE_HIGH:
+                if PressureLevel(gov.level()) < PressureLevel.HIGH:
                     return
                 t0 = time.perf_counter()
                 gov.wait_for_relief(self.pressure_timeout_s)

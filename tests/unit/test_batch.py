@@ -15,7 +15,7 @@ from memwarden.exceptions import (
     MemoryBudgetExceededError,
     PressureTimeoutError,
 )
-from memwarden.pressure import malloc_trim
+from memwarden.pressure import PressureLevel, malloc_trim
 from memwarden.probes import rss
 
 MiB = 1024 * 1024
@@ -598,3 +598,26 @@ def test_stats_accumulate_over_runs() -> None:
     list(proc.run(range(50)))
     assert proc.stats.items == first_items + 50
     assert proc.stats.elapsed_s > first_elapsed
+
+
+def test_cut_events_carry_the_pressure_level_enum() -> None:
+    """A pressure cut reports the level read as a PressureLevel member, not a bare number."""
+    events: list[BatchEvent] = []
+    gov = FakeGovernor([3, 0])
+    proc, _ = _proc(FakeMemory(10 * MiB, 0), governor=gov, initial_batch=8, on_batch=events.append)
+    list(proc.run(range(20)))
+    cuts = [e for e in events if e.kind == "cut"]
+    assert [e.level for e in cuts] == [PressureLevel.CRITICAL]
+    assert cuts[0].level is PressureLevel.CRITICAL
+    assert all(e.level is PressureLevel.NONE for e in events if e.kind == "done")
+
+
+def test_a_level_outside_the_enum_counts_as_no_pressure(caplog: pytest.LogCaptureFixture) -> None:
+    """A governor whose level() is not a PressureLevel value is logged and read as NONE."""
+    gov = FakeGovernor([7, 7])
+    proc, _ = _proc(FakeMemory(10 * MiB, 0), governor=gov, initial_batch=4)
+    with caplog.at_level(logging.WARNING, logger="memwarden.batch"):
+        list(proc.run(range(12)))
+    assert proc.stats.cuts == 0
+    assert gov.waits == []
+    assert "governor.level() failed" in caplog.text
