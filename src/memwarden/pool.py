@@ -268,11 +268,14 @@ class BufferHandle:
     """
 
     # A __slots__ class, not a @contextmanager generator: about 3x cheaper per use.
-    __slots__ = ("__weakref__", "_buf", "_idx", "_pool", "_track", "view")
+    __slots__ = ("__weakref__", "_buf", "_idx", "_oversize_bytes", "_pool", "_track", "view")
 
     _pool: BufferPool
     _buf: memoryview | None
     _idx: int
+    """The size class of a pooled buffer (unused for an oversize one)."""
+    _oversize_bytes: int
+    """0 for a pooled buffer; the capacity of a dedicated buffer larger than every class."""
     _track: weakref.ref[BufferHandle] | None
     view: memoryview
 
@@ -284,8 +287,7 @@ class BufferHandle:
     @property
     def capacity(self) -> int:
         """Bytes of the pooled buffer behind ``view`` (its size class)."""
-        idx = self._idx
-        return self._pool._classes[idx] if idx >= 0 else -idx
+        return self._oversize_bytes or self._pool._classes[self._idx]
 
     def release(self, *_exc_info: object) -> None:
         """Give the buffer back to the pool (zeroed if the pool zeroes).
@@ -306,8 +308,8 @@ class BufferHandle:
         pool = self._pool
         idx = self._idx
         track = self._track
-        if idx < 0 or track is not None:
-            pool._give_back(buf, idx, n, track)
+        if self._oversize_bytes or track is not None:
+            pool._give_back(buf, idx, self._oversize_bytes, n, track)
             return
         if n and pool._zero_on_release:
             # Copy from a zero mapping: reads hit one shared zero page, no page faults.
@@ -541,6 +543,7 @@ class BufferPool:
         handle._pool = self
         handle._buf = buf
         handle._idx = idx
+        handle._oversize_bytes = 0
         handle.view = buf[:size]
         if hits % self._sample_every:
             handle._track = None
@@ -556,10 +559,11 @@ class BufferPool:
                 raise DisposedError(f"{self.name} is closed")
             if idx < self._nclasses:
                 cap = self._classes[idx]
+                oversize = 0
                 free = self._free[idx]
             else:
-                cap = -(-size // PAGE_BYTES) * PAGE_BYTES
-                idx = -cap  # oversize: a negative index carries the capacity
+                # Larger than every class: a dedicated buffer, unmapped on release.
+                cap = oversize = -(-size // PAGE_BYTES) * PAGE_BYTES
                 free = []
             limit = self.max_in_use_bytes
             lent = self._total_bytes - self._idle_bytes
@@ -590,6 +594,7 @@ class BufferPool:
         handle._pool = self
         handle._buf = buf
         handle._idx = idx
+        handle._oversize_bytes = oversize
         handle.view = buf[:size]
         handle._track = self._track(handle, cap) if track else None
         return handle
@@ -614,11 +619,16 @@ class BufferPool:
         _warn_lost(f"BufferHandle of {cap} bytes from {self.name}", entry[2])
 
     def _give_back(
-        self, buf: memoryview, idx: int, n: int, track: weakref.ref[BufferHandle] | None
+        self,
+        buf: memoryview,
+        idx: int,
+        oversize_bytes: int,
+        n: int,
+        track: weakref.ref[BufferHandle] | None,
     ) -> None:
         """Take back a buffer whose handle was tracked or oversize (the uncommon cases)."""
-        cap = self._classes[idx] if idx >= 0 else -idx
-        keep = idx >= 0
+        keep = not oversize_bytes
+        cap = self._classes[idx] if keep else oversize_bytes
         if keep and n and self._zero_on_release:
             if n >= ZERO_SOURCE_BYTES:
                 _zero_large(buf, n)

@@ -424,6 +424,27 @@ def test_oversize_requests_are_served_and_not_kept() -> None:
     assert (stats.idle, stats.discarded, stats.in_use_bytes) == (0, 1, 0)
 
 
+def test_tracked_oversize_and_pooled_handles_go_back_their_own_ways() -> None:
+    """Tracked handles take the slow path: an oversize one is unmapped, a pooled one kept.
+
+    The handle carries an explicit oversize capacity (0 for pooled buffers), so a
+    pooled buffer of the last class and a dedicated buffer of the same size stay apart.
+    """
+    pool = BufferPool(max_bytes=1 << 30, size_classes=[4096, 8192], debug=True, register=False)
+    big = pool.acquire(8193)
+    last = pool.acquire(8192)
+    assert (big.capacity, last.capacity) == (12_288, 8192)
+    assert pool.stats().in_use_bytes == 12_288 + 8192
+    big.release()
+    last.release()
+    stats = pool.stats()
+    assert (stats.idle, stats.idle_bytes, stats.discarded, stats.in_use_bytes) == (1, 8192, 1, 0)
+    again = pool.acquire(5000)
+    assert again.capacity == 8192
+    assert pool.stats().hits == 1
+    again.release()
+
+
 def test_stats_track_bytes_and_high_water(pool: BufferPool) -> None:
     """in_use_bytes, idle_bytes and high_water_bytes follow acquires, releases and trims."""
     a = pool.acquire(4096)
