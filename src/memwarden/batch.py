@@ -47,8 +47,12 @@ from memwarden.typing import Clock, Probe
 
 __all__ = [
     "DEFAULT_CUT_FACTOR",
+    "ESTIMATE_WINDOW",
+    "NOISE_BYTES",
+    "RELIABLE_BYTES",
     "AdaptiveBatchProcessor",
     "BatchEvent",
+    "BatchSizer",
     "BatchStats",
     "process_peak_bytes",
 ]
@@ -63,13 +67,15 @@ DEFAULT_CUT_FACTOR = 0.5
 docs/batching.md (the learned per-item estimate does the fine sizing, so the cut only
 has to get out of trouble fast)."""
 
-_NOISE_BYTES = 256 * 1024
+NOISE_BYTES = 256 * 1024
 """Per-batch memory deltas below this are allocator noise, not a per-item cost."""
 
-_RELIABLE_BYTES = 4 * 1024 * 1024
+RELIABLE_BYTES = 4 * 1024 * 1024
 """A batch that moved memory by this much gives an estimate good enough to jump on."""
 
-_ESTIMATE_WINDOW = 8
+ESTIMATE_WINDOW = 8
+"""Batches whose per-item cost the estimate keeps (it is the largest of them)."""
+
 _SIZE_HISTORY = 512
 """Batch sizes kept in ``BatchStats.sizes`` (about 56 KB once full; 10 000 was 0.9 MB)."""
 
@@ -266,15 +272,48 @@ class _PeakMeter:
             self._started_tracing = False
 
 
-class _Controller:
-    """The sizing policy, shared by ``run`` and ``arun``; no I/O, no clocks of its own."""
+class BatchSizer:
+    """The batch-size policy: how big the next batch may be, from what earlier ones cost.
 
-    def __init__(self, proc: AdaptiveBatchProcessor[Any, Any]) -> None:
-        self.p = proc
-        self.size = proc.initial_batch
+    One rule for every adaptive batcher in memwarden (:class:`AdaptiveBatchProcessor`
+    and ``memwarden.integrations.dask.adaptive_map``); it does no I/O and reads no clock,
+    so each caller measures in its own way and feeds the figures in:
+
+    * the per-item cost is the largest of the last few measurements (one heavy batch
+      shrinks the next at once; the window lets sizes grow back after it);
+    * a batch moving memory by less than :data:`NOISE_BYTES` teaches nothing;
+    * growth is a slow start (doubling) until the first batch that moved memory by
+      :data:`RELIABLE_BYTES`, which sizes the next batch straight from the headroom;
+      after the slow start, growth is additive (``increase`` per batch);
+    * every size is capped by what the estimate says fits in the room left, and by the
+      ceiling below the smallest batch that failed with ``MemoryError``;
+    * ``cut`` is multiplicative (``cut_factor``), for pressure and for failures.
+
+    Args:
+        initial: the first batch's size.
+        minimum, maximum: bounds on every size.
+        increase: items added per batch once past the slow start.
+        cut_factor: the multiplicative cut, in (0, 1).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: int,
+        minimum: int,
+        maximum: int,
+        increase: int,
+        cut_factor: float = DEFAULT_CUT_FACTOR,
+    ) -> None:
+        self.size = initial
+        self.minimum = minimum
+        self.maximum = maximum
+        self.increase = increase
+        self.cut_factor = cut_factor
         self.slow_start = True
-        self.recent: collections.deque[float] = collections.deque(maxlen=_ESTIMATE_WINDOW)
+        self.recent: collections.deque[float] = collections.deque(maxlen=ESTIMATE_WINDOW)
         self.hold = False
+        """Set by the caller under moderate pressure: keep the size, do not grow."""
         self.reliable = False
         # The smallest batch that raised MemoryError, less one: growth never goes back
         # above it (items can vary, but retrying a failed size is the costliest move).
@@ -282,48 +321,62 @@ class _Controller:
 
     @property
     def estimate(self) -> float | None:
-        # The largest recent per-item cost: conservative on purpose, because an
-        # underestimate is what gets a process killed under a hard limit.
+        """Bytes per item: the largest recent measurement, or None before one."""
+        # Conservative on purpose: an underestimate is what gets a process killed
+        # under a hard limit.
         return max(self.recent) if self.recent else None
 
     def cut(self, size: int) -> int:
+        """A size below ``size`` (by ``cut_factor``, at least one less); ends the slow start."""
         self.slow_start = False
-        return max(self.p.min_batch, min(size - 1, math.floor(size * self.p.cut_factor)))
+        return max(self.minimum, min(size - 1, math.floor(size * self.cut_factor)))
 
-    def cap(self, base_bytes: int) -> int:
-        """The largest batch the estimate says fits under the target."""
+    def failed(self, n: int) -> int:
+        """A batch of ``n`` raised ``MemoryError``: cut, keep the ceiling, return the new size."""
+        self.size = self.cut(n)
+        self.ceiling = max(
+            self.minimum, n - 1 if self.ceiling is None else min(self.ceiling, n - 1)
+        )
+        return self.size
+
+    def cap(self, room_bytes: int | None) -> int:
+        """The largest batch the estimate says fits in ``room_bytes`` (None: room unknown)."""
         est = self.estimate
-        if est is None or est <= 0:
-            return self.p.max_batch
-        room = self.p.target_bytes - base_bytes
-        return max(self.p.min_batch, min(self.p.max_batch, math.floor(room / est)))
+        if room_bytes is None or est is None or est <= 0:
+            return self.maximum
+        return max(self.minimum, min(self.maximum, math.floor(room_bytes / est)))
 
-    def observe(self, n: int, base_bytes: int, peak_bytes: int) -> None:
-        delta = peak_bytes - base_bytes
-        if delta >= _NOISE_BYTES:
-            self.recent.append(delta / n)
-            if delta >= _RELIABLE_BYTES:
+    def fit(self, room_bytes: int | None) -> int:
+        """The current size, cut to what fits in ``room_bytes`` now (without changing it)."""
+        return max(self.minimum, min(self.size, self.cap(room_bytes)))
+
+    def observe(self, n: int, used_bytes: int) -> None:
+        """Learn from a finished batch of ``n`` items that moved memory by ``used_bytes``."""
+        if used_bytes >= NOISE_BYTES:
+            self.recent.append(used_bytes / n)
+            if used_bytes >= RELIABLE_BYTES:
                 self.reliable = True
 
-    def next_size(self, n: int, base_bytes: int) -> int:
-        """Size after a successful batch of ``n`` (``base_bytes`` = memory now)."""
+    def next_size(self, n: int, room_bytes: int | None) -> int:
+        """The size after a good batch of ``n`` with ``room_bytes`` left (kept as ``size``)."""
         if self.hold:
             grown = self.size
         elif self.slow_start and self.reliable:
             # One batch that moved memory by a clear margin is enough to size the next
             # one straight from the headroom: the target's margin absorbs the error,
             # and ramping up by doubling cost ~7 % of throughput in the proof workload.
-            grown = self.p.max_batch
+            grown = self.maximum
         elif self.slow_start:
             grown = max(self.size, n) * 2
         else:
-            grown = self.size + self.p.increase
-        cap = self.cap(base_bytes)
+            grown = self.size + self.increase
+        cap = self.cap(room_bytes)
         if grown > cap and self.estimate is not None:
             self.slow_start = False
         if self.ceiling is not None:
             cap = min(cap, self.ceiling)
-        return max(self.p.min_batch, min(grown, cap, self.p.max_batch))
+        self.size = max(self.minimum, min(grown, cap, self.maximum))
+        return self.size
 
 
 class AdaptiveBatchProcessor(Generic[T, R]):
@@ -500,6 +553,15 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                     self._governor = None
         return self._governor
 
+    def _sizer(self) -> BatchSizer:
+        return BatchSizer(
+            initial=self.initial_batch,
+            minimum=self.min_batch,
+            maximum=self.max_batch,
+            increase=self.increase,
+            cut_factor=self.cut_factor,
+        )
+
     def _level(self) -> PressureLevel:
         gov = self.governor
         if gov is None:
@@ -527,7 +589,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
 
     def _memory_error(
         self,
-        ctl: _Controller,
+        ctl: BatchSizer,
         batch: list[T],
         pending: collections.deque[T],
         exc: MemoryError,
@@ -544,16 +606,14 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                 peak_bytes=rss(),
                 limit_bytes=self.max_memory_bytes,
             ) from exc
-        new = ctl.cut(n)
-        ctl.size = new
-        ctl.ceiling = max(self.min_batch, n - 1 if ctl.ceiling is None else min(ctl.ceiling, n - 1))
+        new = ctl.failed(n)
         for item in reversed(batch[new:]):
             pending.appendleft(item)
         log.info("MemoryError in a batch of %d; retrying with %d", n, new)
         self._emit(BatchEvent("retry", self.stats.batches, n, new, item_bytes=ctl.estimate))
         return batch[:new]
 
-    def _before_batch(self, ctl: _Controller) -> bool:
+    def _before_batch(self, ctl: BatchSizer) -> bool:
         """Apply the pressure level to the size; True when the processor must wait."""
         level = self._level()
         ctl.hold = level >= PressureLevel.MODERATE
@@ -565,7 +625,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
             return True
         return False
 
-    def _after_wait(self, ctl: _Controller, waited_s: float, exc: Exception | None) -> None:
+    def _after_wait(self, ctl: BatchSizer, waited_s: float, exc: Exception | None) -> None:
         self.stats.waits += 1
         self.stats.wait_s += waited_s
         if exc is not None:
@@ -578,7 +638,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
 
     def _after_batch(
         self,
-        ctl: _Controller,
+        ctl: BatchSizer,
         n: int,
         base: int,
         peak: int,
@@ -587,7 +647,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         duration_s: float,
         t0: float,
     ) -> None:
-        ctl.observe(n, base, peak)
+        ctl.observe(n, peak - base)
         st = self.stats
         st.batches += 1
         st.items += n
@@ -595,7 +655,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         st.item_bytes = ctl.estimate
         st.sizes.append((self.clock() - t0, n))
         st._max_size = max(st._max_size, n)
-        ctl.size = ctl.next_size(n, usage)
+        ctl.next_size(n, self.target_bytes - usage)
         self._emit(BatchEvent("done", st.batches, n, ctl.size, duration_s, peak, ctl.estimate))
 
     def _bar(self, items: object) -> Any:
@@ -635,7 +695,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         return self._run(items)
 
     def _run(self, items: Iterable[T]) -> Iterator[R]:
-        ctl = _Controller(self)
+        ctl = self._sizer()
         meter = _PeakMeter(self.measure, self.probe)
         it = iter(items)
         pending: collections.deque[T] = collections.deque()
@@ -680,7 +740,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
             if bar is not None:
                 bar.stop()
 
-    def _wait_sync(self, ctl: _Controller) -> None:
+    def _wait_sync(self, ctl: BatchSizer) -> None:
         gov = self.governor
         if gov is None:
             return
@@ -713,7 +773,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         import asyncio
         import inspect
 
-        ctl = _Controller(self)
+        ctl = self._sizer()
         meter = _PeakMeter(self.measure, self.probe)
         pending: collections.deque[T] = collections.deque()
         is_async = isinstance(items, AsyncIterable)
@@ -783,7 +843,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
             if bar is not None:
                 bar.stop()
 
-    async def _wait_async(self, ctl: _Controller) -> None:
+    async def _wait_async(self, ctl: BatchSizer) -> None:
         import asyncio
 
         gov = self.governor

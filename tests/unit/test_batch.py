@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from memwarden.batch import DEFAULT_CUT_FACTOR, AdaptiveBatchProcessor, BatchEvent
+from memwarden.batch import DEFAULT_CUT_FACTOR, AdaptiveBatchProcessor, BatchEvent, BatchSizer
 from memwarden.exceptions import (
     ConfigurationError,
     MemoryBudgetExceededError,
@@ -621,3 +621,53 @@ def test_a_level_outside_the_enum_counts_as_no_pressure(caplog: pytest.LogCaptur
     assert proc.stats.cuts == 0
     assert gov.waits == []
     assert "governor.level() failed" in caplog.text
+
+
+def test_sizer_slow_start_doubles_then_jumps_on_a_reliable_estimate() -> None:
+    """Small deltas teach nothing (doubling); one clear delta sizes the next batch from the room."""
+    sizer = BatchSizer(initial=4, minimum=1, maximum=1000, increase=2)
+    sizer.observe(4, 1024)  # allocator noise
+    assert sizer.estimate is None
+    assert sizer.next_size(4, room_bytes=100 * MiB) == 8
+    sizer.observe(8, 8 * MiB)  # 1 MiB per item, reliable
+    assert sizer.estimate == MiB
+    assert sizer.next_size(8, room_bytes=100 * MiB) == 100
+    assert not sizer.slow_start
+    assert sizer.next_size(100, room_bytes=200 * MiB) == 102  # additive from here
+    assert sizer.fit(10 * MiB) == 10  # what fits now, without forgetting the size
+    assert sizer.size == 102
+
+
+def test_sizer_never_grows_back_to_a_size_that_failed() -> None:
+    """After a MemoryError at n, sizes are cut and stay below n whatever the estimate says."""
+    sizer = BatchSizer(initial=64, minimum=2, maximum=1000, increase=16)
+    assert sizer.failed(64) == 32
+    assert sizer.ceiling == 63
+    for _ in range(10):
+        sizer.next_size(sizer.size, room_bytes=None)
+    assert sizer.size == 63
+
+
+def test_dask_adaptive_map_sizes_with_the_same_rule() -> None:
+    """adaptive_map's sizer is a BatchSizer fed worker reports: same sizes for same figures."""
+    dask = pytest.importorskip("memwarden.integrations.dask")
+    remote = dask._Sizer(initial=4, minimum=1, maximum=1000, target_usage=0.5)
+    local = BatchSizer(initial=4, minimum=1, maximum=1000, increase=2)
+    limit, base = 400 * MiB, 50 * MiB
+    for items, used in ((4, 100_000), (8, 16 * MiB), (40, 80 * MiB)):
+        n = remote.next_size()
+        assert n == local.size
+        remote.observe(
+            {
+                "items": items,
+                "peak_bytes": base + used,
+                "before_bytes": base,
+                "address": "w1",
+                "limit_bytes": limit,
+                "under_pressure": False,
+            }
+        )
+        local.observe(items, used)
+        local.next_size(items, room_bytes=limit // 2 - base)
+        assert remote.policy.size == local.size
+    assert remote.per_item_bytes == local.estimate == 2 * MiB

@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 from distributed import WorkerPlugin
 
 from memwarden._units import format_size
+from memwarden.batch import BatchSizer
 from memwarden.exceptions import ConfigurationError, PressureTimeoutError
 from memwarden.probes import effective_limit, peak_rss, reset_peak_rss, rss
 
@@ -427,33 +428,29 @@ class AdaptiveMapStats:
 
 
 class _Sizer:
-    """Chooses batch sizes from measured memory per item and worker headroom.
+    """Batch sizes for the cluster: :class:`memwarden.batch.BatchSizer`'s rule on worker headroom.
 
-    Per-item memory is the largest recent measurement (peak - before) / items,
-    not a mean: one heavy batch must shrink the next ones at once, while light
-    batches let the estimate decay slowly (x0.9 per batch) so sizes grow back.
+    The per-item cost is learned from each finished batch's report (its peak over its
+    starting memory on the worker that ran it); the room is the smallest headroom
+    under ``target_usage`` among the workers not under pressure, so a batch fits on
+    whichever of them runs it.
     """
 
     def __init__(self, *, initial: int, minimum: int, maximum: int, target_usage: float) -> None:
-        self.size = initial
-        self.minimum = minimum
-        self.maximum = maximum
+        self.policy = BatchSizer(
+            initial=initial, minimum=minimum, maximum=maximum, increase=max(1, initial // 2)
+        )
         self.target_usage = target_usage
-        self.per_item_bytes = 0.0
         self.headroom_bytes: dict[str, int] = {}
         self.under_pressure: dict[str, bool] = {}
-        self.confident = False
 
     def observe(self, report: dict[str, Any]) -> None:
-        """Learn from a finished batch's report."""
+        """Learn from a finished batch's report, and grow (or cut) the size."""
         items = max(1, int(report["items"]))
         used = max(0, int(report["peak_bytes"]) - int(report["before_bytes"]))
-        per_item = used / items
-        self.per_item_bytes = max(per_item, self.per_item_bytes * 0.9)
-        # A batch whose peak stands well above allocator noise gives an estimate
-        # good enough to jump straight to the size that fits.
-        self.confident = self.confident or used >= _CONFIDENT_BYTES
+        self.policy.observe(items, used)
         self.observe_worker(str(report["address"]), report, base_bytes=int(report["before_bytes"]))
+        self.policy.next_size(items, self.room())
 
     def observe_worker(self, address: str, report: dict[str, Any], *, base_bytes: int) -> None:
         """Record a worker's headroom; workers under pressure take no new work."""
@@ -461,22 +458,26 @@ class _Sizer:
         budget = int(report["limit_bytes"] * self.target_usage)
         self.headroom_bytes[address] = budget - base_bytes
 
+    def failed(self, n: int) -> int:
+        """A batch of ``n`` failed for memory: the size its halves are retried at."""
+        return self.policy.failed(n)
+
+    @property
+    def per_item_bytes(self) -> float:
+        return self.policy.estimate or 0.0
+
     @property
     def all_under_pressure(self) -> bool:
         return bool(self.under_pressure) and all(self.under_pressure.values())
 
-    def next_size(self) -> int:
+    def room(self) -> int | None:
+        """The smallest headroom among workers not under pressure (None: none known)."""
         usable = [h for a, h in self.headroom_bytes.items() if not self.under_pressure.get(a)]
-        if self.per_item_bytes <= 0 or not usable:
-            # Nothing measured yet: grow additively from the initial size.
-            return max(self.minimum, min(self.maximum, self.size))
-        headroom = min(usable)
-        fit = int(headroom / self.per_item_bytes) if headroom > 0 else self.minimum
-        # Additive increase towards what fits (a jump once the estimate is confident),
-        # immediate cut to what fits.
-        grown = fit if self.confident else self.size + max(1, self.size // 4)
-        self.size = max(self.minimum, min(self.maximum, fit, grown))
-        return self.size
+        return min(usable) if usable else None
+
+    def next_size(self) -> int:
+        """The size of the next batch to submit: the learned size, cut to what fits now."""
+        return self.policy.fit(self.room())
 
 
 class _Pending(Generic[T]):
@@ -486,9 +487,6 @@ class _Pending(Generic[T]):
         self.start = start
         self.batch = batch
 
-
-# A batch must raise the worker's peak by this much before its per-item figure is trusted.
-_CONFIDENT_BYTES = 4 * 2**20
 
 # How often adaptive_map re-reads every worker's memory (batch reports refresh busy ones).
 _REFRESH_S = 2.0
@@ -662,13 +660,10 @@ def adaptive_map(
                         f"#{pend.start} failed for memory ({type(exc).__name__}: {exc}) "
                         f"after {st.retries} retries"
                     ) from exc
-                # Split and retry; trust the failure more than the estimate.
+                # Split and retry: the halves go first, and no later batch grows back
+                # to the size that failed.
                 half = max(min_batch, len(pend.batch) // 2)
-                sizer.size = max(min_batch, min(sizer.size, half))
-                sizer.per_item_bytes = max(
-                    sizer.per_item_bytes,
-                    max(sizer.headroom_bytes.values(), default=0) / max(1, half),
-                )
+                sizer.failed(len(pend.batch))
                 retry.appendleft(_Pending(pend.start + half, pend.batch[half:]))
                 retry.appendleft(_Pending(pend.start, pend.batch[:half]))
                 refresh()
