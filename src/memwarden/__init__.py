@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "PressureDetector": "memwarden.pressure",
     "PressureLevel": "memwarden.pressure",
     "PressureTimeoutError": "memwarden.exceptions",
+    "RegistryFullError": "memwarden.exceptions",
     "ResourceManager": "memwarden.dispose",
     "TraceFormatError": "memwarden.exceptions",
     "UndisposedResourceWarning": "memwarden.exceptions",
@@ -132,6 +133,7 @@ __all__ = [
     "PressureDetector",
     "PressureLevel",
     "PressureTimeoutError",
+    "RegistryFullError",
     "ResourceManager",
     "TraceFormatError",
     "UndisposedResourceWarning",
@@ -315,6 +317,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.exceptions import (
         PressureTimeoutError as PressureTimeoutError,
+    )
+    from memwarden.exceptions import (
+        RegistryFullError as RegistryFullError,
     )
     from memwarden.exceptions import (
         TraceFormatError as TraceFormatError,

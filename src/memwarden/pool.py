@@ -976,7 +976,11 @@ class ObjectPool(Generic[T]):
         return self._drop(1.0)
 
     def shrink(self, fraction: float = 0.5) -> int:
-        """Drop about ``fraction`` of the idle objects; return their estimated bytes."""
+        """Drop about ``fraction`` of the idle objects; return their estimated bytes.
+
+        Raises:
+            ValueError: ``fraction`` is not within [0, 1] (as for every ``shrink()``).
+        """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction={fraction!r}: expected a number in [0, 1]")
         return self._drop(fraction)

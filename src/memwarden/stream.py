@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import io
 import logging
 import mmap
@@ -189,6 +190,18 @@ def _reader(source: Any) -> Callable[[memoryview], int | None]:
     )
 
 
+def _not_ready(source: object, advice: str) -> BlockingIOError:
+    """The error for a non-blocking source that had no data: a runtime I/O condition.
+
+    The source itself is valid (it is no configuration error): it returned None from
+    ``readinto``, as a non-blocking file does when nothing is ready, so the error is the
+    one the OS layer uses for that, ``BlockingIOError`` (EAGAIN).
+    """
+    return BlockingIOError(
+        errno.EAGAIN, f"source={source!r} is non-blocking and had no data ready; {advice}"
+    )
+
+
 def _total_bytes(source: Any) -> int | None:
     """Size of a regular file behind ``source`` (minus its position), else None."""
     try:
@@ -235,8 +248,10 @@ def read_chunks(
             ``release()``); the buffer is borrowed for the life of the iterator.
 
     Raises:
-        ConfigurationError: ``chunk_size`` is not a positive size, ``source`` is a
-            text stream or not readable, or a non-blocking source has no data ready.
+        ConfigurationError: ``chunk_size`` is not a positive size, or ``source`` is a
+            text stream or not readable.
+        BlockingIOError: a non-blocking source had no data ready (use
+            :func:`async_read_chunks` for those).
     """
     size = _chunk_bytes(chunk_size)
     owned = _open_path(source) if _is_path(source) else None
@@ -252,12 +267,7 @@ def read_chunks(
         while True:
             n = readinto(view)
             if n is None:
-                raise ConfigurationError(
-                    f"source={source!r} is non-blocking and had no data; "
-                    "use async_read_chunks or a blocking source",
-                    value=source,
-                    source="source",
-                )
+                raise _not_ready(source, "use async_read_chunks or a blocking source")
             if n <= 0:
                 return
             chunk = view[:n]
@@ -520,6 +530,7 @@ async def async_read_chunks(
     Raises:
         ConfigurationError: a bad ``chunk_size``, a text or unreadable source, or a
             blocking socket (call ``sock.setblocking(False)`` first).
+        BlockingIOError: a non-blocking file object (not a socket) had no data ready.
     """
     import asyncio  # lazy: asyncio costs tens of milliseconds to import
 
@@ -566,11 +577,7 @@ async def async_read_chunks(
         while True:
             got = await asyncio.to_thread(readinto, buf.view)
             if got is None:
-                raise ConfigurationError(
-                    f"source={source!r} is non-blocking and had no data",
-                    value=source,
-                    source="source",
-                )
+                raise _not_ready(source, "read it with a blocking file object")
             if got <= 0:
                 return
             chunk = buf.view[:got]
