@@ -202,9 +202,10 @@ def reset_after_fork(callback: Callable[[], None]) -> Subscription:
     """Run ``callback()`` in every child this process forks (before the child's own code).
 
     A bound method is held through :class:`weakref.WeakMethod`, so an object may register
-    its own reset method in ``__init__`` and still be collected; a plain function is held
-    strongly. Callbacks run in registration order (lower layers register first, as they
-    are imported first); one that raises is logged and the others still run.
+    its own reset method in ``__init__`` and still be collected; a plain function (or the
+    method of an object that cannot be weakly referenced) is held strongly. Callbacks run
+    in registration order (lower layers register first, as they are imported first); one
+    that raises is logged and the others still run.
 
     Typical use: replace locks another thread may have held at fork time, forget threads
     (they do not exist in the child), reopen per-process files.
@@ -214,7 +215,11 @@ def reset_after_fork(callback: Callable[[], None]) -> Subscription:
     """
     order = next(_fork_order)
     get: Callable[[], Callable[[], None] | None]
-    if isinstance(callback, MethodType):
+    try:
+        weak = isinstance(callback, MethodType) and weakref.ref(callback.__self__) is not None
+    except TypeError:  # an object without __weakref__: held strongly, like a function
+        weak = False
+    if weak:
         get = weakref.WeakMethod(callback, lambda _ref: _fork_callbacks.pop(order, None))
     else:
 

@@ -3,7 +3,8 @@
 Values resolve in this order, each remembering where it came from:
 explicit arguments > ``MEMWARDEN_*`` environment variables > ``[tool.memwarden]``
 in the nearest ``pyproject.toml`` > the profile's defaults. Thresholds accept a
-fraction of ``max_memory_bytes`` (``0.8``) or a size (``"2.8 GB"``).
+fraction of ``max_memory_bytes`` (``0.8``), a percentage (``"80%"``) or a size with a
+unit (``"2.8 GB"``); a bare number above 1 is refused, not read as bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ __all__ = [
 Profile = Literal["development", "testing", "production"]
 
 ENV_PREFIX = "MEMWARDEN_"
+
+#: The shortest sampling (and forced-gc) interval accepted: 1 ms. Below it a sampler
+#: thread would spin instead of sleeping.
+MIN_INTERVAL_S = 0.001
 
 #: The share of the effective limit kept free by default: room for the interpreter,
 #: native libraries and the page cache charged to a cgroup (the playbook leaves
@@ -160,6 +165,18 @@ class MemoryConfig:
         return out
 
 
+def _is_int(value: object) -> bool:
+    # bool is an int subclass: `history_size = true` must not mean 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A real, non-NaN number that is not a bool."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return not math.isnan(value)
+
+
 def _where(cfg: MemoryConfig, name: str) -> str:
     return cfg.source_of(name)
 
@@ -171,12 +188,16 @@ def _validate(cfg: MemoryConfig) -> None:
             f"{name}={value!r} ({_where(cfg, name)}): {why}", value=value, source=_where(cfg, name)
         )
 
-    if not isinstance(cfg.max_memory_bytes, int) or cfg.max_memory_bytes <= 0:
+    if not _is_int(cfg.max_memory_bytes) or cfg.max_memory_bytes <= 0:
         raise bad("max_memory_bytes", "expected a positive size like '2 GiB'")
     for name in _THRESHOLDS:
         v = getattr(cfg, name)
-        if not isinstance(v, float | int) or math.isnan(v) or not 0 < v <= 1:
-            raise bad(name, "expected a fraction in (0, 1] like 0.8, or a size below max_memory")
+        if not _is_number(v) or not 0 < v <= 1:
+            raise bad(
+                name,
+                "expected a fraction in (0, 1] like 0.8, a percentage like '80%', "
+                "or a size with a unit below max_memory like '2.8 GB'",
+            )
     if not cfg.warning_threshold < cfg.critical_threshold:
         raise bad(
             "warning_threshold",
@@ -189,15 +210,24 @@ def _validate(cfg: MemoryConfig) -> None:
             f"must be below pressure_threshold={cfg.pressure_threshold!r} "
             f"({_where(cfg, 'pressure_threshold')}) so pressure does not flap",
         )
-    if not isinstance(cfg.hysteresis, float | int) or not 0 <= cfg.hysteresis < 0.5:
+    h = cfg.hysteresis
+    # -0.0 compares equal to 0 but is almost always a typo for something else.
+    if not _is_number(h) or not 0 <= h < 0.5 or math.copysign(1.0, h) < 0:
         raise bad("hysteresis", "expected a fraction in [0, 0.5) like 0.05")
     iv = cfg.monitoring_interval_s
-    if not isinstance(iv, float | int) or math.isnan(iv) or not 0 < iv <= 3600:
-        raise bad("monitoring_interval_s", "expected seconds in (0, 3600] like 5 or 0.1")
+    if not _is_number(iv) or not MIN_INTERVAL_S <= iv <= 3600:
+        raise bad(
+            "monitoring_interval_s",
+            f"expected seconds in [{MIN_INTERVAL_S:g}, 3600] like 5 or 0.1 "
+            "(shorter intervals would busy-loop the sampler)",
+        )
     gi = cfg.gc_interval_s
-    if gi is not None and (not isinstance(gi, float | int) or math.isnan(gi) or gi <= 0):
-        raise bad("gc_interval_s", "expected positive seconds, or None to never force gc")
-    if not isinstance(cfg.history_size, int) or not 1 <= cfg.history_size <= 10_000_000:
+    if gi is not None and (not _is_number(gi) or not MIN_INTERVAL_S <= gi < math.inf):
+        raise bad(
+            "gc_interval_s",
+            f"expected finite seconds >= {MIN_INTERVAL_S:g}, or None to never force gc",
+        )
+    if not _is_int(cfg.history_size) or not 1 <= cfg.history_size <= 10_000_000:
         raise bad("history_size", "expected a whole number of samples in [1, 10000000]")
     if cfg.profile not in PROFILES:
         raise bad("profile", f"expected one of {', '.join(sorted(PROFILES))}")
@@ -236,13 +266,30 @@ def read_tool_table(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: cannot read [tool.memwarden]: not valid UTF-8 (byte {exc.start})",
+            source=str(path),
+        ) from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(
             f"{path}: cannot read [tool.memwarden]: {exc}", source=str(path)
         ) from exc
-    section = data.get("tool", {}).get("memwarden", {})
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigurationError(
+            f"{path}: 'tool' must be a table, got {type(tool).__name__} {tool!r:.40}",
+            value=tool,
+            source=str(path),
+        )
+    section = tool.get("memwarden", {})
     if not isinstance(section, dict):
-        raise ConfigurationError(f"{path}: [tool.memwarden] must be a table", source=str(path))
+        raise ConfigurationError(
+            f"{path}: [tool.memwarden] must be a table, got {type(section).__name__} "
+            f"{section!r:.40}",
+            value=section,
+            source=str(path),
+        )
     return section
 
 
@@ -295,12 +342,14 @@ def _coerce(key: str, raw: Any, source: str, max_bytes: int) -> Any:
                 raw is None or str(raw).strip().lower() in ("", "none", "never", "off")
             ):
                 return None
+            if isinstance(raw, bool):
+                raise ValueError
             value = float(raw)
             if math.isnan(value):
                 raise ValueError
             return value
         if name == "history_size":
-            if isinstance(raw, float) and not raw.is_integer():
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
             return int(raw)
         if name in ("leak_detection", "fail_fast", "graceful_degradation"):
@@ -316,6 +365,14 @@ def _coerce(key: str, raw: Any, source: str, max_bytes: int) -> Any:
             if not isinstance(raw, str):
                 raise ValueError
             return raw.strip().lower() if name == "profile" else raw.strip().upper()
+    except _NotAFractionError as exc:
+        raise ConfigurationError(
+            f"{where}: a bare number above 1 is not a threshold; write a fraction "
+            f"({_percent_hint(raw)}), a percentage ('{raw}%') or a size with a unit "
+            "('2.8 GB')",
+            value=raw,
+            source=source,
+        ) from exc
     except _AboveMaxError as exc:
         raise ConfigurationError(
             f"{where} is above max_memory_bytes={format_size(max_bytes or 0)}",
@@ -353,27 +410,53 @@ _HINTS = {
 
 
 def _threshold(raw: Any, max_bytes: int) -> float:
-    """A fraction of ``max_bytes`` from a fraction (``0.8``) or a size (``"2.8 GB"``)."""
+    """A fraction of ``max_bytes`` from a fraction, a percentage or a size with a unit.
+
+    ``0.8``, ``"0.8"`` and ``"80%"`` are fractions; ``"2.8 GB"`` (a unit is required) is a
+    size. A bare number above 1 (``80``, ``"3000000000"``) is refused: it is a percentage
+    or a size missing its unit, and reading it as bytes would make every process critical.
+    """
     if isinstance(raw, bool):
         raise ValueError(raw)
-    if isinstance(raw, int | float):
-        value = float(raw)
-    else:
+    text = raw if isinstance(raw, int | float) else str(raw).strip()
+    if isinstance(text, str) and text.endswith("%"):
+        value = float(text[:-1].strip()) / 100
+        if math.isnan(value) or not 0 < value <= 1:
+            raise ValueError(raw)
+        return value
+    if isinstance(text, str):
         try:
-            value = float(str(raw).strip())
+            value = float(text)
         except ValueError:
-            value = float(parse_size(str(raw)))
+            size = float(parse_size(text))
+            if size <= 0:
+                raise ValueError(raw) from None
+            if size > max_bytes:
+                raise _AboveMaxError(raw) from None
+            return size / max_bytes
+    else:
+        value = float(text)
     if math.isnan(value) or value <= 0:
         raise ValueError(raw)
-    if value <= 1:
-        return value
-    if value > max_bytes:
-        raise _AboveMaxError(raw)
-    return value / max_bytes
+    if value > 1:
+        raise _NotAFractionError(raw)
+    return value
+
+
+def _percent_hint(raw: Any) -> str:
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        return "0.8"
+    return f"{value / 100:g}" if 1 < value <= 100 else "0.8"
 
 
 class _AboveMaxError(ValueError):
     """A threshold given as a size larger than max_memory_bytes."""
+
+
+class _NotAFractionError(ValueError):
+    """A threshold given as a bare number above 1 (a percentage or a size without unit)."""
 
 
 def load_config(

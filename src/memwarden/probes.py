@@ -16,14 +16,17 @@ import logging
 import os
 import resource
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from memwarden._compat import IS_LINUX
+from memwarden._registry import reset_after_fork
 
 __all__ = [
+    "Cgroup",
     "CgroupInfo",
     "CgroupUsage",
     "MemoryEvents",
@@ -31,13 +34,16 @@ __all__ = [
     "PressureStall",
     "PressureStallLine",
     "available_memory",
+    "cgroup",
     "cgroup_info",
     "cgroup_usage",
     "effective_limit",
     "memory_events",
     "peak_rss",
     "physical_memory",
+    "pressure_files",
     "pressure_stall",
+    "read_pressure_stall",
     "reset_peak_rss",
     "rss",
 ]
@@ -56,9 +62,10 @@ _V1_UNLIMITED_MIN = 2**62
 class _StatmReader:
     """Keeps ``/proc/self/statm`` open and re-reads it with ``pread`` (no seek, no new fd)."""
 
-    __slots__ = ("_fd", "_lock", "_pid")
+    __slots__ = ("_fd", "_lock", "_pid", "path")
 
-    def __init__(self) -> None:
+    def __init__(self, path: str = "/proc/self/statm") -> None:
+        self.path = path
         self._fd = -1
         self._pid = -1
         self._lock = threading.Lock()
@@ -71,7 +78,7 @@ class _StatmReader:
                 # (it is resolved per read), but we reopen anyway so the fd is not
                 # shared with the parent and closing one never breaks the other.
                 old = self._fd
-                self._fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
                 self._pid = pid
                 if old >= 0:
                     with contextlib.suppress(OSError):
@@ -83,16 +90,36 @@ class _StatmReader:
         self._lock = threading.Lock()
 
     def read(self) -> tuple[int, int]:
-        """Return ``(vms_bytes, rss_bytes)``."""
+        """Return ``(vms_bytes, rss_bytes)``.
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: it does not hold two positive page counts (not procfs).
+        """
         fd = self._fd if self._pid == os.getpid() else self._open()
         data = os.pread(fd, 128, 0)
-        size, resident = data.split(None, 2)[:2]
-        return int(size) * PAGE_SIZE, int(resident) * PAGE_SIZE
+        fields = data.split(None, 2)
+        if len(fields) < 2 or not (fields[0].isdigit() and fields[1].isdigit()):
+            raise ValueError(f"{self.path} holds {data[:40]!r}, not page counts")
+        size, resident = int(fields[0]), int(fields[1])
+        if resident <= 0:
+            raise ValueError(f"{self.path} reports {resident} resident pages")
+        return size * PAGE_SIZE, resident * PAGE_SIZE
 
 
 _statm: _StatmReader | None = _StatmReader() if IS_LINUX else None
-if _statm is not None and hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_statm.after_fork)
+
+
+def _statm_after_fork() -> None:
+    if _statm is not None:
+        _statm.after_fork()
+
+
+reset_after_fork(_statm_after_fork)
+
+# Where rss()/vms() read once /proc/self/statm failed: psutil, then getrusage. Each
+# step down is logged once (a warning), never raised: probes must not break the host.
+_fallback: Literal["psutil", "rusage"] = "psutil"
 
 
 def _psutil_memory() -> tuple[int, int]:
@@ -102,36 +129,74 @@ def _psutil_memory() -> tuple[int, int]:
     return int(info.vms), int(info.rss)
 
 
-def rss() -> int:
-    """Return the resident set size of this process in bytes (about 1 µs on Linux)."""
-    if _statm is not None:
+def _rusage_memory() -> tuple[int, int]:
+    # The last resort: the peak RSS, not the current one (an upper bound, never 0).
+    rss_bytes = _maxrss_bytes()
+    return rss_bytes, rss_bytes
+
+
+def _maxrss_bytes() -> int:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(maxrss) * (1 if os.uname().sysname == "Darwin" else 1024)
+
+
+def _statm_failed(reader: _StatmReader, exc: Exception) -> None:
+    global _statm
+    if _statm is reader:
+        _statm = None
+        log.warning(
+            "memwarden: cannot read %s (%s); rss() falls back to psutil or getrusage",
+            reader.path,
+            exc,
+        )
+
+
+def _fallback_memory() -> tuple[int, int]:
+    global _fallback
+    if _fallback == "psutil":
         try:
-            return _statm.read()[1]
-        except OSError:  # pragma: no cover - /proc unmounted under us
-            pass
-    return _psutil_memory()[1]
+            return _psutil_memory()
+        except Exception as exc:  # ImportError, or psutil cannot read /proc either
+            _fallback = "rusage"
+            log.warning(
+                "memwarden: psutil cannot measure memory (%s); rss() now reports the peak "
+                "RSS from getrusage",
+                exc,
+            )
+    return _rusage_memory()
+
+
+def _memory() -> tuple[int, int]:
+    reader = _statm
+    if reader is not None:
+        try:
+            return reader.read()
+        except (OSError, ValueError) as exc:
+            _statm_failed(reader, exc)
+    return _fallback_memory()
+
+
+def rss() -> int:
+    """Return the resident set size of this process in bytes (about 1 µs on Linux).
+
+    Never raises: when ``/proc/self/statm`` is unreadable or not procfs, it falls back
+    to psutil, then to getrusage's peak RSS, logging one warning for each step.
+    """
+    return _memory()[1]
 
 
 def vms() -> int:
-    """Return the virtual memory size of this process in bytes."""
-    if _statm is not None:
-        try:
-            return _statm.read()[0]
-        except OSError:  # pragma: no cover
-            pass
-    return _psutil_memory()[0]
+    """Return the virtual memory size of this process in bytes (fallbacks as :func:`rss`)."""
+    return _memory()[0]
 
 
 def peak_rss(*, root: str | os.PathLike[str] = "/") -> int:
     """Return the peak resident set size of this process in bytes (``VmHWM``)."""
-    status = _read_text(Path(root, "proc/self/status"))
-    if status:
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(maxrss) * (1 if os.uname().sysname == "Darwin" else 1024)
+    kib = _meminfo_kib(_read_text(Path(root, "proc/self/status")), "VmHWM:")
+    if kib is not None:
+        return kib * 1024
+    return _maxrss_bytes()
 
 
 def reset_peak_rss() -> bool:
@@ -153,6 +218,19 @@ def reset_peak_rss() -> bool:
 
 # ---------------------------------------------------------------------------
 # small readers that never raise
+
+
+def _meminfo_kib(text: str | None, key: str) -> int | None:
+    """The ``kB`` number on the line starting with ``key`` (``MemTotal:``), or None."""
+    if not text:
+        return None
+    for line in text.splitlines():
+        if line.startswith(key):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1])
+            return None
+    return None
 
 
 def _read_text(path: Path) -> str | None:
@@ -336,11 +414,9 @@ class MemoryLimit:
 
 def physical_memory(*, root: str | os.PathLike[str] = "/") -> int:
     """Return the machine's physical memory in bytes."""
-    meminfo = _read_text(Path(root, "proc/meminfo"))
-    if meminfo:
-        for line in meminfo.splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
+    kib = _meminfo_kib(_read_text(Path(root, "proc/meminfo")), "MemTotal:")
+    if kib:
+        return kib * 1024
     try:
         return int(os.sysconf("SC_PHYS_PAGES")) * PAGE_SIZE
     except (ValueError, OSError, AttributeError):  # pragma: no cover
@@ -419,23 +495,8 @@ class CgroupUsage:
 
 def cgroup_usage(*, root: str | os.PathLike[str] = "/") -> CgroupUsage | None:
     """Return the memory usage of this process's cgroup, or None outside one."""
-    info = cgroup_info(root=root)
-    if info is None:
-        return None
-    d = info.directory
-    if info.version == 1:
-        usage = _read_int(d / "memory.usage_in_bytes")
-        stat = _read_kv(d / "memory.stat")
-        inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
-    else:
-        usage = _read_int(d / "memory.current")
-        stat = _read_kv(d / "memory.stat")
-        inactive = stat.get("inactive_file", 0)
-    if usage is None:
-        return None
-    found, _high = _cgroup_limits(info)
-    limit = min((v for _s, v in found), default=None)
-    return CgroupUsage(usage, max(0, usage - inactive), limit, info.version, str(d))
+    handle = cgroup(root=root)
+    return handle.usage(max_age_s=0.0) if handle is not None else None
 
 
 @dataclass(frozen=True)
@@ -455,30 +516,8 @@ class MemoryEvents:
 
 def memory_events(*, root: str | os.PathLike[str] = "/") -> MemoryEvents | None:
     """Return this cgroup's memory event counts, or None outside a cgroup."""
-    info = cgroup_info(root=root)
-    if info is None:
-        return None
-    d = info.directory
-    if info.version == 2:
-        kv = _read_kv(d / "memory.events")
-        if not kv:
-            return None
-        return MemoryEvents(
-            low=kv.get("low", 0),
-            high=kv.get("high", 0),
-            max=kv.get("max", 0),
-            oom=kv.get("oom", 0),
-            oom_kill=kv.get("oom_kill", 0),
-        )
-    failcnt = _read_int(d / "memory.failcnt")
-    oom = _read_kv(d / "memory.oom_control")
-    if failcnt is None and not oom:
-        return None
-    return MemoryEvents(
-        max=failcnt or 0,
-        oom_kill=oom.get("oom_kill", 0),
-        under_oom=bool(oom.get("under_oom", 0)),
-    )
+    handle = cgroup(root=root)
+    return handle.events() if handle is not None else None
 
 
 @dataclass(frozen=True)
@@ -521,14 +560,15 @@ def _parse_psi(text: str) -> tuple[PressureStallLine | None, PressureStallLine |
     return some, full
 
 
-def _psi_paths(root: Path) -> list[Path]:
-    """Where memory PSI may be, in preference order: the v2 cgroup's file, then the system's."""
-    paths: list[Path] = []
-    info = cgroup_info(root=root)
-    if info is not None and info.version == 2:
-        paths.append(info.directory / "memory.pressure")
-    paths.append(root / "proc/pressure/memory")
-    return paths
+def pressure_files(*, root: str | os.PathLike[str] = "/") -> tuple[Path, ...]:
+    """Where memory PSI may be, best first: the v2 cgroup's ``memory.pressure``, the system's.
+
+    Both accept PSI triggers (``some <stall_us> <window_us>``) on kernels that have them.
+    """
+    handle = cgroup(root=root)
+    if handle is not None:
+        return handle.pressure_files
+    return (Path(root) / "proc/pressure/memory",)
 
 
 def pressure_stall(*, root: str | os.PathLike[str] = "/") -> PressureStall | None:
@@ -536,26 +576,177 @@ def pressure_stall(*, root: str | os.PathLike[str] = "/") -> PressureStall | Non
 
     Returns None where the kernel has no PSI (or it is disabled).
     """
-    for p in _psi_paths(Path(root)):
-        text = _read_text(p)
-        if not text:
-            continue
-        some, full = _parse_psi(text)
-        if some is not None:
-            return PressureStall(some, full, str(p))
+    for p in pressure_files(root=root):
+        found = read_pressure_stall(p)
+        if found is not None:
+            return found
     return None
+
+
+def read_pressure_stall(path: Path) -> PressureStall | None:
+    """Parse one PSI file (``memory.pressure`` or ``/proc/pressure/memory``); None if unusable."""
+    text = _read_text(path)
+    if not text:
+        return None
+    some, full = _parse_psi(text)
+    return PressureStall(some, full, str(path)) if some is not None else None
+
+
+# ---------------------------------------------------------------------------
+# the resolved cgroup handle
+
+
+class Cgroup:
+    """This process's memory cgroup, found once: cheap reads of its files.
+
+    Finding the cgroup parses ``/proc/self/cgroup`` and ``mountinfo`` (milliseconds); a
+    handle keeps the result, so the governor's path from a kernel notification to a
+    level reads two or three small files and nothing else. :func:`cgroup` returns the
+    process's handle, resolved again in a forked child. Reads never raise: a file that
+    cannot be read gives None (or no events).
+
+    Attributes:
+        info: where the cgroup lives (version, directory, mount point).
+        pressure_files: PSI files, best first (see :func:`pressure_files`).
+    """
+
+    __slots__ = ("_ancestors", "_clock", "_limit", "_limit_read_s", "info", "pressure_files")
+
+    def __init__(self, info: CgroupInfo, *, root: str | os.PathLike[str] = "/") -> None:
+        self.info = info
+        self._ancestors = tuple(info.ancestors())
+        system_psi = Path(root) / "proc/pressure/memory"
+        self.pressure_files: tuple[Path, ...] = (
+            (info.directory / "memory.pressure", system_psi) if info.version == 2 else (system_psi,)
+        )
+        self._clock = time.monotonic
+        self._limit: int | None = None
+        self._limit_read_s: float | None = None
+
+    @property
+    def version(self) -> Literal[1, 2]:
+        """1 or 2."""
+        return self.info.version
+
+    @property
+    def directory(self) -> Path:
+        """The cgroup's directory in the mounted hierarchy."""
+        return self.info.directory
+
+    def limit(self, *, max_age_s: float = 5.0) -> int | None:
+        """The smallest memory limit on the cgroup or an ancestor, in bytes; None if unlimited.
+
+        Limits can sit on any ancestor (schedulers set them on a parent) and change
+        rarely, so the answer is kept for ``max_age_s`` seconds (0 reads again).
+        """
+        now = self._clock()
+        if self._limit_read_s is None or now - self._limit_read_s >= max_age_s:
+            name = "memory.limit_in_bytes" if self.info.version == 1 else "memory.max"
+            limits = [_read_int(d / name) for d in self._ancestors]
+            self._limit = min((x for x in limits if x), default=None)
+            self._limit_read_s = now
+        return self._limit
+
+    def usage(self, *, max_age_s: float = 5.0) -> CgroupUsage | None:
+        """Memory charged to the cgroup now, its working set and limit; None if unreadable.
+
+        Args:
+            max_age_s: how old the limit may be (see :meth:`limit`).
+        """
+        d = self.info.directory
+        v1 = self.info.version == 1
+        usage = _read_int(d / ("memory.usage_in_bytes" if v1 else "memory.current"))
+        if usage is None:
+            return None
+        stat = _read_kv(d / "memory.stat")
+        inactive = (
+            stat.get("total_inactive_file", stat.get("inactive_file", 0))
+            if v1
+            else stat.get("inactive_file", 0)
+        )
+        return CgroupUsage(
+            usage,
+            max(0, usage - inactive),
+            self.limit(max_age_s=max_age_s),
+            self.info.version,
+            str(d),
+        )
+
+    def events(self) -> MemoryEvents | None:
+        """Memory event counts: v2 ``memory.events``, v1 ``failcnt`` and ``oom_control``."""
+        d = self.info.directory
+        if self.info.version == 2:
+            kv = _read_kv(d / "memory.events")
+            if not kv:
+                return None
+            return MemoryEvents(
+                low=kv.get("low", 0),
+                high=kv.get("high", 0),
+                max=kv.get("max", 0),
+                oom=kv.get("oom", 0),
+                oom_kill=kv.get("oom_kill", 0),
+            )
+        failcnt = _read_int(d / "memory.failcnt")
+        oom = _read_kv(d / "memory.oom_control")
+        if failcnt is None and not oom:
+            return None
+        return MemoryEvents(
+            max=failcnt or 0,
+            oom_kill=oom.get("oom_kill", 0),
+            under_oom=bool(oom.get("under_oom", 0)),
+        )
+
+    def pressure(self) -> PressureStall | None:
+        """Memory PSI from the first readable of :attr:`pressure_files`."""
+        for p in self.pressure_files:
+            found = read_pressure_stall(p)
+            if found is not None:
+                return found
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Cgroup v{self.info.version} {self.info.directory}>"
+
+
+_own_cgroup: tuple[Cgroup | None] | None = None  # (handle,) once resolved; None: not yet
+_own_cgroup_lock = threading.Lock()
+
+
+def cgroup(*, root: str | os.PathLike[str] = "/") -> Cgroup | None:
+    """This process's memory cgroup handle, or None outside a memory cgroup.
+
+    For the real root the handle is resolved once per process (again after fork);
+    another ``root`` (a fake tree in tests) is resolved on every call.
+    """
+    global _own_cgroup
+    if str(root) != "/":
+        info = cgroup_info(root=root)
+        return Cgroup(info, root=root) if info is not None else None
+    found = _own_cgroup
+    if found is None:
+        with _own_cgroup_lock:
+            if _own_cgroup is None:
+                info = cgroup_info()
+                _own_cgroup = (Cgroup(info) if info is not None else None,)
+            found = _own_cgroup
+    return found[0]
+
+
+def _forget_cgroup_after_fork() -> None:
+    # The child may be moved to another cgroup (a supervisor's job): resolve again.
+    global _own_cgroup, _own_cgroup_lock
+    _own_cgroup = None
+    _own_cgroup_lock = threading.Lock()
+
+
+reset_after_fork(_forget_cgroup_after_fork)
 
 
 def available_memory(*, root: str | os.PathLike[str] = "/") -> int:
     """Bytes this process could still use: the machine's or the cgroup's headroom, if smaller."""
     r = Path(root)
-    avail: int | None = None
-    meminfo = _read_text(r / "proc/meminfo")
-    if meminfo:
-        for line in meminfo.splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-                break
+    kib = _meminfo_kib(_read_text(r / "proc/meminfo"), "MemAvailable:")
+    avail = None if kib is None else kib * 1024
     if avail is None:
         import psutil
 

@@ -200,3 +200,88 @@ def test_any_ordered_thresholds_load(warning: float, gap: float) -> None:
     }
     cfg = load_config(environ=env, pyproject=False)
     assert cfg.warning_bytes < cfg.critical_bytes <= cfg.max_memory_bytes
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"MEMWARDEN_WARNING_THRESHOLD": "80"}, "MEMWARDEN_WARNING_THRESHOLD='80' (environment)"),
+        ({"MEMWARDEN_WARNING_THRESHOLD": "80"}, "'80%'"),
+        ({"MEMWARDEN_CRITICAL_THRESHOLD": "3000000000"}, "a bare number above 1"),
+        ({"MEMWARDEN_WARNING_THRESHOLD": "120%"}, "MEMWARDEN_WARNING_THRESHOLD='120%'"),
+    ],
+)
+def test_thresholds_above_one_are_refused_not_read_as_bytes(
+    env: dict[str, str], fragment: str
+) -> None:
+    """A percentage written as 80 is refused with the value and source, never 80 bytes."""
+    with pytest.raises(ConfigurationError) as info:
+        load_config(environ={"MEMWARDEN_MAX_MEMORY": "4 GB", **env}, pyproject=False)
+    assert fragment in str(info.value)
+    assert info.value.source == "environment"
+
+
+def test_thresholds_as_percentages_and_sizes_with_units(tmp_path: Path) -> None:
+    """'80%' is 0.8; a size with a unit stays a size; a number argument above 1 is refused."""
+    pp = write_pyproject(tmp_path, '[tool.memwarden]\nwarning_threshold = "70%"\n')
+    env = {"MEMWARDEN_CRITICAL_THRESHOLD": "3.6 GB"}
+    cfg = load_config(environ=env, pyproject=pp, max_memory="4 GB")
+    assert cfg.warning_threshold == pytest.approx(0.7)
+    assert cfg.critical_threshold == pytest.approx(0.9)
+    with pytest.raises(ConfigurationError, match=r"warning_threshold=80 \(argument\)"):
+        load_config(environ={}, pyproject=False, max_memory="4 GB", warning_threshold=80)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("history_size = true\n", "history_size=True"),
+        ("monitoring_interval_s = 1e-300\n", "monitoring_interval_s=1e-300"),
+        ("monitoring_interval_s = 0.0009\n", "busy-loop"),
+        ("hysteresis = -0.0\n", "hysteresis=-0.0"),
+        ("gc_interval_s = inf\n", "gc_interval_s=inf"),
+        ("fail_fast = 1.5\n", "fail_fast=1.5"),
+    ],
+)
+def test_degenerate_numbers_in_pyproject_are_refused(
+    tmp_path: Path, body: str, fragment: str
+) -> None:
+    """A bool is not a count, 1e-300 s is a busy loop and -0.0 is not a hysteresis."""
+    pp = write_pyproject(tmp_path, "[tool.memwarden]\n" + body)
+    with pytest.raises(ConfigurationError) as info:
+        load_config(environ={}, pyproject=pp, max_memory="1 GB")
+    assert fragment in str(info.value)
+    assert str(pp) in str(info.value)
+
+
+def test_direct_construction_refuses_bools_and_negative_zero() -> None:
+    """The same rules hold for a MemoryConfig built by hand."""
+    with pytest.raises(ConfigurationError, match="history_size"):
+        MemoryConfig(max_memory_bytes=GB, history_size=True)
+    with pytest.raises(ConfigurationError, match="max_memory_bytes"):
+        MemoryConfig(max_memory_bytes=True)
+    with pytest.raises(ConfigurationError, match="hysteresis"):
+        MemoryConfig(max_memory_bytes=GB, hysteresis=-0.0)
+    assert MemoryConfig(max_memory_bytes=GB, monitoring_interval_s=0.001).monitoring_interval_s
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b'[tool.memwarden]\nprofile = "\xff\xfe"\n', "not valid UTF-8"),
+        (b"tool = 5\n", "'tool' must be a table"),
+        (b'[tool]\nmemwarden = "x"\n', "[tool.memwarden] must be a table"),
+        (b'[tool.memwarden] = "x"\n', "cannot read"),
+    ],
+)
+def test_broken_pyproject_is_a_configuration_error_naming_the_file(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    """Invalid UTF-8 or a non-table 'tool' gives a ConfigurationError naming the file."""
+    pp = tmp_path / "pyproject.toml"
+    pp.write_bytes(content)
+    with pytest.raises(ConfigurationError) as info:
+        load_config(environ={}, pyproject=pp, max_memory="1 GB")
+    assert fragment in str(info.value)
+    assert str(pp) in str(info.value)
+    assert info.value.source == str(pp)

@@ -333,3 +333,119 @@ def test_getrlimit_constants_exist() -> None:
     """The rlimits limit discovery reads exist on this platform."""
     assert resource.RLIMIT_AS >= 0
     assert resource.RLIMIT_DATA >= 0
+
+
+# --------------------------------------------------------------------------- broken /proc
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage here\n", b"12\n", b"-1 -1 0\n", b"0 0 0\n"])
+def test_rss_falls_back_when_statm_is_empty_or_garbage(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    content: bytes,
+) -> None:
+    """A statm that is empty or not page counts (no procfs) gives psutil's RSS and one warning."""
+    statm = tmp_path / "statm"
+    statm.write_bytes(content)
+    monkeypatch.setattr(probes, "_statm", probes._StatmReader(str(statm)))
+    monkeypatch.setattr(probes, "_fallback", "psutil")
+    with caplog.at_level("WARNING", logger="memwarden.probes"):
+        first = rss()
+        second = rss()
+        assert probes.vms() > 0
+    expected = psutil.Process().memory_info().rss
+    assert abs(first - expected) < 64 * MIB
+    assert second > 0
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert str(statm) in warnings[0].getMessage()
+
+
+def test_rss_falls_back_to_getrusage_when_psutil_fails_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With /proc unusable for psutil as well, rss() reports getrusage's peak, never raises."""
+
+    def broken() -> tuple[int, int]:
+        raise psutil.AccessDenied()
+
+    monkeypatch.setattr(probes, "_statm", probes._StatmReader(str(tmp_path / "missing")))
+    monkeypatch.setattr(probes, "_psutil_memory", broken)
+    monkeypatch.setattr(probes, "_fallback", "psutil")
+    with caplog.at_level("WARNING", logger="memwarden.probes"):
+        values = [rss() for _ in range(3)]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert all(v > 0 for v in values)
+    assert values[-1] <= peak + 64 * MIB
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 2
+
+
+def test_track_and_the_governor_survive_a_broken_statm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """track() and the governor measure through the fallback instead of raising."""
+    from memwarden.config import MemoryConfig
+    from memwarden.monitor import MemoryMonitor, track
+    from memwarden.pressure import Governor
+
+    statm = tmp_path / "statm"
+    statm.write_bytes(b"not procfs\n")
+    monkeypatch.setattr(probes, "_statm", probes._StatmReader(str(statm)))
+    cfg = MemoryConfig(max_memory_bytes=1 << 40)
+    with MemoryMonitor(cfg) as mon, track("op", monitor=mon) as op:
+        _ = bytearray(1024)
+    assert op.last is not None
+    assert op.last.peak_rss_bytes > 0
+    gov = Governor(cfg, psi=False, cgroup=False, builtin_relievers=False)
+    assert gov.level() >= 0
+
+
+def test_peak_and_physical_memory_tolerate_garbage(fake: FakeRoot) -> None:
+    """Garbage VmHWM / MemTotal / MemAvailable lines fall back instead of raising."""
+    fake.write("/proc/self/status", "VmHWM:\tlots kB\n")
+    fake.write("/proc/meminfo", "MemTotal: ? kB\nMemAvailable: x kB\n")
+    root = fake.finish()
+    assert probes.peak_rss(root=root) > 0
+    assert physical_memory(root=root) > 0
+    assert available_memory(root=root) > 0
+
+
+# --------------------------------------------------------------------------- the cgroup handle
+
+
+def test_cgroup_handle_reads_usage_events_limit_and_pressure(fake: FakeRoot) -> None:
+    """One resolved handle reads usage, events, the (cached) limit and its PSI file."""
+    fake.mount_v2()
+    fake.in_cgroup("0::/app")
+    fake.write("/sys/fs/cgroup/app/memory.max", str(GIB))
+    fake.write("/sys/fs/cgroup/app/memory.current", str(700 * MIB))
+    fake.write("/sys/fs/cgroup/app/memory.stat", f"inactive_file {200 * MIB}\n")
+    fake.write("/sys/fs/cgroup/app/memory.events", "high 4\nmax 9\noom 1\noom_kill 1\n")
+    fake.psi(some10=12.5, full10=3.0, path="/sys/fs/cgroup/app/memory.pressure")
+    root = fake.finish()
+    handle = probes.cgroup(root=root)
+    assert handle is not None
+    assert handle.version == 2
+    assert handle.pressure_files[0] == Path(root) / "sys/fs/cgroup/app/memory.pressure"
+    usage = handle.usage()
+    assert usage is not None
+    assert (usage.working_set_bytes, usage.limit_bytes) == (500 * MIB, GIB)
+    events = handle.events()
+    assert events is not None
+    assert (events.high, events.max, events.oom, events.oom_kill) == (4, 9, 1, 1)
+    psi = handle.pressure()
+    assert psi is not None
+    assert psi.some.avg10 == 12.5
+    # the limit is kept for max_age_s: a change shows only when asked fresh
+    fake.write("/sys/fs/cgroup/app/memory.max", str(2 * GIB))
+    assert handle.limit() == GIB
+    assert handle.limit(max_age_s=0) == 2 * GIB
+    assert probes.pressure_files(root=root) == handle.pressure_files
+
+
+def test_the_process_cgroup_handle_is_resolved_once() -> None:
+    """cgroup() for the real root returns the same handle (or None) on every call."""
+    assert probes.cgroup() is probes.cgroup()
+    outside = probes.pressure_files(root="/nonexistent-root")
+    assert outside == (Path("/nonexistent-root/proc/pressure/memory"),)

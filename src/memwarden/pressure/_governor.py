@@ -1346,10 +1346,10 @@ def _open_psi_trigger(gov: Governor) -> _Source | None:
     """Write ``some <stall_us> <window_us>`` to the PSI file and keep it open for POLLPRI."""
     import select
 
-    from memwarden.probes import _psi_paths
+    from memwarden.probes import pressure_files
 
     stall_us, window_us = gov.psi_trigger
-    for path in _psi_paths(Path("/")):
+    for path in pressure_files():
         # Unprivileged processes may only use windows that are multiples of 2 s.
         windows = [window_us] if window_us % 2_000_000 == 0 else [window_us, 2_000_000]
         for window in windows:
