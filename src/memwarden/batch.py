@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -33,8 +34,9 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import (
     ConfigurationError,
@@ -43,7 +45,7 @@ from memwarden.exceptions import (
 )
 from memwarden.pressure import PressureLevel
 from memwarden.probes import effective_limit, peak_rss, rss
-from memwarden.typing import Clock, Probe
+from memwarden.typing import Clock, PressureSource, Probe
 
 __all__ = [
     "DEFAULT_CUT_FACTOR",
@@ -78,14 +80,6 @@ ESTIMATE_WINDOW = 8
 
 _SIZE_HISTORY = 512
 """Batch sizes kept in ``BatchStats.sizes`` (about 56 KB once full; 10 000 was 0.9 MB)."""
-
-
-class PressureSource(Protocol):
-    """What the processor needs from a governor: a level, and a way to wait for relief."""
-
-    def level(self) -> Any: ...
-
-    def wait_for_relief(self, timeout: float | None = None, *, poll_s: float = 0.1) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -162,6 +156,15 @@ class BatchStats:
 _peak_lock = threading.Lock()
 _peak_meters = 0
 _peak_before_resets = 0
+
+
+def _new_peak_lock() -> None:
+    # Another thread of the parent may have held the lock at fork time.
+    global _peak_lock
+    _peak_lock = threading.Lock()
+
+
+reset_after_fork(_new_peak_lock)
 
 
 def process_peak_bytes() -> int:
@@ -395,9 +398,12 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         increase: items added per batch once past the slow start (default
             ``max(1, initial_batch // 2)``).
         cut_factor: multiplicative cut under pressure and on MemoryError (0 < f < 1).
-        governor: anything with ``level()`` and ``wait_for_relief(timeout)``; None
-            (default) uses ``memwarden.pressure.governor()`` when available; False
-            disables pressure handling.
+        governor: where pressure is read: :data:`~memwarden.pressure.DEFAULT` (the
+            default) for the process-wide ``memwarden.pressure.governor()``, resolved
+            on first use; ``None`` for none (batches then adapt to measured memory
+            only); or a :class:`~memwarden.pressure.Governor` or any
+            :class:`~memwarden.typing.PressureSource`. ``False`` is a deprecated
+            spelling of ``None``.
         pressure_timeout_s: the longest wait for relief before a batch.
         on_pressure_timeout: ``"continue"`` (log, continue at ``min_batch``) or ``"raise"``
             (raise :class:`~memwarden.exceptions.PressureTimeoutError`).
@@ -425,7 +431,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         initial_batch: int | None = None,
         increase: int | None = None,
         cut_factor: float = DEFAULT_CUT_FACTOR,
-        governor: PressureSource | Literal[False] | None = None,
+        governor: PressureSource | DefaultType | Literal[False] | None = DEFAULT,
         pressure_timeout_s: float = 60.0,
         on_pressure_timeout: Literal["continue", "raise"] = "continue",
         measure: Literal["peak", "rss", "heap"] = "peak",
@@ -515,7 +521,26 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         self.initial_batch = initial_batch
         self.increase = increase
         self.cut_factor = cut_factor
-        self._governor_arg = governor
+        if governor is False:
+            warnings.warn(
+                "AdaptiveBatchProcessor(governor=None) is deprecated: pass governor=None "
+                "for no governor (DEFAULT is the process-wide one)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            governor = None
+        elif (
+            governor is not None
+            and governor is not DEFAULT
+            and not callable(getattr(governor, "level", None))
+        ):
+            raise ConfigurationError(
+                f"governor={governor!r}: expected DEFAULT, None or an object with level() "
+                "and wait_for_relief()",
+                value=governor,
+                source="governor",
+            )
+        self._governor_arg: PressureSource | DefaultType | None = governor
         self._governor: PressureSource | None = None
         self._governor_resolved = False
         self.pressure_timeout_s = pressure_timeout_s
@@ -539,9 +564,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         """The pressure source in use (resolved lazily), or None when disabled."""
         if not self._governor_resolved:
             self._governor_resolved = True
-            if self._governor_arg is False:
-                self._governor = None
-            elif self._governor_arg is not None:
+            if self._governor_arg is not DEFAULT:
                 self._governor = self._governor_arg
             else:
                 try:

@@ -16,7 +16,6 @@ import bisect
 import contextlib
 import logging
 import mmap
-import os
 import sys
 import threading
 import warnings
@@ -24,9 +23,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from memwarden._leaktrack import creation_site
+from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import (
     ConfigurationError,
@@ -34,6 +34,9 @@ from memwarden.exceptions import (
     PoolExhaustedError,
     UndisposedResourceWarning,
 )
+
+if TYPE_CHECKING:
+    from memwarden.pressure import Governor, ReliefRegistration
 
 __all__ = [
     "DEFAULT_LEAK_SAMPLE_RATE",
@@ -58,7 +61,6 @@ DEFAULT_LEAK_SAMPLE_RATE = 128
 
 _new_object = object.__new__
 _bisect_left = bisect.bisect_left
-_live_pools: weakref.WeakSet[BufferPool | ObjectPool[Any]] = weakref.WeakSet()
 
 
 HUGE_PAGE_MIN_BYTES = 2 << 20
@@ -167,23 +169,35 @@ def _check_rate(leak_sample_rate: int) -> int:
     return leak_sample_rate
 
 
-def _register_reliever(pool: Any, name: str) -> Any:
-    """Register ``pool.trim`` with the governor, weakly; None if that failed."""
-    from memwarden.pressure import PRIORITY_POOL, try_register_reliever
+def _register_reliever(
+    pool: BufferPool | ObjectPool[Any], governor: Governor | DefaultType | None
+) -> ReliefRegistration | None:
+    """Register ``pool.trim`` with ``governor`` (weakly); None for no governor or on failure.
 
-    return try_register_reliever(pool.trim, priority=PRIORITY_POOL, name=name)
+    Raises:
+        TypeError: ``governor`` is not a governor, DEFAULT or None.
+    """
+    if governor is None:
+        return None
+    from memwarden.pressure import PRIORITY_POOL, resolve_governor
+
+    gov = resolve_governor(governor)
+    if gov is None:
+        return None
+    try:
+        return gov.register_reliever(pool.trim, priority=PRIORITY_POOL, name=pool.name)
+    except Exception:  # a pool works without relief; a full registry must not stop it
+        logger.warning("could not register %s with the governor", pool.name, exc_info=True)
+        return None
 
 
-def _after_fork_in_child() -> None:
+def _new_zero_lock() -> None:
     # A lock held by another thread of the parent at fork time would never be released here.
     global _zero_lock
     _zero_lock = threading.Lock()
-    for pool in list(_live_pools):
-        pool._lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+reset_after_fork(_new_zero_lock)
 
 
 # --------------------------------------------------------------------------- stats
@@ -388,7 +402,11 @@ class BufferPool:
             on release.
         zero_on_release: zero the used bytes on ``release()`` so no borrower sees another's
             data (sensitive data); off saves one copy per use.
-        register: register ``trim`` with the governor (``memwarden.pressure``), weakly.
+        governor: where ``trim`` is registered as a reliever, weakly (the registration
+            never keeps the pool alive): :data:`~memwarden.pressure.DEFAULT` (the
+            default) for the process-wide governor, ``None`` for none, or a
+            :class:`~memwarden.pressure.Governor`.
+        register: ``False`` is ``governor=None`` (kept for existing callers).
         leak_sample_rate: track 1 handle in N for leaks (default 128; 0: off). Tracking
             costs a weak reference per tracked handle.
         debug: track every handle and record where it was acquired (named in the warning).
@@ -412,6 +430,7 @@ class BufferPool:
         max_bytes: int | str,
         size_classes: Sequence[int] | None = None,
         zero_on_release: bool = True,
+        governor: Governor | DefaultType | None = DEFAULT,
         register: bool = True,
         leak_sample_rate: int = DEFAULT_LEAK_SAMPLE_RATE,
         debug: bool = False,
@@ -474,8 +493,12 @@ class BufferPool:
         self._hits = self._misses = self._released = self._discarded = self._leaked = 0
         self._total_bytes = self._idle_bytes = 0
         self._high_water_bytes = self._trimmed_bytes = 0
-        _live_pools.add(self)
-        self._registration = _register_reliever(self, self.name) if register else None
+        reset_after_fork(self._after_fork)
+        self._registration = _register_reliever(self, governor if register else None)
+
+    def _after_fork(self) -> None:
+        # Another thread of the parent may have held the lock at fork time.
+        self._lock = threading.Lock()
 
     @property
     def size_classes(self) -> tuple[int, ...]:
@@ -819,7 +842,9 @@ class ObjectPool(Generic[T]):
             frees its slot when collected.
         getsizeof: estimates an object's bytes for ``trim()``'s return value (default
             ``sys.getsizeof``, shallow).
-        register: register ``trim`` with the governor, weakly.
+        governor: where ``trim`` is registered, weakly: ``DEFAULT`` (the process-wide
+            governor), ``None`` for none, or a ``Governor`` (as for :class:`BufferPool`).
+        register: ``False`` is ``governor=None``.
         leak_sample_rate: track 1 handle in N for leaks (0: off).
         debug: track every handle with its acquisition site.
         name: shown in logs and warnings.
@@ -836,6 +861,7 @@ class ObjectPool(Generic[T]):
         max_size: int,
         max_in_use: int | None = None,
         getsizeof: Callable[[T], int] | None = None,
+        governor: Governor | DefaultType | None = DEFAULT,
         register: bool = True,
         leak_sample_rate: int = DEFAULT_LEAK_SAMPLE_RATE,
         debug: bool = False,
@@ -872,8 +898,12 @@ class ObjectPool(Generic[T]):
         self._closed = False
         self._hits = self._misses = self._released = self._discarded = 0
         self._leaked = self._trimmed = self._in_use = self._high_water = 0
-        _live_pools.add(self)
-        self._registration = _register_reliever(self, self.name) if register else None
+        reset_after_fork(self._after_fork)
+        self._registration = _register_reliever(self, governor if register else None)
+
+    def _after_fork(self) -> None:
+        # Another thread of the parent may have held the lock at fork time.
+        self._lock = threading.Lock()
 
     def acquire(self) -> ObjectHandle[T]:
         """Lend an idle object, or a new one from ``factory``.

@@ -29,8 +29,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, Union, cast
+from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeGuard, TypeVar, Union, cast
 
+from memwarden._registry import DEFAULT, DefaultType
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import (
     ConfigurationError,
@@ -38,7 +39,7 @@ from memwarden.exceptions import (
     PressureTimeoutError,
 )
 from memwarden.pressure import PressureLevel
-from memwarden.typing import BufferHandle, SupportsAcquire
+from memwarden.typing import BufferHandle, PressureSource, SupportsAcquire
 
 if TYPE_CHECKING:
     import socket
@@ -46,10 +47,15 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_MAX_LINE_BYTES",
+    "AsyncStreamSource",
     "LineTooLongError",
     "Pipeline",
     "PipelineStats",
+    "StreamSource",
     "StreamStats",
+    "SupportsAsyncRead",
+    "SupportsRead",
+    "SupportsReadinto",
     "async_iter_lines",
     "async_read_chunks",
     "iter_lines",
@@ -67,8 +73,36 @@ _SPLIT_SLICE_BYTES = 32 * 1024
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 """A line longer than 16 MiB is almost always a missing newline (binary or minified input)."""
 
-StreamSource = Union[str, "os.PathLike[str]", IO[bytes], "socket.socket", Any]
+
+class SupportsReadinto(Protocol):
+    """A binary source read in place: ``readinto`` fills the view, returns the bytes read.
+
+    Raw files, buffered files, ``io.BytesIO`` and sockets' ``recv_into`` have this shape;
+    None means a non-blocking source had nothing ready.
+    """
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class SupportsRead(Protocol):
+    """A binary source read by copy: ``read(n)`` returns up to ``n`` bytes, empty at the end."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+class SupportsAsyncRead(Protocol):
+    """An asyncio byte stream, such as ``asyncio.StreamReader``."""
+
+    async def read(self, n: int, /) -> bytes: ...
+
+
+StreamSource = Union[
+    str, "os.PathLike[str]", SupportsReadinto, SupportsRead, IO[bytes], "socket.socket"
+]
 """A path, a binary file object (anything with ``readinto`` or ``read``) or a socket."""
+
+AsyncStreamSource = StreamSource | SupportsAsyncRead
+"""What the async readers take: a :data:`StreamSource` or an asyncio byte stream."""
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -512,7 +546,7 @@ def _is_socket(source: object) -> TypeGuard[socket.socket]:
 
 
 async def async_read_chunks(
-    source: StreamSource,
+    source: AsyncStreamSource,
     chunk_size: SizeLike = DEFAULT_CHUNK_BYTES,
     *,
     pool: SupportsAcquire | None = None,
@@ -591,7 +625,7 @@ async def async_read_chunks(
 
 
 async def async_iter_lines(
-    source: StreamSource,
+    source: AsyncStreamSource,
     *,
     encoding: str = "utf-8",
     errors: str = "strict",
@@ -757,10 +791,11 @@ class Pipeline(Generic[T]):
     thread. Order is preserved. An exception in a stage stops the pipeline and is
     re-raised from :meth:`run`; leaving the iteration early stops every thread.
 
-    With a ``governor`` (e.g. ``memwarden.pressure.governor()``, or anything with
-    ``level()`` and ``wait_for_relief(timeout)``), the producer also pauses before each
-    item while memory pressure is HIGH or worse, for at most ``pressure_timeout_s``
-    per pause: memory pressure, not only a slow stage, holds the input back.
+    With a ``governor`` (:data:`~memwarden.pressure.DEFAULT` for the process-wide one, a
+    :class:`~memwarden.pressure.Governor`, or any :class:`~memwarden.typing.PressureSource`),
+    the producer also pauses before each item while memory pressure is HIGH or worse, for
+    at most ``pressure_timeout_s`` per pause: memory pressure, not only a slow stage,
+    holds the input back. The default, ``None``, watches no pressure.
 
     Example::
 
@@ -774,7 +809,7 @@ class Pipeline(Generic[T]):
         stages: Iterable[Callable[[Any], T]] = (),
         *,
         maxsize: int = 8,
-        governor: Any = None,
+        governor: PressureSource | DefaultType | None = None,
         pressure_timeout_s: float = 60.0,
     ) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
@@ -784,14 +819,19 @@ class Pipeline(Generic[T]):
                 value=maxsize,
                 source="maxsize",
             )
-        if governor is not None and not callable(getattr(governor, "level", None)):
+        if governor is DEFAULT:
+            from memwarden.pressure import governor as process_governor
+
+            governor = process_governor()
+        elif governor is not None and not callable(getattr(governor, "level", None)):
             raise ConfigurationError(
-                f"governor={governor!r}: expected an object with level() and wait_for_relief()",
+                f"governor={governor!r}: expected DEFAULT, None or an object with level() "
+                "and wait_for_relief()",
                 value=governor,
                 source="governor",
             )
         self.maxsize = maxsize
-        self.governor = governor
+        self.governor: PressureSource | None = governor
         self.pressure_timeout_s = pressure_timeout_s
         self._stages: list[tuple[str, Callable[[Any], Any]]] = []
         for fn in stages:
@@ -856,6 +896,7 @@ class Pipeline(Generic[T]):
         def relief() -> None:
             """Under HIGH pressure or worse, pause the producer until relief (bounded)."""
             gov = self.governor
+            assert gov is not None  # produce() calls this only with a governor
             try:
                 if PressureLevel(gov.level()) < PressureLevel.HIGH:
                     return

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "Probe", "Reliever", "SupportsAcquire", "SupportsShrink"]
+__all__ = [
+    "Clock",
+    "PressureSource",
+    "Probe",
+    "Reliever",
+    "SupportsAcquire",
+    "SupportsShrink",
+]
 
 Clock = Callable[[], float]
 """A monotonic clock in seconds, such as ``time.monotonic``; injectable for tests."""
@@ -40,3 +47,18 @@ class SupportsAcquire(Protocol):
     """A buffer pool, as accepted by streaming helpers."""
 
     def acquire(self, size: int) -> BufferHandle: ...
+
+
+class PressureSource(Protocol):
+    """What a producer needs from a governor to hold back: the level, and a bounded wait.
+
+    ``memwarden.pressure.Governor`` is one. ``level()`` returns a
+    ``memwarden.pressure.PressureLevel`` (an ``IntEnum``, so a stand-in may return its
+    int values, 0 NONE to 3 CRITICAL); ``wait_for_relief(timeout)`` returns once the
+    pressure is over, or raises ``PressureTimeoutError`` after ``timeout`` seconds.
+    Accepted by ``memwarden.stream.Pipeline`` and ``memwarden.batch.AdaptiveBatchProcessor``.
+    """
+
+    def level(self) -> int: ...
+
+    def wait_for_relief(self, timeout: float | None = None) -> None: ...

@@ -377,14 +377,14 @@ def streams_and_batches(tmp: Path) -> None:
         return [len(s) for s in batch]
 
     proc: memwarden.AdaptiveBatchProcessor[str, int] = memwarden.AdaptiveBatchProcessor(
-        parse, max_memory="256 MiB", max_batch=2, governor=False
+        parse, max_memory="256 MiB", max_batch=2, governor=None
     )
     sizes = proc.run(["a", "bb", "ccc"])
     assert_type(sizes, Iterator[int])
     assert list(sizes) == [1, 2, 3]
     assert_type(proc.run_all(["dddd"]), list[int])
 
-    inferred = memwarden.AdaptiveBatchProcessor(parse, max_memory="256 MiB", governor=False)
+    inferred = memwarden.AdaptiveBatchProcessor(parse, max_memory="256 MiB", governor=None)
     assert_type(inferred, memwarden.AdaptiveBatchProcessor[str, int])
 
     pipe: memwarden.Pipeline[str] = memwarden.Pipeline(maxsize=2)

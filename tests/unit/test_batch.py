@@ -64,7 +64,7 @@ def _proc(mem: FakeMemory, **kw: object) -> tuple[AdaptiveBatchProcessor[int, in
 
     kw.setdefault("max_memory", 100 * MiB)
     kw.setdefault("target_usage", 0.5)
-    kw.setdefault("governor", False)
+    kw.setdefault("governor", None)
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(process, probe=mem, **kw)  # type: ignore[arg-type]
     return proc, sizes
 
@@ -199,7 +199,7 @@ def test_memory_error_cuts_and_retries_without_losing_items() -> None:
         return [-x for x in batch]
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        process, max_memory="1 GiB", initial_batch=100, governor=False, probe=lambda: 0
+        process, max_memory="1 GiB", initial_batch=100, governor=None, probe=lambda: 0
     )
     out = list(proc.run(range(300)))
     assert out == [-x for x in range(300)]
@@ -216,7 +216,7 @@ def test_memory_error_at_min_batch_reraises_with_context() -> None:
         raise MemoryError("no room")
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        process, max_memory="1 GiB", initial_batch=8, min_batch=2, governor=False
+        process, max_memory="1 GiB", initial_batch=8, min_batch=2, governor=None
     )
     with pytest.raises(MemoryBudgetExceededError, match="min_batch=2") as info:
         list(proc.run(range(50)))
@@ -250,7 +250,7 @@ def test_process_returning_none_runs_for_side_effects() -> None:
     """A process that returns None still sees every item; run() yields nothing."""
     seen: list[int] = []
     proc: AdaptiveBatchProcessor[int, None] = AdaptiveBatchProcessor(
-        seen.extend, max_memory="1 GiB", governor=False
+        seen.extend, max_memory="1 GiB", governor=None
     )
     assert list(proc.run(range(77))) == []
     assert seen == list(range(77))
@@ -275,7 +275,7 @@ def test_size_history_is_small_and_max_batch_seen_covers_every_batch() -> None:
         max_memory="1 GiB",
         max_batch=7,
         initial_batch=7,
-        governor=False,
+        governor=None,
         measure="rss",
     )
     assert proc.stats.sizes.maxlen == 512
@@ -303,7 +303,7 @@ def test_arun_with_async_process_and_async_iterable() -> None:
             yield i
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        process, probe=mem, max_memory=100 * MiB, target_usage=0.5, governor=False
+        process, probe=mem, max_memory=100 * MiB, target_usage=0.5, governor=None
     )
 
     async def main() -> list[int]:
@@ -332,7 +332,7 @@ def test_run_rejects_async_process() -> None:
     async def process(batch: list[int]) -> list[int]:
         return batch
 
-    proc = AdaptiveBatchProcessor(process, max_memory="1 GiB", governor=False)
+    proc = AdaptiveBatchProcessor(process, max_memory="1 GiB", governor=None)
     with pytest.raises(ConfigurationError, match="arun"):
         proc.run([1])
 
@@ -364,18 +364,33 @@ def test_default_budget_is_the_effective_limit() -> None:
     """Without max_memory, the budget is the tightest limit on this process."""
     from memwarden.probes import effective_limit
 
-    proc = AdaptiveBatchProcessor(lambda b: b, governor=False)
+    proc = AdaptiveBatchProcessor(lambda b: b, governor=None)
     assert proc.max_memory_bytes == effective_limit().limit_bytes
     assert proc.target_bytes == int(proc.max_memory_bytes * 0.7)
 
 
 def test_default_governor_is_the_process_wide_one() -> None:
-    """governor=None resolves lazily to memwarden.pressure.governor()."""
-    from memwarden.pressure import governor
+    """governor=DEFAULT (the default) resolves lazily to memwarden.pressure.governor()."""
+    from memwarden.pressure import DEFAULT, governor
 
     proc = AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB")
     assert proc.governor is governor()
-    assert AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=False).governor is None
+    explicit = AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=DEFAULT)
+    assert explicit.governor is governor()
+    assert AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=None).governor is None
+
+
+def test_governor_false_is_a_deprecated_none() -> None:
+    """governor=False still means no governor, with a DeprecationWarning naming None."""
+    with pytest.warns(DeprecationWarning, match="governor=None"):
+        proc = AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=False)
+    assert proc.governor is None
+
+
+def test_a_governor_without_level_is_refused() -> None:
+    """Anything but DEFAULT, None or a pressure source is a ConfigurationError at once."""
+    with pytest.raises(ConfigurationError, match=r"governor=.*DEFAULT, None"):
+        AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=object())  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------
@@ -409,7 +424,7 @@ def test_real_process_learns_about_one_mib_per_item(measure: str) -> None:
         _allocating(MiB),
         max_memory=budget,
         target_usage=0.5,
-        governor=False,
+        governor=None,
         measure=measure,  # type: ignore[arg-type]
     )
     assert sum(proc.run(range(200))) == 200 * MiB
@@ -439,7 +454,7 @@ def test_real_process_rss_mode_sees_results_held() -> None:
         return out
 
     proc: AdaptiveBatchProcessor[int, bytearray] = AdaptiveBatchProcessor(
-        process, max_memory=rss() + 100 * MiB, governor=False, measure="rss"
+        process, max_memory=rss() + 100 * MiB, governor=None, measure="rss"
     )
     assert sum(len(b) for b in proc.run(range(100))) == 100 * keep
     assert proc.stats.item_bytes is not None
@@ -505,7 +520,7 @@ def test_heap_mode_stops_the_tracing_it_started() -> None:
 
     assert not tracemalloc.is_tracing()
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        lambda b: b, max_memory="1 GiB", governor=False, measure="heap"
+        lambda b: b, max_memory="1 GiB", governor=None, measure="heap"
     )
     assert list(proc.run(range(50))) == list(range(50))
     assert not tracemalloc.is_tracing()
@@ -521,7 +536,7 @@ def test_process_peak_survives_the_vmhwm_resets() -> None:
     before = process_peak_bytes()
     del big
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        lambda b: b, max_memory="4 GiB", governor=False, measure="peak"
+        lambda b: b, max_memory="4 GiB", governor=None, measure="peak"
     )
     assert list(proc.run(range(100))) == list(range(100))
     assert peak_rss() < before - 64 * MiB  # the kernel's own counter was reset...
@@ -546,7 +561,7 @@ def test_concurrent_peak_meters_do_not_reset_each_other() -> None:
             return [len(h) for h in held]
 
         proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-            process, max_memory=rss() + 400 * MiB, governor=False, initial_batch=16, max_batch=16
+            process, max_memory=rss() + 400 * MiB, governor=None, initial_batch=16, max_batch=16
         )
         list(proc.run(range(64)))
         estimates.append(proc.stats.item_bytes)
@@ -568,7 +583,7 @@ def test_forked_child_does_not_reset_the_parents_peak() -> None:
     from memwarden.probes import peak_rss
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        lambda b: b, max_memory="4 GiB", governor=False, initial_batch=1, max_batch=1
+        lambda b: b, max_memory="4 GiB", governor=None, initial_batch=1, max_batch=1
     )
     gen = proc.run(range(20))
     assert next(gen) == 0  # the meter is open and has reset VmHWM once, in this process

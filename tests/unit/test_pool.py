@@ -8,6 +8,7 @@ import gc
 import mmap
 import pickle
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -81,6 +82,33 @@ def test_contract_release_then_reuse_is_a_hit(impl: Impl) -> None:
     assert stats.hit_rate == 0.5
     second.release()
     assert pool.stats().in_use == 0
+
+
+def test_contract_governor_is_explicit(impl: Impl) -> None:
+    """``governor=`` says where trim() is registered: a given governor, DEFAULT, or None."""
+    from memwarden.config import MemoryConfig
+    from memwarden.pressure import DEFAULT, Governor, governor
+
+    own = Governor(MemoryConfig(max_memory_bytes=1 << 30), probe=lambda: 0, psi=False, cgroup=False)
+    try:
+        pool = impl.make(4, governor=own, name="explicit")
+        assert [r.name for r in own.relievers() if r.name == "explicit"] == ["explicit"]
+        assert not any(r.name == "explicit" for r in governor().relievers())
+        pool.close()
+        assert not any(r.name == "explicit" for r in own.relievers())
+
+        default = impl.make(4, governor=DEFAULT, name="process-wide")
+        assert any(r.name == "process-wide" for r in governor().relievers())
+        default.close()
+
+        for off in ({"governor": None}, {"register": False}):
+            none = impl.make(4, name="unregistered", **off)
+            assert none._registration is None
+            none.close()
+        with pytest.raises(TypeError, match="governor="):
+            impl.make(4, governor=object())
+    finally:
+        own.close()
 
 
 def test_contract_double_release_raises(impl: Impl) -> None:
@@ -760,3 +788,52 @@ ObjectPoolMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=30, deadline=None
 )
 TestObjectPoolMachine = ObjectPoolMachine.TestCase
+
+
+def test_a_lock_held_by_another_thread_at_fork_is_new_in_the_child() -> None:
+    """The pools' fork reset (through the base layer's reset_after_fork) renews their locks.
+
+    A thread of the parent holds both pools' locks while the process forks; the child
+    can still acquire and release, instead of deadlocking on a lock nobody will release.
+    """
+    import os
+
+    buffers = BufferPool(max_bytes=1 << 20, governor=None)
+    objects: ObjectPool[list[int]] = ObjectPool(list, max_size=2, governor=None)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with buffers._lock, objects._lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert held.wait(10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with a live thread
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                with buffers.acquire(4096) as view:
+                    view[0] = 1
+                objects.acquire().release()
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child deadlocked on a pool lock held at fork time")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        t.join()

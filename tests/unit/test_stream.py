@@ -595,3 +595,14 @@ def test_a_non_blocking_source_without_data_is_an_io_condition() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_pipeline_governor_is_explicit() -> None:
+    """Pipeline watches pressure only when asked: DEFAULT is the process-wide governor."""
+    from memwarden.pressure import DEFAULT, governor
+
+    assert Pipeline().governor is None
+    assert Pipeline(governor=None).governor is None
+    assert Pipeline(governor=DEFAULT).governor is governor()
+    pipe = Pipeline([str], governor=DEFAULT)
+    assert list(pipe.run(range(3))) == ["0", "1", "2"]
