@@ -672,15 +672,23 @@ def test_dask_adaptive_map_sizes_with_the_same_rule() -> None:
     for items, used in ((4, 100_000), (8, 16 * MiB), (40, 80 * MiB)):
         n = remote.next_size()
         assert n == local.size
+        worker = dask.WorkerMemoryStats(
+            address="w1",
+            rss_bytes=base,
+            limit_bytes=limit,
+            level="OK",
+            pressure="NONE",
+            reliefs=0,
+            leak_suspected=None,
+            growth_bytes_per_s=None,
+            status="running",
+            under_pressure=False,
+            governed=True,
+        )
         remote.observe(
-            {
-                "items": items,
-                "peak_bytes": base + used,
-                "before_bytes": base,
-                "address": "w1",
-                "limit_bytes": limit,
-                "under_pressure": False,
-            }
+            dask._BatchReport(
+                worker=worker, before_bytes=base, peak_bytes=base + used, items=items, elapsed_s=0.1
+            )
         )
         local.observe(items, used)
         local.next_size(items, room_bytes=limit // 2 - base)

@@ -21,6 +21,7 @@ only imported when used (``pip install 'memwarden[dask]'``).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import itertools
 import logging
@@ -29,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from distributed import WorkerPlugin
 
@@ -37,6 +38,10 @@ from memwarden._units import format_size
 from memwarden.batch import BatchSizer
 from memwarden.exceptions import ConfigurationError, PressureTimeoutError
 from memwarden.probes import effective_limit, peak_rss, reset_peak_rss, rss
+
+if TYPE_CHECKING:
+    from memwarden.monitor import MemoryMonitor
+    from memwarden.pressure import Governor
 
 __all__ = [
     "AdaptiveMapStats",
@@ -61,8 +66,8 @@ class _WorkerState:
 
     address: str
     limit_bytes: int
-    monitor: Any
-    governor: Any
+    monitor: MemoryMonitor
+    governor: Governor
     collectors: list[Any] = field(default_factory=list)
 
 
@@ -83,7 +88,7 @@ def _worker_limit(worker: Any) -> int:
 class _GovernorCollector:
     """Prometheus collector for a worker's governor (MemwardenCollector reports the monitor)."""
 
-    def __init__(self, governor: Any) -> None:
+    def __init__(self, governor: Governor) -> None:
         self._governor = governor
 
     def describe(self) -> list[Any]:
@@ -220,47 +225,6 @@ def _state_for(dask_worker: Any | None) -> _WorkerState | None:
         return _STATES.get(dask_worker.address)
 
 
-def _worker_report(dask_worker: Any = None, *, detail: bool = True) -> dict[str, Any]:
-    """Run on a worker (through ``client.run``): its memory figures as plain data.
-
-    ``detail=False`` skips the leak trend (a Theil–Sen fit over the monitor's history,
-    milliseconds of pure Python): batches report after every run and need only the
-    figures that size the next one.
-    """
-    state = _state_for(dask_worker)
-    current = rss()
-    status = str(getattr(getattr(dask_worker, "status", None), "name", "unknown"))
-    if state is None:
-        limit = (
-            _worker_limit(dask_worker) if dask_worker is not None else effective_limit().limit_bytes
-        )
-        return {
-            "rss_bytes": current,
-            "limit_bytes": limit,
-            "level": "unknown",
-            "pressure": "unknown",
-            "under_pressure": current > 0.8 * limit or status == "paused",
-            "reliefs": 0,
-            "leak_suspected": None,
-            "growth_bytes_per_s": None,
-            "status": status,
-            "governed": False,
-        }
-    growth = state.monitor.growth(noise_floor_bytes=0.05 * state.limit_bytes) if detail else None
-    return {
-        "rss_bytes": current,
-        "limit_bytes": state.limit_bytes,
-        "level": state.monitor.level.name,
-        "pressure": state.governor.level().name,
-        "under_pressure": bool(state.governor.is_under_pressure()) or status == "paused",
-        "reliefs": len(state.governor.history()),
-        "leak_suspected": None if growth is None else bool(growth.growing),
-        "growth_bytes_per_s": None if growth is None else float(growth.slope),
-        "status": status,
-        "governed": True,
-    }
-
-
 @dataclass(frozen=True)
 class WorkerMemoryStats:
     """One worker's memory as memwarden sees it.
@@ -276,6 +240,9 @@ class WorkerMemoryStats:
             test over the monitor's history), None without the plugin.
         growth_bytes_per_s: the slope.
         status: Dask's worker status (running, paused, …).
+        under_pressure: the worker takes no new batches (governor pressure, paused by
+            Dask, or above 80% of its limit without the plugin).
+        governed: the plugin runs on the worker.
     """
 
     address: str
@@ -291,10 +258,65 @@ class WorkerMemoryStats:
     governed: bool
 
 
+@dataclass(frozen=True)
+class _BatchReport:
+    """What a finished batch sends back with its results (``_run_batch``)."""
+
+    worker: WorkerMemoryStats
+    before_bytes: int
+    peak_bytes: int
+    items: int
+    elapsed_s: float
+
+
+def _worker_report(dask_worker: Any = None, *, detail: bool = True) -> WorkerMemoryStats:
+    """Run on a worker (through ``client.run``): its memory figures.
+
+    ``detail=False`` skips the leak trend (a Theil–Sen fit over the monitor's history,
+    milliseconds of pure Python): batches report after every run and need only the
+    figures that size the next one.
+    """
+    state = _state_for(dask_worker)
+    current = rss()
+    status = str(getattr(getattr(dask_worker, "status", None), "name", "unknown"))
+    address = str(getattr(dask_worker, "address", "local"))
+    if state is None:
+        limit = (
+            _worker_limit(dask_worker) if dask_worker is not None else effective_limit().limit_bytes
+        )
+        return WorkerMemoryStats(
+            address=address,
+            rss_bytes=current,
+            limit_bytes=limit,
+            level="unknown",
+            pressure="unknown",
+            under_pressure=current > 0.8 * limit or status == "paused",
+            reliefs=0,
+            leak_suspected=None,
+            growth_bytes_per_s=None,
+            status=status,
+            governed=False,
+        )
+    growth = state.monitor.growth(noise_floor_bytes=0.05 * state.limit_bytes) if detail else None
+    return WorkerMemoryStats(
+        address=address,
+        rss_bytes=current,
+        limit_bytes=state.limit_bytes,
+        level=state.monitor.level.name,
+        pressure=state.governor.level().name,
+        under_pressure=bool(state.governor.is_under_pressure()) or status == "paused",
+        reliefs=len(state.governor.history()),
+        leak_suspected=None if growth is None else bool(growth.growing),
+        growth_bytes_per_s=None if growth is None else float(growth.slope),
+        status=status,
+        governed=True,
+    )
+
+
 def worker_stats(client: Any) -> list[WorkerMemoryStats]:
     """Collect :class:`WorkerMemoryStats` from every worker (``client.run``)."""
-    raw: dict[str, dict[str, Any]] = client.run(_worker_report)
-    return [WorkerMemoryStats(address=addr, **data) for addr, data in sorted(raw.items())]
+    raw: dict[str, WorkerMemoryStats] = client.run(_worker_report)
+    return [dataclasses.replace(stats, address=addr) for addr, stats in sorted(raw.items())]
 
 
 def stats_table(client: Any) -> str:
@@ -330,7 +352,7 @@ def stats_table(client: Any) -> str:
 
 def _run_batch(
     fn: Callable[..., Any], batch: Sequence[Any], batched: bool
-) -> tuple[list[Any], dict[str, Any]]:
+) -> tuple[list[Any], _BatchReport]:
     """Run one batch on a worker and measure it (executed by Dask on the worker)."""
     from distributed import get_worker
 
@@ -357,23 +379,20 @@ def _run_batch(
                 peak = max(rss(), peak)
     peak = max(peak, peak_rss() if exact else rss())
     elapsed = time.perf_counter() - start
-    report = _worker_report(worker, detail=False)
-    report.update(
-        {
-            "before_bytes": before,
-            "peak_bytes": peak,
-            "items": len(batch),
-            "elapsed_s": elapsed,
-            "address": getattr(worker, "address", "local"),
-        }
+    report = _BatchReport(
+        worker=_worker_report(worker, detail=False),
+        before_bytes=before,
+        peak_bytes=peak,
+        items=len(batch),
+        elapsed_s=elapsed,
     )
     return out, report
 
 
-def _probe(dask_worker: Any = None) -> dict[str, Any]:
+def _probe(dask_worker: Any = None) -> WorkerMemoryStats:
     """Run on a worker: collect garbage if it is under pressure, then report."""
     report = _worker_report(dask_worker, detail=False)
-    if report["under_pressure"]:
+    if report.under_pressure:
         state = _state_for(dask_worker)
         if state is not None:
             state.governor.relieve(reason="adaptive_map backpressure")
@@ -444,18 +463,18 @@ class _Sizer:
         self.headroom_bytes: dict[str, int] = {}
         self.under_pressure: dict[str, bool] = {}
 
-    def observe(self, report: dict[str, Any]) -> None:
+    def observe(self, report: _BatchReport) -> None:
         """Learn from a finished batch's report, and grow (or cut) the size."""
-        items = max(1, int(report["items"]))
-        used = max(0, int(report["peak_bytes"]) - int(report["before_bytes"]))
+        items = max(1, report.items)
+        used = max(0, report.peak_bytes - report.before_bytes)
         self.policy.observe(items, used)
-        self.observe_worker(str(report["address"]), report, base_bytes=int(report["before_bytes"]))
+        self.observe_worker(report.worker.address, report.worker, base_bytes=report.before_bytes)
         self.policy.next_size(items, self.room())
 
-    def observe_worker(self, address: str, report: dict[str, Any], *, base_bytes: int) -> None:
+    def observe_worker(self, address: str, stats: WorkerMemoryStats, *, base_bytes: int) -> None:
         """Record a worker's headroom; workers under pressure take no new work."""
-        self.under_pressure[address] = bool(report["under_pressure"])
-        budget = int(report["limit_bytes"] * self.target_usage)
+        self.under_pressure[address] = stats.under_pressure
+        budget = int(stats.limit_bytes * self.target_usage)
         self.headroom_bytes[address] = budget - base_bytes
 
     def failed(self, n: int) -> int:
@@ -582,7 +601,7 @@ def adaptive_map(
     def refresh() -> None:
         nonlocal last_refresh
         for addr, rep in client.run(_worker_report, detail=False).items():
-            sizer.observe_worker(addr, rep, base_bytes=int(rep["rss_bytes"]))
+            sizer.observe_worker(addr, rep, base_bytes=rep.rss_bytes)
         last_refresh = time.monotonic()
 
     def take() -> _Pending[T] | None:
@@ -606,7 +625,7 @@ def adaptive_map(
         while True:
             reports = client.run(_probe)
             for addr, rep in reports.items():
-                sizer.observe_worker(addr, rep, base_bytes=int(rep["rss_bytes"]))
+                sizer.observe_worker(addr, rep, base_bytes=rep.rss_bytes)
             if not sizer.all_under_pressure:
                 break
             waited = time.monotonic() - t0
