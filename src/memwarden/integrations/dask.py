@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from distributed import WorkerPlugin
 
+from memwarden._registry import reset_after_fork
 from memwarden._units import format_size
 from memwarden.batch import BatchSizer
 from memwarden.exceptions import ConfigurationError, PressureTimeoutError
@@ -75,6 +76,16 @@ class _WorkerState:
 # worker; in-process clusters (tests) hold a few. Teardown removes the entry.
 _STATES: dict[str, _WorkerState] = {}
 _STATES_LOCK = threading.Lock()
+
+
+def _new_states_lock() -> None:
+    # A process forked from a worker (multiprocessing inside a task) must not inherit a
+    # lock that another thread of the worker held at fork time.
+    global _STATES_LOCK
+    _STATES_LOCK = threading.Lock()
+
+
+reset_after_fork(_new_states_lock)
 
 
 def _worker_limit(worker: Any) -> int:
