@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from memwarden.config import MemoryConfig
-from memwarden.monitor import MemoryMonitor, track
+from memwarden.monitoring import MemoryMonitor, track
 
 INTERVALS_S = (1.0, 0.1, 0.01)
 TARGETS = {1.0: 0.005, 0.01: 0.02}

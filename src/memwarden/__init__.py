@@ -40,19 +40,19 @@ _EXPORTS: dict[str, str] = {
     "LRUCache": "memwarden.cache",
     "LeakDetector": "memwarden.leaks",
     "LeakReport": "memwarden.leaks",
-    "Level": "memwarden.monitor",
+    "Level": "memwarden.monitoring",
     "LineTooLongError": "memwarden.exceptions",
     "MemoryBudgetExceededError": "memwarden.exceptions",
     "MemoryConfig": "memwarden.config",
     "MemoryDelta": "memwarden.snapshots",
     "MemoryLimit": "memwarden.probes",
-    "MemoryMonitor": "memwarden.monitor",
+    "MemoryMonitor": "memwarden.monitoring",
     "MemoryPressureWarning": "memwarden.exceptions",
     "MemorySnapshot": "memwarden.snapshots",
     "MemwardenError": "memwarden.exceptions",
     "MemwardenWarning": "memwarden.exceptions",
     "ObjectPool": "memwarden.pool",
-    "OperationStats": "memwarden.monitor",
+    "OperationStats": "memwarden.monitoring",
     "Pipeline": "memwarden.stream",
     "PoolExhaustedError": "memwarden.exceptions",
     "PressureDetector": "memwarden.pressure",
@@ -80,7 +80,7 @@ _EXPORTS: dict[str, str] = {
     "load_config": "memwarden.config",
     "memory_budget": "memwarden.budget",
     "memory_events": "memwarden.probes",
-    "monitor": "memwarden.monitor",
+    "monitor": "memwarden.monitoring",
     "parse_size": "memwarden._units",
     "peak_rss": "memwarden.probes",
     "pressure_stall": "memwarden.probes",
@@ -94,7 +94,7 @@ _EXPORTS: dict[str, str] = {
     "sizeof": "memwarden.sizing",
     "snapshot": "memwarden.snapshots",
     "suspect_leak": "memwarden.leaks",
-    "track": "memwarden.monitor",
+    "track": "memwarden.monitoring",
 }
 
 __all__ = [
@@ -199,6 +199,7 @@ def __dir__() -> list[str]:
 # touching the package attribute: ``from memwarden.snapshot import MemorySnapshot``
 # works and warns, and ``memwarden.snapshot`` stays the function in every import order.
 _MOVED_MODULES: dict[str, str] = {
+    "memwarden.monitor": "memwarden.monitoring",
     "memwarden.snapshot": "memwarden.snapshots",
 }
 
@@ -351,19 +352,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from memwarden.leaks import (
         suspect_leak as suspect_leak,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         Level as Level,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         MemoryMonitor as MemoryMonitor,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         OperationStats as OperationStats,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         monitor as monitor,
     )
-    from memwarden.monitor import (
+    from memwarden.monitoring import (
         track as track,
     )
     from memwarden.pool import (

@@ -43,7 +43,7 @@ from memwarden.exceptions import (
     MemoryBudgetExceededError,
     PressureTimeoutError,
 )
-from memwarden.pressure import PressureLevel
+from memwarden.levels import PressureLevel
 from memwarden.probes import effective_limit, peak_rss, rss
 from memwarden.typing import Clock, PressureSource, Probe
 

@@ -532,7 +532,7 @@ def memory_budget(
         frames: traceback depth when the budget starts tracemalloc (sites are charged to
             the innermost frame in your code, so a numpy buffer names your line).
         interval_s: ``rss`` mode sampling interval when no monitor is running.
-        monitor: a running :class:`memwarden.monitor.MemoryMonitor` to take RSS from.
+        monitor: a running :class:`memwarden.monitoring.MemoryMonitor` to take RSS from.
 
     Returns:
         A :class:`MemoryBudget`, usable as ``with`` block or as a decorator.

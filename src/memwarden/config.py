@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from memwarden._units import format_size, parse_size
 from memwarden.exceptions import ConfigurationError
+from memwarden.levels import Thresholds
 from memwarden.probes import effective_limit
 
 __all__ = [
@@ -90,7 +91,8 @@ class MemoryConfig:
     Attributes:
         max_memory_bytes: the budget everything is measured against.
         warning_threshold: fraction of ``max_memory_bytes`` at which the monitor warns.
-        critical_threshold: fraction at which the monitor reports CRITICAL.
+        critical_threshold: fraction at which the monitor and the governor report CRITICAL
+            (the one meaning of CRITICAL, see :mod:`memwarden.levels`).
         pressure_threshold: fraction at which the governor starts relief (85%, as the playbook).
         release_threshold: fraction below which pressure ends again (no flapping).
         hysteresis: fraction of ``max_memory_bytes`` usage must fall below a level to leave it.
@@ -143,6 +145,17 @@ class MemoryConfig:
     def release_bytes(self) -> int:
         """Usage below which pressure ends, in bytes."""
         return int(self.max_memory_bytes * self.release_threshold)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The level lines shared by the monitor and the governor (see :mod:`memwarden.levels`)."""
+        return Thresholds(
+            warning=self.warning_threshold,
+            pressure=self.pressure_threshold,
+            critical=self.critical_threshold,
+            release=self.release_threshold,
+            hysteresis=self.hysteresis,
+        )
 
     def source_of(self, name: str) -> str:
         """Where the value of field ``name`` came from (``"default"`` when unrecorded)."""

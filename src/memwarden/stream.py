@@ -38,7 +38,7 @@ from memwarden.exceptions import (
     LineTooLongError,
     PressureTimeoutError,
 )
-from memwarden.pressure import PressureLevel
+from memwarden.levels import PressureLevel
 from memwarden.typing import BufferHandle, PressureSource, SupportsAcquire
 
 if TYPE_CHECKING:

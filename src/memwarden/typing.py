@@ -10,8 +10,11 @@ __all__ = [
     "PressureSource",
     "Probe",
     "Reliever",
+    "RssSample",
+    "SampleSource",
     "SupportsAcquire",
     "SupportsShrink",
+    "SupportsUnsubscribe",
 ]
 
 Clock = Callable[[], float]
@@ -47,6 +50,25 @@ class SupportsAcquire(Protocol):
     """A buffer pool, as accepted by streaming helpers."""
 
     def acquire(self, size: int) -> BufferHandle: ...
+
+
+class SupportsUnsubscribe(Protocol):
+    """A subscription handle, such as :class:`memwarden._registry.Subscription`."""
+
+    def unsubscribe(self) -> None: ...
+
+
+class RssSample(Protocol):
+    """One memory sample: at least the resident set size it measured."""
+
+    @property
+    def rss_bytes(self) -> int: ...
+
+
+class SampleSource(Protocol):
+    """What feeds the governor samples: a :class:`memwarden.monitoring.MemoryMonitor`."""
+
+    def on_sample(self, callback: Callable[[RssSample], None], /) -> SupportsUnsubscribe: ...
 
 
 class PressureSource(Protocol):

@@ -117,7 +117,7 @@ def test_python_heap_records_sites_and_spans(tmp_path: Path) -> None:
         tmp_path,
         """
         import time
-        from memwarden.monitor import track
+        from memwarden.monitoring import track
         keep = []
         with track("build"):
             for i in range(40):
@@ -144,7 +144,7 @@ def test_spans_only_skips_tracemalloc(tmp_path: Path) -> None:
     prog = _script(
         tmp_path,
         """
-        from memwarden.monitor import track
+        from memwarden.monitoring import track
         with track("step"):
             x = [0] * 1000
         """,

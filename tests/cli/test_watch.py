@@ -14,7 +14,7 @@ from rich.console import Console
 from memwarden.cli import main
 from memwarden.cli.watch import render
 from memwarden.config import MemoryConfig
-from memwarden.monitor import MemoryMonitor
+from memwarden.monitoring import MemoryMonitor
 from memwarden.report.terminal import SPARK
 from tests.support.monitoring import FakeProbe
 

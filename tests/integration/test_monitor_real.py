@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memwarden.config import MemoryConfig
-from memwarden.monitor import Level, MemoryMonitor, Sample
+from memwarden.monitoring import Level, MemoryMonitor, Sample
 from memwarden.probes import rss
 from tests.support.cgroups import cgroup_unavailable_reason, memory_cgroup
 
@@ -60,14 +60,14 @@ CHILD = textwrap.dedent(
     """
     import json, sys, threading
     from memwarden.config import load_config
-    from memwarden.monitor import Level, MemoryMonitor
+    from memwarden.monitoring import Level, MemoryMonitor
 
     cfg = load_config("testing", pyproject=False, environ={}, monitoring_interval_s=0.005)
     events = []
     done = threading.Event()
 
     def on_change(old, new, sample):
-        events.append([old.name, new.name, sample.rss_bytes])
+        events.append([old.monitor_name, new.monitor_name, sample.rss_bytes])
         if new is Level.CRITICAL:
             done.set()
 
@@ -110,7 +110,7 @@ def test_memwarden_monitor_default_works_in_a_fresh_process() -> None:
     code = textwrap.dedent(
         """
         import time
-        from memwarden.monitor import monitor
+        from memwarden.monitoring import monitor
         m = monitor()
         deadline = time.monotonic() + 20
         while m.stats().samples < 3 and time.monotonic() < deadline:
@@ -139,5 +139,5 @@ def test_the_docs_example_runs() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "level OK -> WARNING" in out.stdout or "level OK -> CRITICAL" in out.stdout
-    assert "memwarden_level 2.0" in out.stdout
+    assert "memwarden_level 3.0" in out.stdout  # CRITICAL on the shared scale
     assert "OperationStats(name='load'" in out.stdout

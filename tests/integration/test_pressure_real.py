@@ -133,7 +133,7 @@ def test_real_psi_is_read_and_a_trigger_is_armed() -> None:
     """With PSI present the governor reads ``some avg10`` and arms a PSI trigger to poll."""
     gov = Governor(MemoryConfig(max_memory_bytes=1 << 50), interval_s=0.05, auto_relieve=False)
     gov.level()
-    assert isinstance(gov.stats()["signals"]["psi_some_avg10"], float)
+    assert isinstance(gov.stats().signals.psi_some_avg10, float)
     with gov:
         mechanisms = gov.mechanisms()
     assert mechanisms[-1] == "sampling"
@@ -158,8 +158,8 @@ CHILD = textwrap.dedent(
         if fired.wait(0.02):
             break
     print(json.dumps({"fired": fired.is_set(), "held_mib": 4 * len(blobs),
-                      "mechanisms": gov.mechanisms(), "kernel_events": gov.stats()["kernel_events"],
-                      "signals": gov.stats()["signals"]}))
+                      "mechanisms": gov.mechanisms(), "kernel_events": gov.stats().kernel_events,
+                      "signals": gov.stats().as_dict()["signals"]}))
     gov.stop()
     """
 )

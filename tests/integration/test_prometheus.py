@@ -16,11 +16,11 @@ pytest.importorskip("prometheus_client", reason="needs the 'prometheus' extra")
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import memwarden.monitor as monitor_mod
+import memwarden.monitoring as monitor_mod
 from memwarden.config import MemoryConfig
 from memwarden.exceptions import ConfigurationError
 from memwarden.integrations.prometheus import METRICS, MemwardenCollector, expose, register
-from memwarden.monitor import Level, MemoryMonitor, track
+from memwarden.monitoring import Level, MemoryMonitor, track
 from memwarden.probes import pressure_stall
 from tests.support.monitoring import FakeProbe
 
@@ -120,7 +120,7 @@ def test_register_adds_to_an_existing_registry_without_threads(mon: MemoryMonito
     collector = register(reg, monitor=mon)
     text = generate_latest(reg).decode()
     assert threading.active_count() == before
-    assert "memwarden_level 2.0" in text
+    assert "memwarden_level 3.0" in text  # CRITICAL on the shared scale
     reg.unregister(collector)
     assert "memwarden_level" not in generate_latest(reg).decode()
 

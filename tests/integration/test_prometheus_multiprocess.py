@@ -30,7 +30,7 @@ WORKER = textwrap.dedent(
     size = int(sys.argv[1])
     ballast = bytearray(size); ballast[::4096] = b"x" * len(ballast[::4096])
     from memwarden.config import MemoryConfig
-    from memwarden.monitor import MemoryMonitor
+    from memwarden.monitoring import MemoryMonitor
     from memwarden.integrations.prometheus_multiprocess import publish
     mon = MemoryMonitor(MemoryConfig(max_memory_bytes=2**30, monitoring_interval_s=0.05)).start()
     publish(mon)

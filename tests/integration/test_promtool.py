@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from memwarden.config import MemoryConfig
 from memwarden.integrations.prometheus import METRICS, MemwardenCollector
-from memwarden.monitor import MemoryMonitor, track
+from memwarden.monitoring import MemoryMonitor, track
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")

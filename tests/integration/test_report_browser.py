@@ -73,7 +73,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         textwrap.dedent(
             """
             import time
-            from memwarden.monitor import track
+            from memwarden.monitoring import track
             keep = []
             for step in range(6):
                 with track(f"step {step % 3}"):

@@ -252,7 +252,7 @@ def test_hostile_script_name_is_escaped_in_the_html(tmp_path: Path) -> None:
     prog = _script(
         tmp_path,
         """
-        from memwarden.monitor import track
+        from memwarden.monitoring import track
         with track("<img src=x onerror=alert(2)>"):
             data = [str(i) for i in range(100000)]
         """,

@@ -31,8 +31,8 @@ else:  # pragma: no cover - Python 3.10
 
 def measure() -> None:
     """Probes, snapshots and configuration."""
-    # The process-wide monitor, after the import above loaded the memwarden.monitor
-    # submodule (which rebinds the package attribute): it must still be callable.
+    # The process-wide monitor: memwarden.monitor is the function (its module is
+    # memwarden.monitoring, so no import rebinds the name).
     mon: memwarden.MemoryMonitor = memwarden.monitor()
     assert_type(mon.level, memwarden.Level)
 

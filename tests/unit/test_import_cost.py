@@ -45,8 +45,8 @@ def test_functions_named_like_their_modules_stay_callable() -> None:
     """memwarden.monitor() works after its submodule is imported (snapshot: test_snapshots)."""
     code = (
         "import memwarden\n"
-        "import memwarden.monitor\n"
-        "m = memwarden.monitor(); assert m is memwarden.monitor.monitor(); m.close()\n"
+        "import memwarden.monitoring\n"
+        "m = memwarden.monitor(); assert m is memwarden.monitoring.monitor(); m.close()\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -12,10 +12,10 @@ pytest.importorskip("opentelemetry.sdk", reason="needs the 'otel' extra")
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-import memwarden.monitor as monitor_mod
+import memwarden.monitoring as monitor_mod
 from memwarden.config import MemoryConfig
 from memwarden.integrations.opentelemetry import INSTRUMENTS, instrument
-from memwarden.monitor import MemoryMonitor, track
+from memwarden.monitoring import Level, MemoryMonitor, track
 from tests.support.monitoring import FakeProbe
 
 MAX = 10 * 2**30
@@ -66,7 +66,7 @@ def test_semantic_convention_and_memwarden_instruments_report(mon: MemoryMonitor
     assert rss[0][1] > 2**20
     assert metrics["process.memory.usage"].unit == "By"
     assert points(metrics["memwarden.memory.limit"]) == [({}, MAX)]
-    assert points(metrics["memwarden.monitor.level"]) == [({}, 2)]
+    assert points(metrics["memwarden.monitor.level"]) == [({}, int(Level.CRITICAL))]
     changes = {
         a["memwarden.level"]: v for a, v in points(metrics["memwarden.monitor.level_changes"])
     }
@@ -132,4 +132,4 @@ def test_the_default_monitor_is_observed_when_none_is_given(
         metrics = collect(reader)
     finally:
         provider.shutdown()
-    assert points(metrics["memwarden.monitor.level"]) == [({}, 2)]
+    assert points(metrics["memwarden.monitor.level"]) == [({}, int(Level.CRITICAL))]

@@ -87,7 +87,7 @@ class Cache:
 
 
 def test_levels_follow_usage_against_the_budget() -> None:
-    """Usage at 85%, ~92.5% and 97% of the budget gives MODERATE, HIGH and CRITICAL."""
+    """Usage at 85%, 87.5% and 90% (config.critical_threshold) gives MODERATE, HIGH, CRITICAL."""
     usage = Usage(100)
     gov = make(usage)
     assert gov.level() is PressureLevel.NONE
@@ -95,15 +95,15 @@ def test_levels_follow_usage_against_the_budget() -> None:
     usage.value = 850
     assert gov.level() is PressureLevel.MODERATE
     assert gov.is_under_pressure()
-    usage.value = 930
+    usage.value = 880
     assert gov.level() is PressureLevel.HIGH
-    usage.value = 975
+    usage.value = 900
     assert gov.level() is PressureLevel.CRITICAL
     assert gov.thresholds_bytes() == {
         "release": 750,
         "moderate": 850,
-        "high": 925,
-        "critical": 970,
+        "high": 875,
+        "critical": 900,
     }
 
 
@@ -146,21 +146,21 @@ def test_pressure_enters_at_the_threshold_and_leaves_only_below_release(trace: l
 
 def test_higher_levels_fall_with_hysteresis() -> None:
     """HIGH is left only 5% of the budget below its threshold, then MODERATE holds."""
-    usage = Usage(930)
+    usage = Usage(880)
     gov = make(usage)
     assert gov.level() is PressureLevel.HIGH
-    usage.value = 900  # below 925 but within the 50-byte hysteresis
+    usage.value = 830  # below 875 but within the 50-byte hysteresis
     assert gov.level() is PressureLevel.HIGH
-    usage.value = 870
+    usage.value = 820
     assert gov.level() is PressureLevel.MODERATE
 
 
 def test_custom_level_fractions_are_used() -> None:
     """``high_threshold`` and ``critical_threshold`` move the HIGH and CRITICAL levels."""
-    usage = Usage(880)
-    gov = make(usage, high_threshold=0.87, critical_threshold=0.9)
+    usage = Usage(940)
+    gov = make(usage, high_threshold=0.93, critical_threshold=0.95)
     assert gov.level() is PressureLevel.HIGH
-    usage.value = 905
+    usage.value = 955
     assert gov.level() is PressureLevel.CRITICAL
 
 
@@ -177,12 +177,12 @@ def test_callbacks_that_raise_are_logged_and_others_still_run(
 
     gov.on_pressure(bad)
     gov.on_pressure(lambda old, new: seen.append(new))
-    usage.value = 900
+    usage.value = 860
     with caplog.at_level(logging.ERROR, logger="memwarden.pressure"):
         assert gov.level() is PressureLevel.MODERATE
     assert seen == [PressureLevel.MODERATE]
     assert "boom" in caplog.text
-    assert gov.stats()["callback_errors"] == 1
+    assert gov.stats().callback_errors == 1
 
 
 def test_unsubscribe_stops_callbacks() -> None:
@@ -210,16 +210,16 @@ def test_kernel_events_hold_a_level_for_a_while() -> None:
     assert gov.level() is PressureLevel.HIGH
     clock.now = 2.5
     assert gov.level() is PressureLevel.NONE
-    assert gov.stats()["kernel_events"] == 1
+    assert gov.stats().kernel_events == 1
 
 
 def test_explain_names_the_driving_signal() -> None:
     """``explain()`` reports usage against the budget with the level it gives."""
-    usage = Usage(900)
+    usage = Usage(860)
     gov = make(usage)
     gov.level()
     text = gov.explain()
-    assert "usage 900 B of budget 1000 B -> MODERATE" in text
+    assert "usage 860 B of budget 1000 B -> MODERATE" in text
 
 
 # -- relief ---------------------------------------------------------------
@@ -290,7 +290,7 @@ def test_a_raising_reliever_is_logged_and_skipped(caplog: pytest.LogCaptureFixtu
     assert "cannot shrink" in str(run.steps[0].error)
     assert run.steps[1].error is None
     assert "cannot shrink" in caplog.text
-    assert gov.stats()["reliever_errors"] == 1
+    assert gov.stats().reliever_errors == 1
 
 
 def test_bound_methods_are_held_weakly_and_functions_strongly() -> None:
@@ -312,15 +312,16 @@ def test_dead_registrations_drop_themselves_without_relief() -> None:
     """A reliever whose object died leaves the registry at the next registry call, no relieve()."""
     usage = Usage(0)
     gov = make(usage)
-    baseline = len(gov._registrations)
+    registry = gov._relievers
+    baseline = len(registry._registrations)
     for _ in range(2_000):
         cache = Cache(usage, 1, [])
         gov.register_reliever(cache.shrink, priority=PRIORITY_CACHE, name="c")
         del cache  # refcounting frees it at once: its WeakMethod callback queues it
-    assert len(gov._registrations) <= baseline + 1  # the last one waits for the next call
+    assert len(registry._registrations) <= baseline + 1  # the last one waits for the next call
     assert gov.registration_count() == baseline
-    assert not gov._dead_registrations
-    assert gov.stats()["relief_runs"] == 0
+    assert not registry._dead
+    assert gov.stats().relief_runs == 0
 
 
 def test_unregistered_then_dead_registration_is_harmless() -> None:
@@ -420,7 +421,7 @@ def test_wait_for_relief_relieves_then_returns() -> None:
 def test_wait_for_relief_times_out_with_the_time_waited() -> None:
     """Pressure that never ends raises PressureTimeoutError carrying waited_s and level."""
     clock = FakeClock()
-    gov = make(Usage(900), clock, relief_interval_s=0.5)
+    gov = make(Usage(860), clock, relief_interval_s=0.5)
     with pytest.raises(PressureTimeoutError) as info:
         gov.wait_for_relief(timeout=2.0, poll_s=0.1)
     assert info.value.waited_s >= 2.0
@@ -428,7 +429,7 @@ def test_wait_for_relief_times_out_with_the_time_waited() -> None:
     assert "did not end within 2 s" in str(info.value)
     # Relief was retried while waiting, every relief_interval_s.
     assert len(gov.history()) >= 3
-    assert gov.stats()["wait_timeouts"] == 1
+    assert gov.stats().wait_timeouts == 1
 
 
 def test_pressure_that_never_ends_is_reported(caplog: pytest.LogCaptureFixture) -> None:
@@ -442,7 +443,7 @@ def test_pressure_that_never_ends_is_reported(caplog: pytest.LogCaptureFixture) 
         gov.wait_for_relief(timeout=3.0, poll_s=0.25)
     assert "has lasted" in caplog.text
     assert "a producer has waited" in caplog.text
-    assert gov.stats()["longest_wait_s"] >= 3.0
+    assert gov.stats().longest_wait_s >= 3.0
 
 
 def test_wait_for_relief_wakes_when_another_thread_relieves() -> None:
@@ -528,7 +529,7 @@ def test_monitor_samples_feed_the_level() -> None:
             self.callbacks.clear()
 
     class Sample:
-        rss_bytes = 960
+        rss_bytes = 880
 
     mon = FakeMonitor()
     gov = Governor(

@@ -386,7 +386,7 @@ def test_track_and_the_governor_survive_a_broken_statm(
 ) -> None:
     """track() and the governor measure through the fallback instead of raising."""
     from memwarden.config import MemoryConfig
-    from memwarden.monitor import MemoryMonitor, track
+    from memwarden.monitoring import MemoryMonitor, track
     from memwarden.pressure import Governor
 
     statm = tmp_path / "statm"

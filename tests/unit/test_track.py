@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-import memwarden.monitor as monitor_mod
+import memwarden.monitoring as monitor_mod
 from memwarden.config import MemoryConfig
-from memwarden.monitor import MemoryMonitor, OperationStats, current_operations, track
+from memwarden.monitoring import MemoryMonitor, OperationStats, current_operations, track
 from tests.support.monitoring import FakeClock, FakeProbe
 
 MiB = 1 << 20

@@ -24,7 +24,7 @@ from memwarden._units import format_size
 from memwarden.cli import SIZE
 from memwarden.config import load_config
 from memwarden.exceptions import CommandError
-from memwarden.monitor import Level, MemoryMonitor, Sample
+from memwarden.monitoring import Level, MemoryMonitor, Sample
 from memwarden.probes import rss
 
 __all__ = ["command"]
@@ -76,7 +76,7 @@ def _record(pid: int, mon: MemoryMonitor, sample: Sample) -> dict[str, Any]:
         "peak_rss_bytes": st.peak_rss_bytes,
         "limit_bytes": cfg.max_memory_bytes,
         "usage_ratio": round(sample.rss_bytes / cfg.max_memory_bytes, 6),
-        "level": mon.level.name,
+        "level": mon.level.monitor_name,
         "warning_bytes": cfg.warning_bytes,
         "critical_bytes": cfg.critical_bytes,
         "python_heap_bytes": sample.python_heap_bytes,
@@ -105,7 +105,7 @@ def render(pid: int, mon: MemoryMonitor, *, width: int = 60) -> Any:
         f"{format_size(cfg.max_memory_bytes)}  (warning {format_size(cfg.warning_bytes)}, "
         f"critical {format_size(cfg.critical_bytes)})",
     )
-    table.add_row("level", Text(level.name, style=_LEVEL_STYLE[level]))
+    table.add_row("level", Text(level.monitor_name, style=_LEVEL_STYLE[level]))
     hist = [s.rss_bytes for s in mon.history()]
     table.add_row("rss", Text(sparkline(hist[-width:], width), style=_LEVEL_STYLE[level]))
     if hist:

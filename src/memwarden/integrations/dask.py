@@ -41,7 +41,7 @@ from memwarden.exceptions import ConfigurationError, PressureTimeoutError
 from memwarden.probes import effective_limit, peak_rss, reset_peak_rss, rss
 
 if TYPE_CHECKING:
-    from memwarden.monitor import MemoryMonitor
+    from memwarden.monitoring import MemoryMonitor
     from memwarden.pressure import Governor
 
 __all__ = [
@@ -173,7 +173,7 @@ class MemwardenWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Start the monitor and governor on ``worker`` (called by Dask)."""
-        from memwarden.monitor import MemoryMonitor
+        from memwarden.monitoring import MemoryMonitor
         from memwarden.pressure import Governor
 
         limit = _worker_limit(worker)

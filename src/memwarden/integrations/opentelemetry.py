@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from memwarden import probes
-from memwarden.monitor import Level, MemoryMonitor
-from memwarden.monitor import monitor as default_monitor
+from memwarden.monitoring import MONITOR_LEVELS, MemoryMonitor
+from memwarden.monitoring import monitor as default_monitor
 
 __all__ = ["INSTRUMENTS", "Instrumentation", "instrument"]
 
@@ -57,7 +57,7 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     ),
     "memwarden.memory.utilization": ("gauge", "1", "RSS as a fraction of the memory budget."),
     "memwarden.memory.peak": ("gauge", "By", "The highest RSS the monitor has sampled."),
-    "memwarden.monitor.level": ("gauge", "{level}", "Monitor level: 0 OK, 1 WARNING, 2 CRITICAL."),
+    "memwarden.monitor.level": ("gauge", "{level}", "Monitor level: 0 OK, 1 WARNING, 3 CRITICAL."),
     "memwarden.monitor.level_changes": (
         "counter",
         "{change}",
@@ -151,7 +151,10 @@ class Instrumentation:
 
     def _level_changes(self) -> Iterable[tuple[float, dict[str, Any]]]:
         changes = self.monitor.stats().level_changes
-        return [(changes.get(lvl, 0), {"memwarden.level": lvl.name.lower()}) for lvl in Level]
+        return [
+            (changes.get(lvl, 0), {"memwarden.level": lvl.monitor_name.lower()})
+            for lvl in MONITOR_LEVELS
+        ]
 
     def _samples(self) -> Iterable[tuple[float, dict[str, Any]]]:
         return [(self.monitor.stats().samples, {})]

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwarden import probes
 from memwarden.exceptions import ConfigurationError
-from memwarden.monitor import Level, MemoryMonitor
-from memwarden.monitor import monitor as default_monitor
+from memwarden.monitoring import MONITOR_LEVELS, MemoryMonitor
+from memwarden.monitoring import monitor as default_monitor
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -43,7 +43,7 @@ METRICS: dict[str, str] = {
     "memwarden_warning_threshold_bytes": "gauge: usage at which the level becomes WARNING",
     "memwarden_critical_threshold_bytes": "gauge: usage at which the level becomes CRITICAL",
     "memwarden_usage_ratio": "gauge: rss / limit",
-    "memwarden_level": "gauge: monitor level, 0 OK, 1 WARNING, 2 CRITICAL",
+    "memwarden_level": "gauge: monitor level, 0 OK, 1 WARNING, 3 CRITICAL",
     "memwarden_level_changes_total": "counter{level}: times the monitor entered each level",
     "memwarden_time_in_level_seconds_total": "counter{level}: seconds spent in each level",
     "memwarden_python_heap_bytes": "gauge: bytes traced by tracemalloc (when tracing)",
@@ -90,7 +90,7 @@ class MemwardenCollector:
     """A ``prometheus_client`` collector reading memwarden's state at each scrape.
 
     Args:
-        monitor: the monitor to report; default the process-wide :func:`memwarden.monitor.monitor`
+        monitor: the monitor to report; default the process-wide :func:`memwarden.monitor`
             (created and started on the first scrape, not before).
         probe: the RSS probe read at scrape time (default :func:`memwarden.probes.rss`).
     """
@@ -125,9 +125,9 @@ class MemwardenCollector:
         yield _gauge("memwarden_level", int(st.level))
         changes = _counter("memwarden_level_changes_total", labels=["level"])
         in_level = _counter("memwarden_time_in_level_seconds_total", labels=["level"])
-        for lvl in Level:
-            changes.add_metric([lvl.name.lower()], st.level_changes.get(lvl, 0))
-            in_level.add_metric([lvl.name.lower()], st.time_in_level_s.get(lvl, 0.0))
+        for lvl in MONITOR_LEVELS:
+            changes.add_metric([lvl.monitor_name.lower()], st.level_changes.get(lvl, 0))
+            in_level.add_metric([lvl.monitor_name.lower()], st.time_in_level_s.get(lvl, 0.0))
         yield changes
         yield in_level
         if tracemalloc.is_tracing():

@@ -43,7 +43,7 @@ from memwarden.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from memwarden.monitor import MemoryMonitor, Sample, Subscription
+    from memwarden.monitoring import MemoryMonitor, Sample, Subscription
 
 __all__ = [
     "MultiprocessPublisher",
@@ -91,7 +91,7 @@ _GAUGES: dict[str, tuple[str, str, _Mode]] = {
     "usage": ("memwarden_usage_ratio", "Highest RSS / limit of any live process.", "livemax"),
     "level": (
         "memwarden_level",
-        "Worst monitor level of any live process: 0 OK, 1 WARNING, 2 CRITICAL.",
+        "Worst monitor level of any live process: 0 OK, 1 WARNING, 3 CRITICAL.",
         "livemax",
     ),
     "limit": ("memwarden_limit_bytes", "Memory budget of each live process.", "liveall"),
@@ -129,7 +129,7 @@ class MultiprocessPublisher:
                 source="environment",
             )
         if monitor is None:
-            from memwarden.monitor import monitor as default_monitor
+            from memwarden.monitoring import monitor as default_monitor
 
             monitor = default_monitor()
         self.monitor = monitor

@@ -332,8 +332,8 @@ class MemwardenPlugin:
 
 @pytest.fixture
 def memory_monitor() -> Iterator[Any]:
-    """A started ``memwarden.monitor.MemoryMonitor`` for this test, stopped afterwards."""
-    from memwarden.monitor import MemoryMonitor
+    """A started ``memwarden.monitoring.MemoryMonitor`` for this test, stopped afterwards."""
+    from memwarden.monitoring import MemoryMonitor
 
     monitor = MemoryMonitor()
     monitor.start()

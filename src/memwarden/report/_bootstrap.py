@@ -250,7 +250,7 @@ class _Session:
 
     def _subscribe_spans(self) -> None:
         try:
-            from memwarden.monitor import monitor
+            from memwarden.monitoring import monitor
         except ImportError:
             log.debug("memwarden.monitor is not available; no operation spans recorded")
             return

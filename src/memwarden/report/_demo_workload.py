@@ -232,10 +232,10 @@ def _lines(log_path: str) -> Iterable[str]:
 def run_memwarden(log_path: str) -> dict[str, Any]:
     """Streaming, pooled buffers, a bounded cache, adaptive batches, under the monitor."""
     from memwarden.batch import AdaptiveBatchProcessor
-    from memwarden.monitor import track
+    from memwarden.monitoring import track
 
     COMPONENTS["batch"] = "memwarden.batch.AdaptiveBatchProcessor(max_batch=50_000)"
-    COMPONENTS["monitor"] = "memwarden.monitor.track() spans per batch"
+    COMPONENTS["monitor"] = "memwarden.track() spans per batch"
     normalize = _bounded_normalizer()
     levels: dict[str, int] = {}
     svc_status: dict[str, int] = {}

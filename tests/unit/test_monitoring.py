@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from memwarden.config import MemoryConfig
 from memwarden.exceptions import DisposedError, MemwardenError
-from memwarden.monitor import (
+from memwarden.levels import MONITOR_LEVELS, Thresholds, monitor_level
+from memwarden.monitoring import (
     MAX_OPERATION_NAMES,
     MAX_SUBSCRIBERS,
     OTHER_OPERATION,
@@ -26,7 +27,6 @@ from memwarden.monitor import (
     OperationStats,
     Sample,
     Subscription,
-    _next_level,
     _Ring,
 )
 from tests.support.monitoring import FakeClock, FakeProbe, wait_until
@@ -103,13 +103,15 @@ def test_zero_hysteresis_follows_the_raw_value() -> None:
     ]
 
 
-@pytest.mark.parametrize("old", list(Level))
+@pytest.mark.parametrize("old", MONITOR_LEVELS)
 def test_next_level_never_goes_below_the_raw_band(old: Level) -> None:
     """Whatever the previous level, the result is at least the band of the value."""
+    lines = Thresholds(warning=0.8, critical=0.9, hysteresis=0.05).lines(1000)
     for usage in range(0, 1200, 7):
         raw = Level.CRITICAL if usage >= 900 else Level.WARNING if usage >= 800 else Level.OK
-        new = _next_level(old, usage, 800, 900, 50.0)
+        new = monitor_level(usage, lines, old)
         assert raw <= new <= max(raw, old)
+        assert new in MONITOR_LEVELS
 
 
 @settings(max_examples=200, deadline=None)
@@ -461,7 +463,7 @@ def test_a_forked_child_starts_clean_and_restarts_on_request(restart: bool) -> N
                 # Only samples taken in the child (after the fork) may be in its history.
                 fresh = int(all(s.time_s >= t_fork for s in mon.history()))
                 ok = wait_until(lambda: mon.stats().samples >= 2, timeout_s=5) if restart else True
-                msg = f"{fresh} {int(mon.running)} {int(ok)} {mon.level.name}"
+                msg = f"{fresh} {int(mon.running)} {int(ok)} {mon.level.monitor_name}"
                 os.write(w, msg.encode())
                 code = 0
             finally:
@@ -484,7 +486,7 @@ def test_a_forked_child_starts_clean_and_restarts_on_request(restart: bool) -> N
 def test_the_default_monitor_is_created_on_first_use_not_at_import() -> None:
     """Importing memwarden.monitor creates no monitor; monitor() makes one, then returns it."""
     code = (
-        "import memwarden.monitor as m, threading\n"
+        "import memwarden.monitoring as m, threading\n"
         "assert m.default_monitor_if_created() is None\n"
         "assert not any(t.name == 'memwarden-monitor' for t in threading.enumerate())\n"
         "a = m.monitor(); b = m.monitor()\n"
@@ -509,3 +511,34 @@ def test_repr_names_state_and_level() -> None:
     assert "stopped" in text
     assert "CRITICAL" in text
     assert "1000 B" in text or "1000" in text
+
+
+def test_the_old_module_path_still_imports_with_a_deprecation_warning() -> None:
+    """`from memwarden.monitor import X` warns and works; memwarden.monitor stays the function."""
+    code = (
+        "import warnings, memwarden\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from memwarden.monitor import MemoryMonitor, track\n"
+        "    import memwarden.monitor\n"
+        "import memwarden.monitoring as new\n"
+        "assert MemoryMonitor is new.MemoryMonitor and track is new.track\n"
+        "assert [x.category.__name__ for x in w] == ['DeprecationWarning'] * 2, w\n"
+        "assert 'memwarden.monitoring' in str(w[0].message)\n"
+        "assert callable(memwarden.monitor) and not isinstance(memwarden.monitor, type(new))\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "MEMWARDEN_MAX_MEMORY": "1 GiB"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_no_module_swaps_its_class() -> None:
+    """The monitor module is a plain module: nothing assigns ``__class__`` to make it callable."""
+    import memwarden.monitoring as mod
+
+    assert type(mod) is type(os)
+    assert not callable(mod)

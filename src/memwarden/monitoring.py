@@ -14,7 +14,6 @@ from __future__ import annotations
 import _tracemalloc as tracemalloc  # the C functions only: tracemalloc.py imports pickle, linecache
 import contextvars
 import dataclasses
-import enum
 import functools
 import gc
 import inspect
@@ -27,10 +26,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from memwarden import _registry
-from memwarden._compat import make_module_callable
 from memwarden._registry import Subscribers, Subscription, reset_after_fork
 from memwarden._units import format_size
 from memwarden.exceptions import DisposedError, MemwardenError
+from memwarden.levels import MONITOR_LEVELS, Level, monitor_level
 from memwarden.probes import rss
 
 if TYPE_CHECKING:
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from memwarden.config import MemoryConfig
 
 __all__ = [
+    "MONITOR_LEVELS",
     "Level",
     "MemoryMonitor",
     "MonitorStats",
@@ -49,7 +49,7 @@ __all__ = [
     "track",
 ]
 
-log = logging.getLogger("memwarden.monitor")
+log = logging.getLogger("memwarden.monitor")  # the logger keeps its name
 
 #: Subscribers allowed per kind (sample, level change, operation) on one monitor.
 MAX_SUBSCRIBERS = _registry.MAX_SUBSCRIBERS
@@ -59,14 +59,6 @@ MAX_OPERATION_NAMES = 1000
 OTHER_OPERATION = "<other>"
 # The ring stores "no heap figure" as -1 so it can stay a flat array of int64.
 _NO_HEAP = -1
-
-
-class Level(enum.IntEnum):
-    """How close usage is to ``max_memory_bytes``."""
-
-    OK = 0
-    WARNING = 1
-    CRITICAL = 2
 
 
 class Sample(NamedTuple):
@@ -333,11 +325,7 @@ class MemoryMonitor:
             config = load_config()
         self._config = config
         # The config is frozen: compute the lines once, not on every sample.
-        self._lines = (
-            config.warning_bytes,
-            config.critical_bytes,
-            config.hysteresis * config.max_memory_bytes,
-        )
+        self._lines = config.thresholds.lines(config.max_memory_bytes)
         self._probe = probe or rss
         self._clock = clock or time.monotonic
         self._restart_in_child = restart_in_child
@@ -366,8 +354,8 @@ class MemoryMonitor:
         self._last: Sample | None = None
         self._samples = 0
         self._peak_rss: int | None = None
-        self._time_in_level = dict.fromkeys(Level, 0.0)
-        self._level_changes = dict.fromkeys(Level, 0)
+        self._time_in_level = dict.fromkeys(MONITOR_LEVELS, 0.0)
+        self._level_changes = dict.fromkeys(MONITOR_LEVELS, 0)
         self._sampler_cpu_s = 0.0  # CPU time of sampler threads that have finished
         self._sampler_live = False  # a sampler thread runs and its CPU clock is readable
         self._wall_time_s = 0.0
@@ -459,7 +447,7 @@ class MemoryMonitor:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("running" if self.running else "stopped")
         return (
-            f"<MemoryMonitor {state} level={self._level.name} "
+            f"<MemoryMonitor {state} level={self._level.monitor_name} "
             f"max_memory={format_size(self._config.max_memory_bytes)} "
             f"interval={self._config.monitoring_interval_s}s samples={self._samples}>"
         )
@@ -539,7 +527,7 @@ class MemoryMonitor:
         """
         rss_bytes = int(self._probe())
         heap = self._read_heap()
-        warn, crit, margin = self._lines
+        lines = self._lines
         with self._lock:
             now = self._clock()
             sample = Sample(now, rss_bytes, heap)
@@ -552,7 +540,7 @@ class MemoryMonitor:
             if self._peak_rss is None or rss_bytes > self._peak_rss:
                 self._peak_rss = rss_bytes
             old = self._level
-            new = _next_level(old, rss_bytes, warn, crit, margin)
+            new = monitor_level(rss_bytes, lines, old)
             if new != old:
                 self._level = new
                 self._level_changes[new] += 1
@@ -580,8 +568,8 @@ class MemoryMonitor:
             "(warning at %.0f%%, critical at %.0f%%)"
         )
         args = (
-            new.name,
-            old.name,
+            new.monitor_name,
+            old.monitor_name,
             format_size(sample.rss_bytes),
             100 * ratio,
             format_size(cfg.max_memory_bytes),
@@ -746,21 +734,6 @@ class MemoryMonitor:
                 self.start()
             except Exception:  # pragma: no cover - thread creation failed in the child
                 log.exception("memwarden monitor: could not restart the sampler after fork")
-
-
-def _next_level(old: Level, usage: int, warn: int, crit: int, margin: float) -> Level:
-    """The level for ``usage``: rise at once; leave a level only ``margin`` bytes below its line."""
-    raw = Level.CRITICAL if usage >= crit else Level.WARNING if usage >= warn else Level.OK
-    if raw >= old:
-        return raw
-    level = old
-    while level > raw:
-        line = crit if level is Level.CRITICAL else warn
-        if usage < line - margin:
-            level = Level(level - 1)
-        else:
-            break
-    return level
 
 
 def _after_fork_child() -> None:
@@ -1050,7 +1023,3 @@ class track:  # lowercase: used like a function, `with track("load"):` / `@track
 def current_operations() -> tuple[str, ...]:
     """Names of the ``track()`` blocks open in this thread or task, outermost first."""
     return tuple(f.owner.name for f in _active.get())
-
-
-# `memwarden.monitor()` must work even after this module was imported by name.
-make_module_callable(__name__, monitor)
