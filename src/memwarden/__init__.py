@@ -15,6 +15,7 @@ import importlib
 import sys
 import types
 import warnings
+from importlib.machinery import ModuleSpec
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -43,11 +44,11 @@ _EXPORTS: dict[str, str] = {
     "LineTooLongError": "memwarden.exceptions",
     "MemoryBudgetExceededError": "memwarden.exceptions",
     "MemoryConfig": "memwarden.config",
-    "MemoryDelta": "memwarden.snapshot",
+    "MemoryDelta": "memwarden.snapshots",
     "MemoryLimit": "memwarden.probes",
     "MemoryMonitor": "memwarden.monitoring",
     "MemoryPressureWarning": "memwarden.exceptions",
-    "MemorySnapshot": "memwarden.snapshot",
+    "MemorySnapshot": "memwarden.snapshots",
     "MemwardenError": "memwarden.exceptions",
     "MemwardenWarning": "memwarden.exceptions",
     "ObjectPool": "memwarden.pool",
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "PressureDetector": "memwarden.pressure",
     "PressureLevel": "memwarden.pressure",
     "PressureTimeoutError": "memwarden.exceptions",
+    "RegistryFullError": "memwarden.exceptions",
     "ResourceManager": "memwarden.dispose",
     "TraceFormatError": "memwarden.exceptions",
     "UndisposedResourceWarning": "memwarden.exceptions",
@@ -90,7 +92,7 @@ _EXPORTS: dict[str, str] = {
     "rss": "memwarden.probes",
     "set_process_limit": "memwarden.budget",
     "sizeof": "memwarden.sizing",
-    "snapshot": "memwarden.snapshot",
+    "snapshot": "memwarden.snapshots",
     "suspect_leak": "memwarden.leaks",
     "track": "memwarden.monitoring",
 }
@@ -131,6 +133,7 @@ __all__ = [
     "PressureDetector",
     "PressureLevel",
     "PressureTimeoutError",
+    "RegistryFullError",
     "ResourceManager",
     "TraceFormatError",
     "UndisposedResourceWarning",
@@ -205,31 +208,44 @@ def _start_agent_from_environment() -> None:
 _start_agent_from_environment()
 
 
-def _deprecated_module(old: str, new: str) -> None:
-    """Keep ``import old`` working for one release, warning, without shadowing a function.
+# Module paths that moved, kept importable for one release with a DeprecationWarning:
+# old dotted name -> the module that now defines its names. A module may not share its
+# name with a function of the package (``memwarden.snapshot()``): importing a submodule
+# rebinds the package attribute to the module. So the old path is no file here but an
+# alias placed in sys.modules, which the import system returns as it is, without
+# touching the package attribute: ``from memwarden.snapshot import MemorySnapshot``
+# works and warns, and ``memwarden.snapshot`` stays the function in every import order.
+_MOVED_MODULES: dict[str, str] = {
+    "memwarden.monitor": "memwarden.monitoring",
+    "memwarden.snapshot": "memwarden.snapshots",
+}
 
-    ``memwarden.monitor`` is the function; its module is now ``memwarden.monitoring``. A
-    real ``memwarden/monitor.py`` would rebind ``memwarden.monitor`` to the module on
-    import, so the old path is an entry in ``sys.modules`` whose attributes load from the
-    new module with a DeprecationWarning (``from memwarden.monitor import track`` works).
-    """
-    alias = types.ModuleType(old, f"Deprecated: use {new}.")
 
-    def forward(name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
+def _moved_module(old: str, new: str) -> types.ModuleType:
+    """A module object standing for ``old`` that forwards every name to ``new``, warning."""
+    alias = types.ModuleType(old, f"Deprecated alias of {new}: import from {new} instead.")
+    alias.__spec__ = ModuleSpec(old, None)
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__") and name != "__all__":
+            # Tools probe __path__, __file__, __wrapped__...: answer like a plain module.
+            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+        what = "*" if name == "__all__" else name
         warnings.warn(
-            f"{old} is deprecated: import {name} from {new} (or from memwarden)",
+            f"{old} is deprecated and will be removed in the next release: "
+            f"import {what} from {new} (or from memwarden) instead",
             DeprecationWarning,
             stacklevel=2,
         )
         return getattr(importlib.import_module(new), name)
 
-    alias.__getattr__ = forward  # type: ignore[method-assign]
-    sys.modules.setdefault(old, alias)
+    alias.__getattr__ = __getattr__  # type: ignore[method-assign]
+    return alias
 
 
-_deprecated_module("memwarden.monitor", "memwarden.monitoring")
+for _old, _new in _MOVED_MODULES.items():
+    sys.modules.setdefault(_old, _moved_module(_old, _new))
+del _old, _new
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -319,6 +335,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.exceptions import (
         PressureTimeoutError as PressureTimeoutError,
+    )
+    from memwarden.exceptions import (
+        RegistryFullError as RegistryFullError,
     )
     from memwarden.exceptions import (
         TraceFormatError as TraceFormatError,
@@ -416,13 +435,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from memwarden.sizing import (
         sizeof as sizeof,
     )
-    from memwarden.snapshot import (
+    from memwarden.snapshots import (
         MemoryDelta as MemoryDelta,
     )
-    from memwarden.snapshot import (
+    from memwarden.snapshots import (
         MemorySnapshot as MemorySnapshot,
     )
-    from memwarden.snapshot import (
+    from memwarden.snapshots import (
         snapshot as snapshot,
     )
     from memwarden.stream import (

@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -33,21 +34,27 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import (
     ConfigurationError,
     MemoryBudgetExceededError,
     PressureTimeoutError,
 )
+from memwarden.levels import PressureLevel
 from memwarden.probes import effective_limit, peak_rss, rss
-from memwarden.typing import Clock, Probe
+from memwarden.typing import Clock, PressureSource, Probe
 
 __all__ = [
     "DEFAULT_CUT_FACTOR",
+    "ESTIMATE_WINDOW",
+    "NOISE_BYTES",
+    "RELIABLE_BYTES",
     "AdaptiveBatchProcessor",
     "BatchEvent",
+    "BatchSizer",
     "BatchStats",
     "process_peak_bytes",
 ]
@@ -62,35 +69,17 @@ DEFAULT_CUT_FACTOR = 0.5
 docs/batching.md (the learned per-item estimate does the fine sizing, so the cut only
 has to get out of trouble fast)."""
 
-_NOISE_BYTES = 256 * 1024
+NOISE_BYTES = 256 * 1024
 """Per-batch memory deltas below this are allocator noise, not a per-item cost."""
 
-_RELIABLE_BYTES = 4 * 1024 * 1024
+RELIABLE_BYTES = 4 * 1024 * 1024
 """A batch that moved memory by this much gives an estimate good enough to jump on."""
 
-_ESTIMATE_WINDOW = 8
+ESTIMATE_WINDOW = 8
+"""Batches whose per-item cost the estimate keeps (it is the largest of them)."""
+
 _SIZE_HISTORY = 512
 """Batch sizes kept in ``BatchStats.sizes`` (about 56 KB once full; 10 000 was 0.9 MB)."""
-
-_HIGH = 2
-_MODERATE = 1
-
-
-class PressureSource(Protocol):
-    """What the processor needs from a governor: a level, and a way to wait for relief."""
-
-    def level(self) -> Any: ...
-
-    def wait_for_relief(self, timeout: float | None = None, *, poll_s: float = 0.1) -> None: ...
-
-
-def _severity(level: Any) -> int:
-    """0 NONE, 1 MODERATE, 2 HIGH, 3 CRITICAL, for a PressureLevel or a look-alike."""
-    try:
-        return int(level)
-    except (TypeError, ValueError):
-        name = str(getattr(level, "name", level)).upper()
-        return {"NONE": 0, "MODERATE": 1, "HIGH": 2, "CRITICAL": 3}.get(name, 0)
 
 
 @dataclass(frozen=True)
@@ -107,7 +96,7 @@ class BatchEvent:
         duration_s: the batch's (or the wait's) duration.
         peak_bytes: memory measured at the end of the batch (peak RSS by default).
         item_bytes: the current per-item estimate, or None before any measurement.
-        level: the pressure level seen before the batch (0 NONE .. 3 CRITICAL).
+        level: the pressure level seen before the batch.
     """
 
     kind: Literal["done", "retry", "cut", "wait"]
@@ -117,7 +106,7 @@ class BatchEvent:
     duration_s: float = 0.0
     peak_bytes: int | None = None
     item_bytes: float | None = None
-    level: int = 0
+    level: PressureLevel = PressureLevel.NONE
 
 
 @dataclass
@@ -167,6 +156,15 @@ class BatchStats:
 _peak_lock = threading.Lock()
 _peak_meters = 0
 _peak_before_resets = 0
+
+
+def _new_peak_lock() -> None:
+    # Another thread of the parent may have held the lock at fork time.
+    global _peak_lock
+    _peak_lock = threading.Lock()
+
+
+reset_after_fork(_new_peak_lock)
 
 
 def process_peak_bytes() -> int:
@@ -277,15 +275,48 @@ class _PeakMeter:
             self._started_tracing = False
 
 
-class _Controller:
-    """The sizing policy, shared by ``run`` and ``arun``; no I/O, no clocks of its own."""
+class BatchSizer:
+    """The batch-size policy: how big the next batch may be, from what earlier ones cost.
 
-    def __init__(self, proc: AdaptiveBatchProcessor[Any, Any]) -> None:
-        self.p = proc
-        self.size = proc.initial_batch
+    One rule for every adaptive batcher in memwarden (:class:`AdaptiveBatchProcessor`
+    and ``memwarden.integrations.dask.adaptive_map``); it does no I/O and reads no clock,
+    so each caller measures in its own way and feeds the figures in:
+
+    * the per-item cost is the largest of the last few measurements (one heavy batch
+      shrinks the next at once; the window lets sizes grow back after it);
+    * a batch moving memory by less than :data:`NOISE_BYTES` teaches nothing;
+    * growth is a slow start (doubling) until the first batch that moved memory by
+      :data:`RELIABLE_BYTES`, which sizes the next batch straight from the headroom;
+      after the slow start, growth is additive (``increase`` per batch);
+    * every size is capped by what the estimate says fits in the room left, and by the
+      ceiling below the smallest batch that failed with ``MemoryError``;
+    * ``cut`` is multiplicative (``cut_factor``), for pressure and for failures.
+
+    Args:
+        initial: the first batch's size.
+        minimum, maximum: bounds on every size.
+        increase: items added per batch once past the slow start.
+        cut_factor: the multiplicative cut, in (0, 1).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: int,
+        minimum: int,
+        maximum: int,
+        increase: int,
+        cut_factor: float = DEFAULT_CUT_FACTOR,
+    ) -> None:
+        self.size = initial
+        self.minimum = minimum
+        self.maximum = maximum
+        self.increase = increase
+        self.cut_factor = cut_factor
         self.slow_start = True
-        self.recent: collections.deque[float] = collections.deque(maxlen=_ESTIMATE_WINDOW)
+        self.recent: collections.deque[float] = collections.deque(maxlen=ESTIMATE_WINDOW)
         self.hold = False
+        """Set by the caller under moderate pressure: keep the size, do not grow."""
         self.reliable = False
         # The smallest batch that raised MemoryError, less one: growth never goes back
         # above it (items can vary, but retrying a failed size is the costliest move).
@@ -293,48 +324,62 @@ class _Controller:
 
     @property
     def estimate(self) -> float | None:
-        # The largest recent per-item cost: conservative on purpose, because an
-        # underestimate is what gets a process killed under a hard limit.
+        """Bytes per item: the largest recent measurement, or None before one."""
+        # Conservative on purpose: an underestimate is what gets a process killed
+        # under a hard limit.
         return max(self.recent) if self.recent else None
 
     def cut(self, size: int) -> int:
+        """A size below ``size`` (by ``cut_factor``, at least one less); ends the slow start."""
         self.slow_start = False
-        return max(self.p.min_batch, min(size - 1, math.floor(size * self.p.cut_factor)))
+        return max(self.minimum, min(size - 1, math.floor(size * self.cut_factor)))
 
-    def cap(self, base_bytes: int) -> int:
-        """The largest batch the estimate says fits under the target."""
+    def failed(self, n: int) -> int:
+        """A batch of ``n`` raised ``MemoryError``: cut, keep the ceiling, return the new size."""
+        self.size = self.cut(n)
+        self.ceiling = max(
+            self.minimum, n - 1 if self.ceiling is None else min(self.ceiling, n - 1)
+        )
+        return self.size
+
+    def cap(self, room_bytes: int | None) -> int:
+        """The largest batch the estimate says fits in ``room_bytes`` (None: room unknown)."""
         est = self.estimate
-        if est is None or est <= 0:
-            return self.p.max_batch
-        room = self.p.target_bytes - base_bytes
-        return max(self.p.min_batch, min(self.p.max_batch, math.floor(room / est)))
+        if room_bytes is None or est is None or est <= 0:
+            return self.maximum
+        return max(self.minimum, min(self.maximum, math.floor(room_bytes / est)))
 
-    def observe(self, n: int, base_bytes: int, peak_bytes: int) -> None:
-        delta = peak_bytes - base_bytes
-        if delta >= _NOISE_BYTES:
-            self.recent.append(delta / n)
-            if delta >= _RELIABLE_BYTES:
+    def fit(self, room_bytes: int | None) -> int:
+        """The current size, cut to what fits in ``room_bytes`` now (without changing it)."""
+        return max(self.minimum, min(self.size, self.cap(room_bytes)))
+
+    def observe(self, n: int, used_bytes: int) -> None:
+        """Learn from a finished batch of ``n`` items that moved memory by ``used_bytes``."""
+        if used_bytes >= NOISE_BYTES:
+            self.recent.append(used_bytes / n)
+            if used_bytes >= RELIABLE_BYTES:
                 self.reliable = True
 
-    def next_size(self, n: int, base_bytes: int) -> int:
-        """Size after a successful batch of ``n`` (``base_bytes`` = memory now)."""
+    def next_size(self, n: int, room_bytes: int | None) -> int:
+        """The size after a good batch of ``n`` with ``room_bytes`` left (kept as ``size``)."""
         if self.hold:
             grown = self.size
         elif self.slow_start and self.reliable:
             # One batch that moved memory by a clear margin is enough to size the next
             # one straight from the headroom: the target's margin absorbs the error,
             # and ramping up by doubling cost ~7 % of throughput in the proof workload.
-            grown = self.p.max_batch
+            grown = self.maximum
         elif self.slow_start:
             grown = max(self.size, n) * 2
         else:
-            grown = self.size + self.p.increase
-        cap = self.cap(base_bytes)
+            grown = self.size + self.increase
+        cap = self.cap(room_bytes)
         if grown > cap and self.estimate is not None:
             self.slow_start = False
         if self.ceiling is not None:
             cap = min(cap, self.ceiling)
-        return max(self.p.min_batch, min(grown, cap, self.p.max_batch))
+        self.size = max(self.minimum, min(grown, cap, self.maximum))
+        return self.size
 
 
 class AdaptiveBatchProcessor(Generic[T, R]):
@@ -353,9 +398,12 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         increase: items added per batch once past the slow start (default
             ``max(1, initial_batch // 2)``).
         cut_factor: multiplicative cut under pressure and on MemoryError (0 < f < 1).
-        governor: anything with ``level()`` and ``wait_for_relief(timeout)``; None
-            (default) uses ``memwarden.pressure.governor()`` when available; False
-            disables pressure handling.
+        governor: where pressure is read: :data:`~memwarden.pressure.DEFAULT` (the
+            default) for the process-wide ``memwarden.pressure.governor()``, resolved
+            on first use; ``None`` for none (batches then adapt to measured memory
+            only); or a :class:`~memwarden.pressure.Governor` or any
+            :class:`~memwarden.typing.PressureSource`. ``False`` is a deprecated
+            spelling of ``None``.
         pressure_timeout_s: the longest wait for relief before a batch.
         on_pressure_timeout: ``"continue"`` (log, continue at ``min_batch``) or ``"raise"``
             (raise :class:`~memwarden.exceptions.PressureTimeoutError`).
@@ -383,7 +431,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         initial_batch: int | None = None,
         increase: int | None = None,
         cut_factor: float = DEFAULT_CUT_FACTOR,
-        governor: PressureSource | Literal[False] | None = None,
+        governor: PressureSource | DefaultType | Literal[False] | None = DEFAULT,
         pressure_timeout_s: float = 60.0,
         on_pressure_timeout: Literal["continue", "raise"] = "continue",
         measure: Literal["peak", "rss", "heap"] = "peak",
@@ -473,7 +521,26 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         self.initial_batch = initial_batch
         self.increase = increase
         self.cut_factor = cut_factor
-        self._governor_arg = governor
+        if governor is False:
+            warnings.warn(
+                "AdaptiveBatchProcessor(governor=None) is deprecated: pass governor=None "
+                "for no governor (DEFAULT is the process-wide one)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            governor = None
+        elif (
+            governor is not None
+            and governor is not DEFAULT
+            and not callable(getattr(governor, "level", None))
+        ):
+            raise ConfigurationError(
+                f"governor={governor!r}: expected DEFAULT, None or an object with level() "
+                "and wait_for_relief()",
+                value=governor,
+                source="governor",
+            )
+        self._governor_arg: PressureSource | DefaultType | None = governor
         self._governor: PressureSource | None = None
         self._governor_resolved = False
         self.pressure_timeout_s = pressure_timeout_s
@@ -497,9 +564,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         """The pressure source in use (resolved lazily), or None when disabled."""
         if not self._governor_resolved:
             self._governor_resolved = True
-            if self._governor_arg is False:
-                self._governor = None
-            elif self._governor_arg is not None:
+            if self._governor_arg is not DEFAULT:
                 self._governor = self._governor_arg
             else:
                 try:
@@ -511,15 +576,24 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                     self._governor = None
         return self._governor
 
-    def _level(self) -> int:
+    def _sizer(self) -> BatchSizer:
+        return BatchSizer(
+            initial=self.initial_batch,
+            minimum=self.min_batch,
+            maximum=self.max_batch,
+            increase=self.increase,
+            cut_factor=self.cut_factor,
+        )
+
+    def _level(self) -> PressureLevel:
         gov = self.governor
         if gov is None:
-            return 0
+            return PressureLevel.NONE
         try:
-            return _severity(gov.level())
+            return PressureLevel(gov.level())
         except Exception:
             log.warning("governor.level() failed; treating as no pressure", exc_info=True)
-            return 0
+            return PressureLevel.NONE
 
     def _emit(self, event: BatchEvent) -> None:
         for hook in self._hooks:
@@ -538,7 +612,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
 
     def _memory_error(
         self,
-        ctl: _Controller,
+        ctl: BatchSizer,
         batch: list[T],
         pending: collections.deque[T],
         exc: MemoryError,
@@ -555,20 +629,18 @@ class AdaptiveBatchProcessor(Generic[T, R]):
                 peak_bytes=rss(),
                 limit_bytes=self.max_memory_bytes,
             ) from exc
-        new = ctl.cut(n)
-        ctl.size = new
-        ctl.ceiling = max(self.min_batch, n - 1 if ctl.ceiling is None else min(ctl.ceiling, n - 1))
+        new = ctl.failed(n)
         for item in reversed(batch[new:]):
             pending.appendleft(item)
         log.info("MemoryError in a batch of %d; retrying with %d", n, new)
         self._emit(BatchEvent("retry", self.stats.batches, n, new, item_bytes=ctl.estimate))
         return batch[:new]
 
-    def _before_batch(self, ctl: _Controller) -> bool:
+    def _before_batch(self, ctl: BatchSizer) -> bool:
         """Apply the pressure level to the size; True when the processor must wait."""
         level = self._level()
-        ctl.hold = level >= _MODERATE
-        if level >= _HIGH:
+        ctl.hold = level >= PressureLevel.MODERATE
+        if level >= PressureLevel.HIGH:
             old = ctl.size
             ctl.size = ctl.cut(old)
             self.stats.cuts += 1
@@ -576,7 +648,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
             return True
         return False
 
-    def _after_wait(self, ctl: _Controller, waited_s: float, exc: Exception | None) -> None:
+    def _after_wait(self, ctl: BatchSizer, waited_s: float, exc: Exception | None) -> None:
         self.stats.waits += 1
         self.stats.wait_s += waited_s
         if exc is not None:
@@ -589,7 +661,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
 
     def _after_batch(
         self,
-        ctl: _Controller,
+        ctl: BatchSizer,
         n: int,
         base: int,
         peak: int,
@@ -598,7 +670,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         duration_s: float,
         t0: float,
     ) -> None:
-        ctl.observe(n, base, peak)
+        ctl.observe(n, peak - base)
         st = self.stats
         st.batches += 1
         st.items += n
@@ -606,7 +678,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         st.item_bytes = ctl.estimate
         st.sizes.append((self.clock() - t0, n))
         st._max_size = max(st._max_size, n)
-        ctl.size = ctl.next_size(n, usage)
+        ctl.next_size(n, self.target_bytes - usage)
         self._emit(BatchEvent("done", st.batches, n, ctl.size, duration_s, peak, ctl.estimate))
 
     def _bar(self, items: object) -> Any:
@@ -646,7 +718,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         return self._run(items)
 
     def _run(self, items: Iterable[T]) -> Iterator[R]:
-        ctl = _Controller(self)
+        ctl = self._sizer()
         meter = _PeakMeter(self.measure, self.probe)
         it = iter(items)
         pending: collections.deque[T] = collections.deque()
@@ -691,7 +763,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
             if bar is not None:
                 bar.stop()
 
-    def _wait_sync(self, ctl: _Controller) -> None:
+    def _wait_sync(self, ctl: BatchSizer) -> None:
         gov = self.governor
         if gov is None:
             return
@@ -724,7 +796,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
         import asyncio
         import inspect
 
-        ctl = _Controller(self)
+        ctl = self._sizer()
         meter = _PeakMeter(self.measure, self.probe)
         pending: collections.deque[T] = collections.deque()
         is_async = isinstance(items, AsyncIterable)
@@ -794,7 +866,7 @@ class AdaptiveBatchProcessor(Generic[T, R]):
             if bar is not None:
                 bar.stop()
 
-    async def _wait_async(self, ctl: _Controller) -> None:
+    async def _wait_async(self, ctl: BatchSizer) -> None:
         import asyncio
 
         gov = self.governor

@@ -13,20 +13,19 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
-import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator
 from types import MethodType, TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from memwarden._leaktrack import creation_site
 from memwarden.exceptions import (
+    DisposalError,
     DisposedError,
-    MemwardenError,
-    MemwardenWarning,
-    PoolExhaustedError,
+    MaxListenersExceededWarning,
+    RegistryFullError,
     UndisposedResourceWarning,
 )
 
@@ -68,31 +67,6 @@ class AsyncDisposable(Protocol):
     async def adispose(self) -> None:
         """Release the resources held; awaiting it again does nothing."""
         ...
-
-
-# --------------------------------------------------------------------------- errors
-
-if sys.version_info >= (3, 11):
-
-    class DisposalError(ExceptionGroup, MemwardenError):  # noqa: F821
-        """Several disposers failed; ``exceptions`` holds every failure, in disposal order.
-
-        On Python 3.11+ this is an ``ExceptionGroup`` (so ``except*`` works) and a
-        ``MemwardenError``.
-        """
-
-        def derive(self, excs: Sequence[Exception]) -> DisposalError:  # type: ignore[override]
-            return DisposalError(self.message, excs)
-
-else:  # pragma: no cover - exercised on 3.10 only
-
-    class DisposalError(MemwardenError):
-        """Several disposers failed; ``exceptions`` holds every failure, in disposal order."""
-
-        def __init__(self, message: str, exceptions: Sequence[BaseException]) -> None:
-            super().__init__(f"{message} ({len(exceptions)} sub-exceptions)")
-            self.message = message
-            self.exceptions = tuple(exceptions)
 
 
 def _raise_collected(errors: list[BaseException], what: str) -> None:
@@ -342,7 +316,7 @@ class ResourceManager:
     Args:
         collect_garbage: run ``gc.collect()`` at the end of each ``dispose()``.
         max_resources: bound on tracked resources; ``track()`` beyond it raises
-            ``PoolExhaustedError`` (a manager that only grows is itself a leak).
+            ``RegistryFullError`` (a manager that only grows is itself a leak).
     """
 
     def __init__(self, *, collect_garbage: bool = False, max_resources: int = 65_536) -> None:
@@ -363,7 +337,7 @@ class ResourceManager:
 
         Raises:
             TypeError: no ``on_dispose`` and the resource has neither ``dispose()`` nor ``close()``.
-            PoolExhaustedError: ``max_resources`` are tracked already.
+            RegistryFullError: ``max_resources`` are tracked already.
             DisposedError: the manager was closed.
         """
         if on_dispose is None:
@@ -375,7 +349,7 @@ class ResourceManager:
             if self._closed:
                 raise DisposedError("ResourceManager is closed")
             if id(resource) not in self._resources and len(self._resources) >= self.max_resources:
-                raise PoolExhaustedError(
+                raise RegistryFullError(
                     f"ResourceManager already tracks max_resources={self.max_resources} "
                     "resources; dispose() or untrack() some"
                 )
@@ -577,10 +551,6 @@ class DisposableBase:
 
 
 # --------------------------------------------------------------------------- events
-
-
-class MaxListenersExceededWarning(MemwardenWarning):
-    """More listeners than ``max_listeners`` were added for one event: likely a listener leak."""
 
 
 class _Listener:

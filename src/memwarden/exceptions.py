@@ -1,27 +1,53 @@
-"""The exception and warning tree every memwarden module raises from.
+"""The exception and warning tree every memwarden module raises from (all of it, here).
 
 Each error subclasses the builtin a caller would already catch (``ValueError``,
 ``MemoryError``, ``TimeoutError``, ``RuntimeError``) so memwarden can be adopted
-without rewriting ``except`` clauses.
+without rewriting ``except`` clauses, and each is raised only for what its name
+says: ``ConfigurationError`` for a bad argument or setting (never for a runtime
+condition), ``PoolExhaustedError`` for a pool's lending bound, ``RegistryFullError``
+for a bounded registry that is full.
+
+::
+
+    MemwardenError(Exception)
+    ├── ConfigurationError(ValueError)
+    ├── MemoryBudgetExceededError(MemoryError)
+    ├── PressureTimeoutError(TimeoutError)
+    ├── PoolExhaustedError
+    ├── RegistryFullError
+    ├── DisposedError(RuntimeError)
+    ├── DisposalError(ExceptionGroup)      (Python 3.11+; a plain MemwardenError on 3.10)
+    ├── ItemTooLargeError(ValueError)
+    ├── LineTooLongError(ValueError)
+    ├── TraceFormatError(ValueError)
+    └── CommandError                       (carries exit_code; CLI only)
+    MemwardenWarning(UserWarning)
+    ├── MemoryPressureWarning
+    ├── UndisposedResourceWarning(ResourceWarning)
+    └── MaxListenersExceededWarning
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
     "CommandError",
     "ConfigurationError",
+    "DisposalError",
     "DisposedError",
     "ItemTooLargeError",
     "LineTooLongError",
+    "MaxListenersExceededWarning",
     "MemoryBudgetExceededError",
     "MemoryPressureWarning",
     "MemwardenError",
     "MemwardenWarning",
     "PoolExhaustedError",
     "PressureTimeoutError",
+    "RegistryFullError",
     "TraceFormatError",
     "UndisposedResourceWarning",
 ]
@@ -96,8 +122,39 @@ class PoolExhaustedError(MemwardenError):
     """A pool cannot hand out another resource without breaking its bound."""
 
 
+class RegistryFullError(MemwardenError):
+    """A bounded registry (tracked resources, callbacks) is full.
+
+    Every registry in memwarden has a bound, because one that only grows is itself a
+    leak; reaching it usually means registrations are added and never removed.
+    """
+
+
 class DisposedError(MemwardenError, RuntimeError):
     """An object was used after ``dispose()``."""
+
+
+if sys.version_info >= (3, 11):
+
+    class DisposalError(ExceptionGroup, MemwardenError):  # noqa: F821
+        """Several disposers failed; ``exceptions`` holds every failure, in disposal order.
+
+        On Python 3.11+ this is an ``ExceptionGroup`` (so ``except*`` works) and a
+        ``MemwardenError``. Raised by ``memwarden.dispose`` (which re-exports it).
+        """
+
+        def derive(self, excs: Sequence[Exception]) -> DisposalError:  # type: ignore[override]
+            return DisposalError(self.message, excs)
+
+else:  # pragma: no cover - exercised on 3.10 only
+
+    class DisposalError(MemwardenError):
+        """Several disposers failed; ``exceptions`` holds every failure, in disposal order."""
+
+        def __init__(self, message: str, exceptions: Sequence[BaseException]) -> None:
+            super().__init__(f"{message} ({len(exceptions)} sub-exceptions)")
+            self.message = message
+            self.exceptions = tuple(exceptions)
 
 
 class ItemTooLargeError(MemwardenError, ValueError):
@@ -165,3 +222,10 @@ class MemoryPressureWarning(MemwardenWarning):
 
 class UndisposedResourceWarning(MemwardenWarning, ResourceWarning):
     """A disposable resource was garbage-collected without ``dispose()``."""
+
+
+class MaxListenersExceededWarning(MemwardenWarning):
+    """More listeners than ``max_listeners`` were added for one event: likely a listener leak.
+
+    Warned by ``memwarden.dispose.EventEmitter`` (which re-exports it).
+    """

@@ -32,7 +32,7 @@ import tracemalloc
 import types
 import weakref
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -861,6 +861,56 @@ def _name_of(fn: Callable[..., object]) -> str:
     return f"{mod}.{qual}" if mod else qual
 
 
+def _check(plan: _Plan) -> Generator[int, None, LeakReport]:
+    """The one leak check behind :func:`check_leaks` and :func:`check_leaks_async`.
+
+    Yields how many calls of the code under test to make next; the caller makes them
+    (plainly, or awaiting each) and resumes the generator, which measures between the
+    rounds and returns the report. Closing it early (the code under test raised)
+    ends the tracing session like a normal exit.
+    """
+    with _Session(plan.nframes):
+        t0 = time.perf_counter()
+        yield 1  # first call: lazy initialisation, imports
+        calls = plan.calls_per_round
+        if calls is None:
+            n, t1 = 1, time.perf_counter()
+            while n < 1000 and time.perf_counter() - t1 < 0.02:
+                yield 1
+                n += 1
+            per_call = (time.perf_counter() - t1) / max(1, n - 1) if n > 1 else t1 - t0
+            calls = _calls_for(per_call)
+        for _ in range(plan.warmup):
+            yield calls
+        rec = _Recorder(plan.rounds, plan.rss_probe)
+        _collect(rec.abc_classes)
+        counts0 = _type_counts()
+        snap0 = _baseline()
+        rec.record()
+        for _ in range(plan.rounds):
+            yield calls
+            rec.record()
+        report = _finish(plan, rec, calls, snap0, counts0)
+    _log.debug("check_leaks(%s): leaked=%s", plan.name, report.leaked)
+    return report
+
+
+def _plan(
+    fn: Callable[..., object],
+    *,
+    warmup: int,
+    rounds: int,
+    calls_per_round: int | None,
+    alpha: float,
+    nframes: int,
+    rss_probe: Callable[[], int] | None,
+) -> _Plan:
+    _validate(warmup, rounds, calls_per_round)
+    return _Plan(
+        warmup, rounds, calls_per_round, alpha, nframes, rss_probe or _default_rss(), _name_of(fn)
+    )
+
+
 def check_leaks(
     fn: Callable[..., object],
     *args: Any,
@@ -892,36 +942,25 @@ def check_leaks(
     Raises:
         ConfigurationError: ``rounds``, ``warmup`` or ``calls_per_round`` is invalid.
     """
-    _validate(warmup, rounds, calls_per_round)
-    plan = _Plan(
-        warmup, rounds, calls_per_round, alpha, nframes, rss_probe or _default_rss(), _name_of(fn)
+    plan = _plan(
+        fn,
+        warmup=warmup,
+        rounds=rounds,
+        calls_per_round=calls_per_round,
+        alpha=alpha,
+        nframes=nframes,
+        rss_probe=rss_probe,
     )
-    with _Session(nframes):
-        t0 = time.perf_counter()
-        fn(*args, **kwargs)  # first call: lazy initialisation, imports
-        calls = calls_per_round
-        if calls is None:
-            n, t1 = 1, time.perf_counter()
-            while n < 1000 and time.perf_counter() - t1 < 0.02:
-                fn(*args, **kwargs)
-                n += 1
-            per_call = (time.perf_counter() - t1) / max(1, n - 1) if n > 1 else t1 - t0
-            calls = _calls_for(per_call)
-        for _ in range(warmup):
+    with contextlib.closing(_check(plan)) as steps:
+        calls = next(steps)
+        while True:
             for _ in range(calls):
                 fn(*args, **kwargs)
-        rec = _Recorder(rounds, plan.rss_probe)
-        _collect(rec.abc_classes)
-        counts0 = _type_counts()
-        snap0 = _baseline()
-        rec.record()
-        for _ in range(rounds):
-            for _ in range(calls):
-                fn(*args, **kwargs)
-            rec.record()
-        report = _finish(plan, rec, calls, snap0, counts0)
-    _log.debug("check_leaks(%s): leaked=%s", plan.name, report.leaked)
-    return report
+            try:
+                calls = next(steps)
+            except StopIteration as done:
+                report: LeakReport = done.value
+                return report
 
 
 async def check_leaks_async(
@@ -940,38 +979,29 @@ async def check_leaks_async(
     Runs in the caller's event loop; other tasks of that loop run between calls and
     their allocations count, so check in a quiet loop.
     """
-    _validate(warmup, rounds, calls_per_round)
     if not callable(fn):
         raise ConfigurationError(
             f"fn={fn!r} (check_leaks_async argument): expected a coroutine function", value=fn
         )
-    plan = _Plan(
-        warmup, rounds, calls_per_round, alpha, nframes, rss_probe or _default_rss(), _name_of(fn)
+    plan = _plan(
+        fn,
+        warmup=warmup,
+        rounds=rounds,
+        calls_per_round=calls_per_round,
+        alpha=alpha,
+        nframes=nframes,
+        rss_probe=rss_probe,
     )
-    with _Session(nframes):
-        t0 = time.perf_counter()
-        await fn(*args, **kwargs)
-        calls = calls_per_round
-        if calls is None:
-            n, t1 = 1, time.perf_counter()
-            while n < 1000 and time.perf_counter() - t1 < 0.02:
-                await fn(*args, **kwargs)
-                n += 1
-            per_call = (time.perf_counter() - t1) / max(1, n - 1) if n > 1 else t1 - t0
-            calls = _calls_for(per_call)
-        for _ in range(warmup):
+    with contextlib.closing(_check(plan)) as steps:
+        calls = next(steps)
+        while True:
             for _ in range(calls):
                 await fn(*args, **kwargs)
-        rec = _Recorder(rounds, plan.rss_probe)
-        _collect(rec.abc_classes)
-        counts0 = _type_counts()
-        snap0 = _baseline()
-        rec.record()
-        for _ in range(rounds):
-            for _ in range(calls):
-                await fn(*args, **kwargs)
-            rec.record()
-        return _finish(plan, rec, calls, snap0, counts0)
+            try:
+                calls = next(steps)
+            except StopIteration as done:
+                report: LeakReport = done.value
+                return report
 
 
 # --------------------------------------------------------------------------- LeakDetector

@@ -16,7 +16,6 @@ import bisect
 import contextlib
 import logging
 import mmap
-import os
 import sys
 import threading
 import warnings
@@ -24,9 +23,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from memwarden._leaktrack import creation_site
+from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import (
     ConfigurationError,
@@ -34,6 +34,9 @@ from memwarden.exceptions import (
     PoolExhaustedError,
     UndisposedResourceWarning,
 )
+
+if TYPE_CHECKING:
+    from memwarden.pressure import Governor, ReliefRegistration
 
 __all__ = [
     "DEFAULT_LEAK_SAMPLE_RATE",
@@ -58,7 +61,6 @@ DEFAULT_LEAK_SAMPLE_RATE = 128
 
 _new_object = object.__new__
 _bisect_left = bisect.bisect_left
-_live_pools: weakref.WeakSet[BufferPool | ObjectPool[Any]] = weakref.WeakSet()
 
 
 HUGE_PAGE_MIN_BYTES = 2 << 20
@@ -167,23 +169,35 @@ def _check_rate(leak_sample_rate: int) -> int:
     return leak_sample_rate
 
 
-def _register_reliever(pool: Any, name: str) -> Any:
-    """Register ``pool.trim`` with the governor, weakly; None if that failed."""
-    from memwarden.pressure import PRIORITY_POOL, try_register_reliever
+def _register_reliever(
+    pool: BufferPool | ObjectPool[Any], governor: Governor | DefaultType | None
+) -> ReliefRegistration | None:
+    """Register ``pool.trim`` with ``governor`` (weakly); None for no governor or on failure.
 
-    return try_register_reliever(pool.trim, priority=PRIORITY_POOL, name=name)
+    Raises:
+        TypeError: ``governor`` is not a governor, DEFAULT or None.
+    """
+    if governor is None:
+        return None
+    from memwarden.pressure import PRIORITY_POOL, resolve_governor
+
+    gov = resolve_governor(governor)
+    if gov is None:
+        return None
+    try:
+        return gov.register_reliever(pool.trim, priority=PRIORITY_POOL, name=pool.name)
+    except Exception:  # a pool works without relief; a full registry must not stop it
+        logger.warning("could not register %s with the governor", pool.name, exc_info=True)
+        return None
 
 
-def _after_fork_in_child() -> None:
+def _new_zero_lock() -> None:
     # A lock held by another thread of the parent at fork time would never be released here.
     global _zero_lock
     _zero_lock = threading.Lock()
-    for pool in list(_live_pools):
-        pool._lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+reset_after_fork(_new_zero_lock)
 
 
 # --------------------------------------------------------------------------- stats
@@ -268,11 +282,14 @@ class BufferHandle:
     """
 
     # A __slots__ class, not a @contextmanager generator: about 3x cheaper per use.
-    __slots__ = ("__weakref__", "_buf", "_idx", "_pool", "_track", "view")
+    __slots__ = ("__weakref__", "_buf", "_idx", "_oversize_bytes", "_pool", "_track", "view")
 
     _pool: BufferPool
     _buf: memoryview | None
     _idx: int
+    """The size class of a pooled buffer (unused for an oversize one)."""
+    _oversize_bytes: int
+    """0 for a pooled buffer; the capacity of a dedicated buffer larger than every class."""
     _track: weakref.ref[BufferHandle] | None
     view: memoryview
 
@@ -284,8 +301,7 @@ class BufferHandle:
     @property
     def capacity(self) -> int:
         """Bytes of the pooled buffer behind ``view`` (its size class)."""
-        idx = self._idx
-        return self._pool._classes[idx] if idx >= 0 else -idx
+        return self._oversize_bytes or self._pool._classes[self._idx]
 
     def release(self, *_exc_info: object) -> None:
         """Give the buffer back to the pool (zeroed if the pool zeroes).
@@ -306,8 +322,8 @@ class BufferHandle:
         pool = self._pool
         idx = self._idx
         track = self._track
-        if idx < 0 or track is not None:
-            pool._give_back(buf, idx, n, track)
+        if self._oversize_bytes or track is not None:
+            pool._give_back(buf, idx, self._oversize_bytes, n, track)
             return
         if n and pool._zero_on_release:
             # Copy from a zero mapping: reads hit one shared zero page, no page faults.
@@ -386,7 +402,11 @@ class BufferPool:
             on release.
         zero_on_release: zero the used bytes on ``release()`` so no borrower sees another's
             data (sensitive data); off saves one copy per use.
-        register: register ``trim`` with the governor (``memwarden.pressure``), weakly.
+        governor: where ``trim`` is registered as a reliever, weakly (the registration
+            never keeps the pool alive): :data:`~memwarden.pressure.DEFAULT` (the
+            default) for the process-wide governor, ``None`` for none, or a
+            :class:`~memwarden.pressure.Governor`.
+        register: ``False`` is ``governor=None`` (kept for existing callers).
         leak_sample_rate: track 1 handle in N for leaks (default 128; 0: off). Tracking
             costs a weak reference per tracked handle.
         debug: track every handle and record where it was acquired (named in the warning).
@@ -410,6 +430,7 @@ class BufferPool:
         max_bytes: int | str,
         size_classes: Sequence[int] | None = None,
         zero_on_release: bool = True,
+        governor: Governor | DefaultType | None = DEFAULT,
         register: bool = True,
         leak_sample_rate: int = DEFAULT_LEAK_SAMPLE_RATE,
         debug: bool = False,
@@ -472,8 +493,12 @@ class BufferPool:
         self._hits = self._misses = self._released = self._discarded = self._leaked = 0
         self._total_bytes = self._idle_bytes = 0
         self._high_water_bytes = self._trimmed_bytes = 0
-        _live_pools.add(self)
-        self._registration = _register_reliever(self, self.name) if register else None
+        reset_after_fork(self._after_fork)
+        self._registration = _register_reliever(self, governor if register else None)
+
+    def _after_fork(self) -> None:
+        # Another thread of the parent may have held the lock at fork time.
+        self._lock = threading.Lock()
 
     @property
     def size_classes(self) -> tuple[int, ...]:
@@ -541,6 +566,7 @@ class BufferPool:
         handle._pool = self
         handle._buf = buf
         handle._idx = idx
+        handle._oversize_bytes = 0
         handle.view = buf[:size]
         if hits % self._sample_every:
             handle._track = None
@@ -556,10 +582,11 @@ class BufferPool:
                 raise DisposedError(f"{self.name} is closed")
             if idx < self._nclasses:
                 cap = self._classes[idx]
+                oversize = 0
                 free = self._free[idx]
             else:
-                cap = -(-size // PAGE_BYTES) * PAGE_BYTES
-                idx = -cap  # oversize: a negative index carries the capacity
+                # Larger than every class: a dedicated buffer, unmapped on release.
+                cap = oversize = -(-size // PAGE_BYTES) * PAGE_BYTES
                 free = []
             limit = self.max_in_use_bytes
             lent = self._total_bytes - self._idle_bytes
@@ -590,6 +617,7 @@ class BufferPool:
         handle._pool = self
         handle._buf = buf
         handle._idx = idx
+        handle._oversize_bytes = oversize
         handle.view = buf[:size]
         handle._track = self._track(handle, cap) if track else None
         return handle
@@ -614,11 +642,16 @@ class BufferPool:
         _warn_lost(f"BufferHandle of {cap} bytes from {self.name}", entry[2])
 
     def _give_back(
-        self, buf: memoryview, idx: int, n: int, track: weakref.ref[BufferHandle] | None
+        self,
+        buf: memoryview,
+        idx: int,
+        oversize_bytes: int,
+        n: int,
+        track: weakref.ref[BufferHandle] | None,
     ) -> None:
         """Take back a buffer whose handle was tracked or oversize (the uncommon cases)."""
-        cap = self._classes[idx] if idx >= 0 else -idx
-        keep = idx >= 0
+        keep = not oversize_bytes
+        cap = self._classes[idx] if keep else oversize_bytes
         if keep and n and self._zero_on_release:
             if n >= ZERO_SOURCE_BYTES:
                 _zero_large(buf, n)
@@ -809,7 +842,9 @@ class ObjectPool(Generic[T]):
             frees its slot when collected.
         getsizeof: estimates an object's bytes for ``trim()``'s return value (default
             ``sys.getsizeof``, shallow).
-        register: register ``trim`` with the governor, weakly.
+        governor: where ``trim`` is registered, weakly: ``DEFAULT`` (the process-wide
+            governor), ``None`` for none, or a ``Governor`` (as for :class:`BufferPool`).
+        register: ``False`` is ``governor=None``.
         leak_sample_rate: track 1 handle in N for leaks (0: off).
         debug: track every handle with its acquisition site.
         name: shown in logs and warnings.
@@ -826,6 +861,7 @@ class ObjectPool(Generic[T]):
         max_size: int,
         max_in_use: int | None = None,
         getsizeof: Callable[[T], int] | None = None,
+        governor: Governor | DefaultType | None = DEFAULT,
         register: bool = True,
         leak_sample_rate: int = DEFAULT_LEAK_SAMPLE_RATE,
         debug: bool = False,
@@ -862,8 +898,12 @@ class ObjectPool(Generic[T]):
         self._closed = False
         self._hits = self._misses = self._released = self._discarded = 0
         self._leaked = self._trimmed = self._in_use = self._high_water = 0
-        _live_pools.add(self)
-        self._registration = _register_reliever(self, self.name) if register else None
+        reset_after_fork(self._after_fork)
+        self._registration = _register_reliever(self, governor if register else None)
+
+    def _after_fork(self) -> None:
+        # Another thread of the parent may have held the lock at fork time.
+        self._lock = threading.Lock()
 
     def acquire(self) -> ObjectHandle[T]:
         """Lend an idle object, or a new one from ``factory``.
@@ -966,7 +1006,11 @@ class ObjectPool(Generic[T]):
         return self._drop(1.0)
 
     def shrink(self, fraction: float = 0.5) -> int:
-        """Drop about ``fraction`` of the idle objects; return their estimated bytes."""
+        """Drop about ``fraction`` of the idle objects; return their estimated bytes.
+
+        Raises:
+            ValueError: ``fraction`` is not within [0, 1] (as for every ``shrink()``).
+        """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction={fraction!r}: expected a number in [0, 1]")
         return self._drop(fraction)

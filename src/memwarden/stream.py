@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import io
 import logging
 import mmap
@@ -28,15 +29,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, Union, cast
+from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeGuard, TypeVar, Union, cast
 
+from memwarden._registry import DEFAULT, DefaultType
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import (
     ConfigurationError,
     LineTooLongError,
     PressureTimeoutError,
 )
-from memwarden.typing import BufferHandle, SupportsAcquire
+from memwarden.levels import PressureLevel
+from memwarden.typing import BufferHandle, PressureSource, SupportsAcquire
 
 if TYPE_CHECKING:
     import socket
@@ -44,10 +47,15 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_MAX_LINE_BYTES",
+    "AsyncStreamSource",
     "LineTooLongError",
     "Pipeline",
     "PipelineStats",
+    "StreamSource",
     "StreamStats",
+    "SupportsAsyncRead",
+    "SupportsRead",
+    "SupportsReadinto",
     "async_iter_lines",
     "async_read_chunks",
     "iter_lines",
@@ -65,8 +73,36 @@ _SPLIT_SLICE_BYTES = 32 * 1024
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 """A line longer than 16 MiB is almost always a missing newline (binary or minified input)."""
 
-StreamSource = Union[str, "os.PathLike[str]", IO[bytes], "socket.socket", Any]
+
+class SupportsReadinto(Protocol):
+    """A binary source read in place: ``readinto`` fills the view, returns the bytes read.
+
+    Raw files, buffered files, ``io.BytesIO`` and sockets' ``recv_into`` have this shape;
+    None means a non-blocking source had nothing ready.
+    """
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class SupportsRead(Protocol):
+    """A binary source read by copy: ``read(n)`` returns up to ``n`` bytes, empty at the end."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+class SupportsAsyncRead(Protocol):
+    """An asyncio byte stream, such as ``asyncio.StreamReader``."""
+
+    async def read(self, n: int, /) -> bytes: ...
+
+
+StreamSource = Union[
+    str, "os.PathLike[str]", SupportsReadinto, SupportsRead, IO[bytes], "socket.socket"
+]
 """A path, a binary file object (anything with ``readinto`` or ``read``) or a socket."""
+
+AsyncStreamSource = StreamSource | SupportsAsyncRead
+"""What the async readers take: a :data:`StreamSource` or an asyncio byte stream."""
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -188,6 +224,18 @@ def _reader(source: Any) -> Callable[[memoryview], int | None]:
     )
 
 
+def _not_ready(source: object, advice: str) -> BlockingIOError:
+    """The error for a non-blocking source that had no data: a runtime I/O condition.
+
+    The source itself is valid (it is no configuration error): it returned None from
+    ``readinto``, as a non-blocking file does when nothing is ready, so the error is the
+    one the OS layer uses for that, ``BlockingIOError`` (EAGAIN).
+    """
+    return BlockingIOError(
+        errno.EAGAIN, f"source={source!r} is non-blocking and had no data ready; {advice}"
+    )
+
+
 def _total_bytes(source: Any) -> int | None:
     """Size of a regular file behind ``source`` (minus its position), else None."""
     try:
@@ -234,8 +282,10 @@ def read_chunks(
             ``release()``); the buffer is borrowed for the life of the iterator.
 
     Raises:
-        ConfigurationError: ``chunk_size`` is not a positive size, ``source`` is a
-            text stream or not readable, or a non-blocking source has no data ready.
+        ConfigurationError: ``chunk_size`` is not a positive size, or ``source`` is a
+            text stream or not readable.
+        BlockingIOError: a non-blocking source had no data ready (use
+            :func:`async_read_chunks` for those).
     """
     size = _chunk_bytes(chunk_size)
     owned = _open_path(source) if _is_path(source) else None
@@ -251,12 +301,7 @@ def read_chunks(
         while True:
             n = readinto(view)
             if n is None:
-                raise ConfigurationError(
-                    f"source={source!r} is non-blocking and had no data; "
-                    "use async_read_chunks or a blocking source",
-                    value=source,
-                    source="source",
-                )
+                raise _not_ready(source, "use async_read_chunks or a blocking source")
             if n <= 0:
                 return
             chunk = view[:n]
@@ -501,7 +546,7 @@ def _is_socket(source: object) -> TypeGuard[socket.socket]:
 
 
 async def async_read_chunks(
-    source: StreamSource,
+    source: AsyncStreamSource,
     chunk_size: SizeLike = DEFAULT_CHUNK_BYTES,
     *,
     pool: SupportsAcquire | None = None,
@@ -519,6 +564,7 @@ async def async_read_chunks(
     Raises:
         ConfigurationError: a bad ``chunk_size``, a text or unreadable source, or a
             blocking socket (call ``sock.setblocking(False)`` first).
+        BlockingIOError: a non-blocking file object (not a socket) had no data ready.
     """
     import asyncio  # lazy: asyncio costs tens of milliseconds to import
 
@@ -565,11 +611,7 @@ async def async_read_chunks(
         while True:
             got = await asyncio.to_thread(readinto, buf.view)
             if got is None:
-                raise ConfigurationError(
-                    f"source={source!r} is non-blocking and had no data",
-                    value=source,
-                    source="source",
-                )
+                raise _not_ready(source, "read it with a blocking file object")
             if got <= 0:
                 return
             chunk = buf.view[:got]
@@ -583,7 +625,7 @@ async def async_read_chunks(
 
 
 async def async_iter_lines(
-    source: StreamSource,
+    source: AsyncStreamSource,
     *,
     encoding: str = "utf-8",
     errors: str = "strict",
@@ -704,7 +746,6 @@ def process_stream(
 
 
 _END = object()
-_PRESSURE_HIGH = 2  # PressureLevel.HIGH, without importing the policy layer here
 
 
 @dataclass
@@ -750,10 +791,11 @@ class Pipeline(Generic[T]):
     thread. Order is preserved. An exception in a stage stops the pipeline and is
     re-raised from :meth:`run`; leaving the iteration early stops every thread.
 
-    With a ``governor`` (e.g. ``memwarden.pressure.governor()``, or anything with
-    ``level()`` and ``wait_for_relief(timeout)``), the producer also pauses before each
-    item while memory pressure is HIGH or worse, for at most ``pressure_timeout_s``
-    per pause: memory pressure, not only a slow stage, holds the input back.
+    With a ``governor`` (:data:`~memwarden.pressure.DEFAULT` for the process-wide one, a
+    :class:`~memwarden.pressure.Governor`, or any :class:`~memwarden.typing.PressureSource`),
+    the producer also pauses before each item while memory pressure is HIGH or worse, for
+    at most ``pressure_timeout_s`` per pause: memory pressure, not only a slow stage,
+    holds the input back. The default, ``None``, watches no pressure.
 
     Example::
 
@@ -767,7 +809,7 @@ class Pipeline(Generic[T]):
         stages: Iterable[Callable[[Any], T]] = (),
         *,
         maxsize: int = 8,
-        governor: Any = None,
+        governor: PressureSource | DefaultType | None = None,
         pressure_timeout_s: float = 60.0,
     ) -> None:
         if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
@@ -777,14 +819,19 @@ class Pipeline(Generic[T]):
                 value=maxsize,
                 source="maxsize",
             )
-        if governor is not None and not callable(getattr(governor, "level", None)):
+        if governor is DEFAULT:
+            from memwarden.pressure import governor as process_governor
+
+            governor = process_governor()
+        elif governor is not None and not callable(getattr(governor, "level", None)):
             raise ConfigurationError(
-                f"governor={governor!r}: expected an object with level() and wait_for_relief()",
+                f"governor={governor!r}: expected DEFAULT, None or an object with level() "
+                "and wait_for_relief()",
                 value=governor,
                 source="governor",
             )
         self.maxsize = maxsize
-        self.governor = governor
+        self.governor: PressureSource | None = governor
         self.pressure_timeout_s = pressure_timeout_s
         self._stages: list[tuple[str, Callable[[Any], Any]]] = []
         for fn in stages:
@@ -849,8 +896,9 @@ class Pipeline(Generic[T]):
         def relief() -> None:
             """Under HIGH pressure or worse, pause the producer until relief (bounded)."""
             gov = self.governor
+            assert gov is not None  # produce() calls this only with a governor
             try:
-                if int(gov.level()) < _PRESSURE_HIGH:
+                if PressureLevel(gov.level()) < PressureLevel.HIGH:
                     return
                 t0 = time.perf_counter()
                 gov.wait_for_relief(self.pressure_timeout_s)

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "Clock",
+    "PressureSource",
     "Probe",
     "Reliever",
     "RssSample",
@@ -68,3 +69,18 @@ class SampleSource(Protocol):
     """What feeds the governor samples: a :class:`memwarden.monitoring.MemoryMonitor`."""
 
     def on_sample(self, callback: Callable[[RssSample], None], /) -> SupportsUnsubscribe: ...
+
+
+class PressureSource(Protocol):
+    """What a producer needs from a governor to hold back: the level, and a bounded wait.
+
+    ``memwarden.pressure.Governor`` is one. ``level()`` returns a
+    ``memwarden.pressure.PressureLevel`` (an ``IntEnum``, so a stand-in may return its
+    int values, 0 NONE to 3 CRITICAL); ``wait_for_relief(timeout)`` returns once the
+    pressure is over, or raises ``PressureTimeoutError`` after ``timeout`` seconds.
+    Accepted by ``memwarden.stream.Pipeline`` and ``memwarden.batch.AdaptiveBatchProcessor``.
+    """
+
+    def level(self) -> int: ...
+
+    def wait_for_relief(self, timeout: float | None = None) -> None: ...

@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
         if args.measure is not None:
             kwargs["measure"] = args.measure
         if args.no_governor:
-            kwargs["governor"] = False
+            kwargs["governor"] = None
         proc = AdaptiveBatchProcessor(process, max_batch=5000, **kwargs)  # type: ignore[arg-type]
         for r in proc.run(items):
             checksum += r

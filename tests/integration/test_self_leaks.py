@@ -45,7 +45,7 @@ from memwarden.monitoring import MemoryMonitor, track
 from memwarden.pool import BufferPool, ObjectPool
 from memwarden.pressure import PRIORITY_CACHE, Governor, PressureLevel
 from memwarden.probes import rss
-from memwarden.snapshot import MemoryDelta, snapshot
+from memwarden.snapshots import MemoryDelta, snapshot
 from memwarden.stream import iter_lines, read_chunks
 
 #: Measured rounds: with 6 rounds a leak must grow in all 6 (the detector forgives one

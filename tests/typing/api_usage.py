@@ -298,6 +298,12 @@ def pools_and_disposal() -> None:
     objects.release(loan)
     objects.close()
 
+    from memwarden.pressure import DEFAULT
+
+    # governor= takes DEFAULT (the process-wide governor), None, or a Governor.
+    for where in (DEFAULT, None, memwarden.governor()):
+        memwarden.BufferPool(max_bytes="1 MiB", governor=where).close()
+
     closed: list[str] = []
 
     class Conn(memwarden.DisposableBase):
@@ -377,15 +383,19 @@ def streams_and_batches(tmp: Path) -> None:
         return [len(s) for s in batch]
 
     proc: memwarden.AdaptiveBatchProcessor[str, int] = memwarden.AdaptiveBatchProcessor(
-        parse, max_memory="256 MiB", max_batch=2, governor=False
+        parse, max_memory="256 MiB", max_batch=2, governor=None
     )
     sizes = proc.run(["a", "bb", "ccc"])
     assert_type(sizes, Iterator[int])
     assert list(sizes) == [1, 2, 3]
     assert_type(proc.run_all(["dddd"]), list[int])
 
-    inferred = memwarden.AdaptiveBatchProcessor(parse, max_memory="256 MiB", governor=False)
+    inferred = memwarden.AdaptiveBatchProcessor(parse, max_memory="256 MiB", governor=None)
     assert_type(inferred, memwarden.AdaptiveBatchProcessor[str, int])
+
+    # A Governor is a memwarden.typing.PressureSource.
+    watched: memwarden.Pipeline[str] = memwarden.Pipeline(maxsize=2, governor=memwarden.governor())
+    assert watched.governor is memwarden.governor()
 
     pipe: memwarden.Pipeline[str] = memwarden.Pipeline(maxsize=2)
     pipe.add(str.upper)

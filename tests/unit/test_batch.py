@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from memwarden.batch import DEFAULT_CUT_FACTOR, AdaptiveBatchProcessor, BatchEvent
+from memwarden.batch import DEFAULT_CUT_FACTOR, AdaptiveBatchProcessor, BatchEvent, BatchSizer
 from memwarden.exceptions import (
     ConfigurationError,
     MemoryBudgetExceededError,
     PressureTimeoutError,
 )
-from memwarden.pressure import malloc_trim
+from memwarden.pressure import PressureLevel, malloc_trim
 from memwarden.probes import rss
 
 MiB = 1024 * 1024
@@ -64,7 +64,7 @@ def _proc(mem: FakeMemory, **kw: object) -> tuple[AdaptiveBatchProcessor[int, in
 
     kw.setdefault("max_memory", 100 * MiB)
     kw.setdefault("target_usage", 0.5)
-    kw.setdefault("governor", False)
+    kw.setdefault("governor", None)
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(process, probe=mem, **kw)  # type: ignore[arg-type]
     return proc, sizes
 
@@ -199,7 +199,7 @@ def test_memory_error_cuts_and_retries_without_losing_items() -> None:
         return [-x for x in batch]
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        process, max_memory="1 GiB", initial_batch=100, governor=False, probe=lambda: 0
+        process, max_memory="1 GiB", initial_batch=100, governor=None, probe=lambda: 0
     )
     out = list(proc.run(range(300)))
     assert out == [-x for x in range(300)]
@@ -216,7 +216,7 @@ def test_memory_error_at_min_batch_reraises_with_context() -> None:
         raise MemoryError("no room")
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        process, max_memory="1 GiB", initial_batch=8, min_batch=2, governor=False
+        process, max_memory="1 GiB", initial_batch=8, min_batch=2, governor=None
     )
     with pytest.raises(MemoryBudgetExceededError, match="min_batch=2") as info:
         list(proc.run(range(50)))
@@ -250,7 +250,7 @@ def test_process_returning_none_runs_for_side_effects() -> None:
     """A process that returns None still sees every item; run() yields nothing."""
     seen: list[int] = []
     proc: AdaptiveBatchProcessor[int, None] = AdaptiveBatchProcessor(
-        seen.extend, max_memory="1 GiB", governor=False
+        seen.extend, max_memory="1 GiB", governor=None
     )
     assert list(proc.run(range(77))) == []
     assert seen == list(range(77))
@@ -275,7 +275,7 @@ def test_size_history_is_small_and_max_batch_seen_covers_every_batch() -> None:
         max_memory="1 GiB",
         max_batch=7,
         initial_batch=7,
-        governor=False,
+        governor=None,
         measure="rss",
     )
     assert proc.stats.sizes.maxlen == 512
@@ -303,7 +303,7 @@ def test_arun_with_async_process_and_async_iterable() -> None:
             yield i
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        process, probe=mem, max_memory=100 * MiB, target_usage=0.5, governor=False
+        process, probe=mem, max_memory=100 * MiB, target_usage=0.5, governor=None
     )
 
     async def main() -> list[int]:
@@ -332,7 +332,7 @@ def test_run_rejects_async_process() -> None:
     async def process(batch: list[int]) -> list[int]:
         return batch
 
-    proc = AdaptiveBatchProcessor(process, max_memory="1 GiB", governor=False)
+    proc = AdaptiveBatchProcessor(process, max_memory="1 GiB", governor=None)
     with pytest.raises(ConfigurationError, match="arun"):
         proc.run([1])
 
@@ -364,18 +364,33 @@ def test_default_budget_is_the_effective_limit() -> None:
     """Without max_memory, the budget is the tightest limit on this process."""
     from memwarden.probes import effective_limit
 
-    proc = AdaptiveBatchProcessor(lambda b: b, governor=False)
+    proc = AdaptiveBatchProcessor(lambda b: b, governor=None)
     assert proc.max_memory_bytes == effective_limit().limit_bytes
     assert proc.target_bytes == int(proc.max_memory_bytes * 0.7)
 
 
 def test_default_governor_is_the_process_wide_one() -> None:
-    """governor=None resolves lazily to memwarden.pressure.governor()."""
-    from memwarden.pressure import governor
+    """governor=DEFAULT (the default) resolves lazily to memwarden.pressure.governor()."""
+    from memwarden.pressure import DEFAULT, governor
 
     proc = AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB")
     assert proc.governor is governor()
-    assert AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=False).governor is None
+    explicit = AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=DEFAULT)
+    assert explicit.governor is governor()
+    assert AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=None).governor is None
+
+
+def test_governor_false_is_a_deprecated_none() -> None:
+    """governor=False still means no governor, with a DeprecationWarning naming None."""
+    with pytest.warns(DeprecationWarning, match="governor=None"):
+        proc = AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=False)
+    assert proc.governor is None
+
+
+def test_a_governor_without_level_is_refused() -> None:
+    """Anything but DEFAULT, None or a pressure source is a ConfigurationError at once."""
+    with pytest.raises(ConfigurationError, match=r"governor=.*DEFAULT, None"):
+        AdaptiveBatchProcessor(lambda b: b, max_memory="1 GiB", governor=object())  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------
@@ -409,7 +424,7 @@ def test_real_process_learns_about_one_mib_per_item(measure: str) -> None:
         _allocating(MiB),
         max_memory=budget,
         target_usage=0.5,
-        governor=False,
+        governor=None,
         measure=measure,  # type: ignore[arg-type]
     )
     assert sum(proc.run(range(200))) == 200 * MiB
@@ -439,7 +454,7 @@ def test_real_process_rss_mode_sees_results_held() -> None:
         return out
 
     proc: AdaptiveBatchProcessor[int, bytearray] = AdaptiveBatchProcessor(
-        process, max_memory=rss() + 100 * MiB, governor=False, measure="rss"
+        process, max_memory=rss() + 100 * MiB, governor=None, measure="rss"
     )
     assert sum(len(b) for b in proc.run(range(100))) == 100 * keep
     assert proc.stats.item_bytes is not None
@@ -505,7 +520,7 @@ def test_heap_mode_stops_the_tracing_it_started() -> None:
 
     assert not tracemalloc.is_tracing()
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        lambda b: b, max_memory="1 GiB", governor=False, measure="heap"
+        lambda b: b, max_memory="1 GiB", governor=None, measure="heap"
     )
     assert list(proc.run(range(50))) == list(range(50))
     assert not tracemalloc.is_tracing()
@@ -521,7 +536,7 @@ def test_process_peak_survives_the_vmhwm_resets() -> None:
     before = process_peak_bytes()
     del big
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        lambda b: b, max_memory="4 GiB", governor=False, measure="peak"
+        lambda b: b, max_memory="4 GiB", governor=None, measure="peak"
     )
     assert list(proc.run(range(100))) == list(range(100))
     assert peak_rss() < before - 64 * MiB  # the kernel's own counter was reset...
@@ -546,7 +561,7 @@ def test_concurrent_peak_meters_do_not_reset_each_other() -> None:
             return [len(h) for h in held]
 
         proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-            process, max_memory=rss() + 400 * MiB, governor=False, initial_batch=16, max_batch=16
+            process, max_memory=rss() + 400 * MiB, governor=None, initial_batch=16, max_batch=16
         )
         list(proc.run(range(64)))
         estimates.append(proc.stats.item_bytes)
@@ -568,7 +583,7 @@ def test_forked_child_does_not_reset_the_parents_peak() -> None:
     from memwarden.probes import peak_rss
 
     proc: AdaptiveBatchProcessor[int, int] = AdaptiveBatchProcessor(
-        lambda b: b, max_memory="4 GiB", governor=False, initial_batch=1, max_batch=1
+        lambda b: b, max_memory="4 GiB", governor=None, initial_batch=1, max_batch=1
     )
     gen = proc.run(range(20))
     assert next(gen) == 0  # the meter is open and has reset VmHWM once, in this process
@@ -598,3 +613,84 @@ def test_stats_accumulate_over_runs() -> None:
     list(proc.run(range(50)))
     assert proc.stats.items == first_items + 50
     assert proc.stats.elapsed_s > first_elapsed
+
+
+def test_cut_events_carry_the_pressure_level_enum() -> None:
+    """A pressure cut reports the level read as a PressureLevel member, not a bare number."""
+    events: list[BatchEvent] = []
+    gov = FakeGovernor([3, 0])
+    proc, _ = _proc(FakeMemory(10 * MiB, 0), governor=gov, initial_batch=8, on_batch=events.append)
+    list(proc.run(range(20)))
+    cuts = [e for e in events if e.kind == "cut"]
+    assert [e.level for e in cuts] == [PressureLevel.CRITICAL]
+    assert cuts[0].level is PressureLevel.CRITICAL
+    assert all(e.level is PressureLevel.NONE for e in events if e.kind == "done")
+
+
+def test_a_level_outside_the_enum_counts_as_no_pressure(caplog: pytest.LogCaptureFixture) -> None:
+    """A governor whose level() is not a PressureLevel value is logged and read as NONE."""
+    gov = FakeGovernor([7, 7])
+    proc, _ = _proc(FakeMemory(10 * MiB, 0), governor=gov, initial_batch=4)
+    with caplog.at_level(logging.WARNING, logger="memwarden.batch"):
+        list(proc.run(range(12)))
+    assert proc.stats.cuts == 0
+    assert gov.waits == []
+    assert "governor.level() failed" in caplog.text
+
+
+def test_sizer_slow_start_doubles_then_jumps_on_a_reliable_estimate() -> None:
+    """Small deltas teach nothing (doubling); one clear delta sizes the next batch from the room."""
+    sizer = BatchSizer(initial=4, minimum=1, maximum=1000, increase=2)
+    sizer.observe(4, 1024)  # allocator noise
+    assert sizer.estimate is None
+    assert sizer.next_size(4, room_bytes=100 * MiB) == 8
+    sizer.observe(8, 8 * MiB)  # 1 MiB per item, reliable
+    assert sizer.estimate == MiB
+    assert sizer.next_size(8, room_bytes=100 * MiB) == 100
+    assert not sizer.slow_start
+    assert sizer.next_size(100, room_bytes=200 * MiB) == 102  # additive from here
+    assert sizer.fit(10 * MiB) == 10  # what fits now, without forgetting the size
+    assert sizer.size == 102
+
+
+def test_sizer_never_grows_back_to_a_size_that_failed() -> None:
+    """After a MemoryError at n, sizes are cut and stay below n whatever the estimate says."""
+    sizer = BatchSizer(initial=64, minimum=2, maximum=1000, increase=16)
+    assert sizer.failed(64) == 32
+    assert sizer.ceiling == 63
+    for _ in range(10):
+        sizer.next_size(sizer.size, room_bytes=None)
+    assert sizer.size == 63
+
+
+def test_dask_adaptive_map_sizes_with_the_same_rule() -> None:
+    """adaptive_map's sizer is a BatchSizer fed worker reports: same sizes for same figures."""
+    dask = pytest.importorskip("memwarden.integrations.dask")
+    remote = dask._Sizer(initial=4, minimum=1, maximum=1000, target_usage=0.5)
+    local = BatchSizer(initial=4, minimum=1, maximum=1000, increase=2)
+    limit, base = 400 * MiB, 50 * MiB
+    for items, used in ((4, 100_000), (8, 16 * MiB), (40, 80 * MiB)):
+        n = remote.next_size()
+        assert n == local.size
+        worker = dask.WorkerMemoryStats(
+            address="w1",
+            rss_bytes=base,
+            limit_bytes=limit,
+            level="OK",
+            pressure="NONE",
+            reliefs=0,
+            leak_suspected=None,
+            growth_bytes_per_s=None,
+            status="running",
+            under_pressure=False,
+            governed=True,
+        )
+        remote.observe(
+            dask._BatchReport(
+                worker=worker, before_bytes=base, peak_bytes=base + used, items=items, elapsed_s=0.1
+            )
+        )
+        local.observe(items, used)
+        local.next_size(items, room_bytes=limit // 2 - base)
+        assert remote.policy.size == local.size
+    assert remote.per_item_bytes == local.estimate == 2 * MiB

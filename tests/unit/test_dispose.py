@@ -27,6 +27,7 @@ from memwarden.exceptions import (
     DisposedError,
     MemwardenError,
     PoolExhaustedError,
+    RegistryFullError,
     UndisposedResourceWarning,
 )
 
@@ -346,12 +347,13 @@ def test_resource_manager_untrack_and_reuse() -> None:
 
 
 def test_resource_manager_is_bounded() -> None:
-    """Tracking beyond max_resources raises PoolExhaustedError."""
+    """Tracking beyond max_resources raises RegistryFullError (it is no pool)."""
     manager = ResourceManager(max_resources=2)
     manager.track(Closable())
     manager.track(Closable())
-    with pytest.raises(PoolExhaustedError, match="max_resources=2"):
+    with pytest.raises(RegistryFullError, match="max_resources=2") as info:
         manager.track(Closable())
+    assert not isinstance(info.value, PoolExhaustedError)
 
 
 def test_resource_manager_rejects_bad_inputs() -> None:

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from memwarden import exceptions as ex
-from memwarden.dispose import DisposalError
+from memwarden.exceptions import DisposalError
 
 CASES = [
     ex.ConfigurationError("bad value", value="abc", source="environment"),
@@ -16,6 +16,7 @@ CASES = [
     ),
     ex.PressureTimeoutError("still under pressure", waited_s=2.5, level=2),
     ex.PoolExhaustedError("no buffer"),
+    ex.RegistryFullError("65536 resources tracked"),
     ex.DisposedError("used after dispose"),
     ex.ItemTooLargeError("too large", size_bytes=10, max_bytes=5),
     ex.TraceFormatError("bad line", path="t.jsonl", line=7),
@@ -44,6 +45,20 @@ def test_line_too_long_round_trips() -> None:
     back = pickle.loads(pickle.dumps(info.value))
     assert type(back) is ex.LineTooLongError
     assert vars(back) == vars(info.value)
+
+
+def test_the_whole_tree_lives_in_exceptions() -> None:
+    """Errors and warnings raised elsewhere are the ones defined here (re-exported there)."""
+    from memwarden import dispose
+
+    assert dispose.DisposalError is ex.DisposalError
+    assert dispose.MaxListenersExceededWarning is ex.MaxListenersExceededWarning
+    assert issubclass(ex.MaxListenersExceededWarning, ex.MemwardenWarning)
+    assert issubclass(ex.DisposalError, ex.MemwardenError)
+    assert issubclass(ex.RegistryFullError, ex.MemwardenError)
+    assert not issubclass(ex.RegistryFullError, ex.PoolExhaustedError)
+    for name in ex.__all__:
+        assert getattr(ex, name).__module__ == "memwarden.exceptions", name
 
 
 def test_disposal_error_round_trips() -> None:

@@ -174,6 +174,40 @@ def test_check_leaks_async_detects_leak_and_clean() -> None:
     assert not ok.leaked
 
 
+def test_check_leaks_async_stops_tracing_when_the_coroutine_raises() -> None:
+    """An exception from an awaited call propagates and the check's tracing ends with it."""
+    calls = 0
+
+    async def boom() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise KeyError("boom")
+
+    was = tracemalloc.is_tracing()
+    with pytest.raises(KeyError):
+        asyncio.run(check_leaks_async(boom, rounds=4, calls_per_round=2, warmup=1))
+    assert calls == 5
+    assert tracemalloc.is_tracing() == was
+
+
+def test_sync_and_async_checks_make_the_same_calls() -> None:
+    """One implementation: both variants call the code the same number of times per plan."""
+    counts = {"sync": 0, "async": 0}
+
+    def f() -> None:
+        counts["sync"] += 1
+
+    async def g() -> None:
+        counts["async"] += 1
+
+    a = check_leaks(f, rounds=4, calls_per_round=3, warmup=2)
+    b = asyncio.run(check_leaks_async(g, rounds=4, calls_per_round=3, warmup=2))
+    assert counts["sync"] == counts["async"] == 1 + (2 + 4) * 3
+    assert (a.rounds, a.calls_per_round, a.warmup) == (b.rounds, b.calls_per_round, b.warmup)
+    assert b.name.endswith("g")
+
+
 def test_leak_detector_two_snapshots_threshold() -> None:
     """Before/after snapshots flag growth above threshold_bytes and not below it."""
     with LeakDetector(threshold_bytes=512 * 1024) as det:

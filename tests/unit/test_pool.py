@@ -8,6 +8,7 @@ import gc
 import mmap
 import pickle
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -83,6 +84,33 @@ def test_contract_release_then_reuse_is_a_hit(impl: Impl) -> None:
     assert pool.stats().in_use == 0
 
 
+def test_contract_governor_is_explicit(impl: Impl) -> None:
+    """``governor=`` says where trim() is registered: a given governor, DEFAULT, or None."""
+    from memwarden.config import MemoryConfig
+    from memwarden.pressure import DEFAULT, Governor, governor
+
+    own = Governor(MemoryConfig(max_memory_bytes=1 << 30), probe=lambda: 0, psi=False, cgroup=False)
+    try:
+        pool = impl.make(4, governor=own, name="explicit")
+        assert [r.name for r in own.relievers() if r.name == "explicit"] == ["explicit"]
+        assert not any(r.name == "explicit" for r in governor().relievers())
+        pool.close()
+        assert not any(r.name == "explicit" for r in own.relievers())
+
+        default = impl.make(4, governor=DEFAULT, name="process-wide")
+        assert any(r.name == "process-wide" for r in governor().relievers())
+        default.close()
+
+        for off in ({"governor": None}, {"register": False}):
+            none = impl.make(4, name="unregistered", **off)
+            assert none._registration is None
+            none.close()
+        with pytest.raises(TypeError, match="governor="):
+            impl.make(4, governor=object())
+    finally:
+        own.close()
+
+
 def test_contract_double_release_raises(impl: Impl) -> None:
     """Releasing a handle twice raises DisposedError and does not corrupt the counters."""
     pool = _pools(impl)
@@ -130,8 +158,9 @@ def test_contract_trim_and_shrink_give_back(impl: Impl) -> None:
     assert pool.trim() > 0
     assert pool.stats().idle == 0
     assert pool.trim() == 0
-    with pytest.raises(ValueError, match=r"fraction=1\.5"):
+    with pytest.raises(ValueError, match=r"fraction=1\.5") as info:
         pool.shrink(1.5)
+    assert type(info.value) is ValueError  # plain, as every shrink() raises (caches too)
 
 
 def test_contract_closed_pool_refuses_acquire(impl: Impl) -> None:
@@ -422,6 +451,27 @@ def test_oversize_requests_are_served_and_not_kept() -> None:
     h.release()
     stats = pool.stats()
     assert (stats.idle, stats.discarded, stats.in_use_bytes) == (0, 1, 0)
+
+
+def test_tracked_oversize_and_pooled_handles_go_back_their_own_ways() -> None:
+    """Tracked handles take the slow path: an oversize one is unmapped, a pooled one kept.
+
+    The handle carries an explicit oversize capacity (0 for pooled buffers), so a
+    pooled buffer of the last class and a dedicated buffer of the same size stay apart.
+    """
+    pool = BufferPool(max_bytes=1 << 30, size_classes=[4096, 8192], debug=True, register=False)
+    big = pool.acquire(8193)
+    last = pool.acquire(8192)
+    assert (big.capacity, last.capacity) == (12_288, 8192)
+    assert pool.stats().in_use_bytes == 12_288 + 8192
+    big.release()
+    last.release()
+    stats = pool.stats()
+    assert (stats.idle, stats.idle_bytes, stats.discarded, stats.in_use_bytes) == (1, 8192, 1, 0)
+    again = pool.acquire(5000)
+    assert again.capacity == 8192
+    assert pool.stats().hits == 1
+    again.release()
 
 
 def test_stats_track_bytes_and_high_water(pool: BufferPool) -> None:
@@ -738,3 +788,52 @@ ObjectPoolMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=30, deadline=None
 )
 TestObjectPoolMachine = ObjectPoolMachine.TestCase
+
+
+def test_a_lock_held_by_another_thread_at_fork_is_new_in_the_child() -> None:
+    """The pools' fork reset (through the base layer's reset_after_fork) renews their locks.
+
+    A thread of the parent holds both pools' locks while the process forks; the child
+    can still acquire and release, instead of deadlocking on a lock nobody will release.
+    """
+    import os
+
+    buffers = BufferPool(max_bytes=1 << 20, governor=None)
+    objects: ObjectPool[list[int]] = ObjectPool(list, max_size=2, governor=None)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with buffers._lock, objects._lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert held.wait(10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with a live thread
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                with buffers.acquire(4096) as view:
+                    view[0] = 1
+                objects.acquire().release()
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child deadlocked on a pool lock held at fork time")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        t.join()

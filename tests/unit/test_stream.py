@@ -571,3 +571,38 @@ def test_line_too_long_error_lives_in_the_exception_tree() -> None:
     assert issubclass(exceptions.LineTooLongError, exceptions.MemwardenError)
     assert issubclass(exceptions.LineTooLongError, ValueError)
     assert "LineTooLongError" in exceptions.__all__
+
+
+def test_a_non_blocking_source_without_data_is_an_io_condition() -> None:
+    """An empty non-blocking pipe raises BlockingIOError (EAGAIN), not a ConfigurationError."""
+    import errno
+    import os
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+        with io.FileIO(r, "rb", closefd=False) as src:
+            with pytest.raises(BlockingIOError) as info:
+                list(read_chunks(src, 4096))
+            assert info.value.errno == errno.EAGAIN
+            assert not isinstance(info.value, ConfigurationError)
+            assert "non-blocking" in str(info.value)
+            os.write(w, b"ready\n")
+            chunks = read_chunks(src, 4096)
+            assert bytes(next(chunks)) == b"ready\n"
+            with pytest.raises(BlockingIOError):
+                next(chunks)  # drained again, writer still open
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_pipeline_governor_is_explicit() -> None:
+    """Pipeline watches pressure only when asked: DEFAULT is the process-wide governor."""
+    from memwarden.pressure import DEFAULT, governor
+
+    assert Pipeline().governor is None
+    assert Pipeline(governor=None).governor is None
+    assert Pipeline(governor=DEFAULT).governor is governor()
+    pipe = Pipeline([str], governor=DEFAULT)
+    assert list(pipe.run(range(3))) == ["0", "1", "2"]

@@ -21,6 +21,7 @@ only imported when used (``pip install 'memwarden[dask]'``).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import itertools
 import logging
@@ -29,13 +30,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from distributed import WorkerPlugin
 
+from memwarden._registry import reset_after_fork
 from memwarden._units import format_size
+from memwarden.batch import BatchSizer
 from memwarden.exceptions import ConfigurationError, PressureTimeoutError
 from memwarden.probes import effective_limit, peak_rss, reset_peak_rss, rss
+
+if TYPE_CHECKING:
+    from memwarden.monitoring import MemoryMonitor
+    from memwarden.pressure import Governor
 
 __all__ = [
     "AdaptiveMapStats",
@@ -60,8 +67,8 @@ class _WorkerState:
 
     address: str
     limit_bytes: int
-    monitor: Any
-    governor: Any
+    monitor: MemoryMonitor
+    governor: Governor
     collectors: list[Any] = field(default_factory=list)
 
 
@@ -69,6 +76,16 @@ class _WorkerState:
 # worker; in-process clusters (tests) hold a few. Teardown removes the entry.
 _STATES: dict[str, _WorkerState] = {}
 _STATES_LOCK = threading.Lock()
+
+
+def _new_states_lock() -> None:
+    # A process forked from a worker (multiprocessing inside a task) must not inherit a
+    # lock that another thread of the worker held at fork time.
+    global _STATES_LOCK
+    _STATES_LOCK = threading.Lock()
+
+
+reset_after_fork(_new_states_lock)
 
 
 def _worker_limit(worker: Any) -> int:
@@ -82,7 +99,7 @@ def _worker_limit(worker: Any) -> int:
 class _GovernorCollector:
     """Prometheus collector for a worker's governor (MemwardenCollector reports the monitor)."""
 
-    def __init__(self, governor: Any) -> None:
+    def __init__(self, governor: Governor) -> None:
         self._governor = governor
 
     def describe(self) -> list[Any]:
@@ -219,47 +236,6 @@ def _state_for(dask_worker: Any | None) -> _WorkerState | None:
         return _STATES.get(dask_worker.address)
 
 
-def _worker_report(dask_worker: Any = None, *, detail: bool = True) -> dict[str, Any]:
-    """Run on a worker (through ``client.run``): its memory figures as plain data.
-
-    ``detail=False`` skips the leak trend (a Theil–Sen fit over the monitor's history,
-    milliseconds of pure Python): batches report after every run and need only the
-    figures that size the next one.
-    """
-    state = _state_for(dask_worker)
-    current = rss()
-    status = str(getattr(getattr(dask_worker, "status", None), "name", "unknown"))
-    if state is None:
-        limit = (
-            _worker_limit(dask_worker) if dask_worker is not None else effective_limit().limit_bytes
-        )
-        return {
-            "rss_bytes": current,
-            "limit_bytes": limit,
-            "level": "unknown",
-            "pressure": "unknown",
-            "under_pressure": current > 0.8 * limit or status == "paused",
-            "reliefs": 0,
-            "leak_suspected": None,
-            "growth_bytes_per_s": None,
-            "status": status,
-            "governed": False,
-        }
-    growth = state.monitor.growth(noise_floor_bytes=0.05 * state.limit_bytes) if detail else None
-    return {
-        "rss_bytes": current,
-        "limit_bytes": state.limit_bytes,
-        "level": state.monitor.level.monitor_name,
-        "pressure": state.governor.level().name,
-        "under_pressure": bool(state.governor.is_under_pressure()) or status == "paused",
-        "reliefs": len(state.governor.history()),
-        "leak_suspected": None if growth is None else bool(growth.growing),
-        "growth_bytes_per_s": None if growth is None else float(growth.slope),
-        "status": status,
-        "governed": True,
-    }
-
-
 @dataclass(frozen=True)
 class WorkerMemoryStats:
     """One worker's memory as memwarden sees it.
@@ -275,6 +251,9 @@ class WorkerMemoryStats:
             test over the monitor's history), None without the plugin.
         growth_bytes_per_s: the slope.
         status: Dask's worker status (running, paused, …).
+        under_pressure: the worker takes no new batches (governor pressure, paused by
+            Dask, or above 80% of its limit without the plugin).
+        governed: the plugin runs on the worker.
     """
 
     address: str
@@ -290,10 +269,65 @@ class WorkerMemoryStats:
     governed: bool
 
 
+@dataclass(frozen=True)
+class _BatchReport:
+    """What a finished batch sends back with its results (``_run_batch``)."""
+
+    worker: WorkerMemoryStats
+    before_bytes: int
+    peak_bytes: int
+    items: int
+    elapsed_s: float
+
+
+def _worker_report(dask_worker: Any = None, *, detail: bool = True) -> WorkerMemoryStats:
+    """Run on a worker (through ``client.run``): its memory figures.
+
+    ``detail=False`` skips the leak trend (a Theil–Sen fit over the monitor's history,
+    milliseconds of pure Python): batches report after every run and need only the
+    figures that size the next one.
+    """
+    state = _state_for(dask_worker)
+    current = rss()
+    status = str(getattr(getattr(dask_worker, "status", None), "name", "unknown"))
+    address = str(getattr(dask_worker, "address", "local"))
+    if state is None:
+        limit = (
+            _worker_limit(dask_worker) if dask_worker is not None else effective_limit().limit_bytes
+        )
+        return WorkerMemoryStats(
+            address=address,
+            rss_bytes=current,
+            limit_bytes=limit,
+            level="unknown",
+            pressure="unknown",
+            under_pressure=current > 0.8 * limit or status == "paused",
+            reliefs=0,
+            leak_suspected=None,
+            growth_bytes_per_s=None,
+            status=status,
+            governed=False,
+        )
+    growth = state.monitor.growth(noise_floor_bytes=0.05 * state.limit_bytes) if detail else None
+    return WorkerMemoryStats(
+        address=address,
+        rss_bytes=current,
+        limit_bytes=state.limit_bytes,
+        level=state.monitor.level.monitor_name,
+        pressure=state.governor.level().name,
+        under_pressure=bool(state.governor.is_under_pressure()) or status == "paused",
+        reliefs=len(state.governor.history()),
+        leak_suspected=None if growth is None else bool(growth.growing),
+        growth_bytes_per_s=None if growth is None else float(growth.slope),
+        status=status,
+        governed=True,
+    )
+
+
 def worker_stats(client: Any) -> list[WorkerMemoryStats]:
     """Collect :class:`WorkerMemoryStats` from every worker (``client.run``)."""
-    raw: dict[str, dict[str, Any]] = client.run(_worker_report)
-    return [WorkerMemoryStats(address=addr, **data) for addr, data in sorted(raw.items())]
+    raw: dict[str, WorkerMemoryStats] = client.run(_worker_report)
+    return [dataclasses.replace(stats, address=addr) for addr, stats in sorted(raw.items())]
 
 
 def stats_table(client: Any) -> str:
@@ -329,7 +363,7 @@ def stats_table(client: Any) -> str:
 
 def _run_batch(
     fn: Callable[..., Any], batch: Sequence[Any], batched: bool
-) -> tuple[list[Any], dict[str, Any]]:
+) -> tuple[list[Any], _BatchReport]:
     """Run one batch on a worker and measure it (executed by Dask on the worker)."""
     from distributed import get_worker
 
@@ -356,23 +390,20 @@ def _run_batch(
                 peak = max(rss(), peak)
     peak = max(peak, peak_rss() if exact else rss())
     elapsed = time.perf_counter() - start
-    report = _worker_report(worker, detail=False)
-    report.update(
-        {
-            "before_bytes": before,
-            "peak_bytes": peak,
-            "items": len(batch),
-            "elapsed_s": elapsed,
-            "address": getattr(worker, "address", "local"),
-        }
+    report = _BatchReport(
+        worker=_worker_report(worker, detail=False),
+        before_bytes=before,
+        peak_bytes=peak,
+        items=len(batch),
+        elapsed_s=elapsed,
     )
     return out, report
 
 
-def _probe(dask_worker: Any = None) -> dict[str, Any]:
+def _probe(dask_worker: Any = None) -> WorkerMemoryStats:
     """Run on a worker: collect garbage if it is under pressure, then report."""
     report = _worker_report(dask_worker, detail=False)
-    if report["under_pressure"]:
+    if report.under_pressure:
         state = _state_for(dask_worker)
         if state is not None:
             state.governor.relieve(reason="adaptive_map backpressure")
@@ -427,56 +458,56 @@ class AdaptiveMapStats:
 
 
 class _Sizer:
-    """Chooses batch sizes from measured memory per item and worker headroom.
+    """Batch sizes for the cluster: :class:`memwarden.batch.BatchSizer`'s rule on worker headroom.
 
-    Per-item memory is the largest recent measurement (peak - before) / items,
-    not a mean: one heavy batch must shrink the next ones at once, while light
-    batches let the estimate decay slowly (x0.9 per batch) so sizes grow back.
+    The per-item cost is learned from each finished batch's report (its peak over its
+    starting memory on the worker that ran it); the room is the smallest headroom
+    under ``target_usage`` among the workers not under pressure, so a batch fits on
+    whichever of them runs it.
     """
 
     def __init__(self, *, initial: int, minimum: int, maximum: int, target_usage: float) -> None:
-        self.size = initial
-        self.minimum = minimum
-        self.maximum = maximum
+        self.policy = BatchSizer(
+            initial=initial, minimum=minimum, maximum=maximum, increase=max(1, initial // 2)
+        )
         self.target_usage = target_usage
-        self.per_item_bytes = 0.0
         self.headroom_bytes: dict[str, int] = {}
         self.under_pressure: dict[str, bool] = {}
-        self.confident = False
 
-    def observe(self, report: dict[str, Any]) -> None:
-        """Learn from a finished batch's report."""
-        items = max(1, int(report["items"]))
-        used = max(0, int(report["peak_bytes"]) - int(report["before_bytes"]))
-        per_item = used / items
-        self.per_item_bytes = max(per_item, self.per_item_bytes * 0.9)
-        # A batch whose peak stands well above allocator noise gives an estimate
-        # good enough to jump straight to the size that fits.
-        self.confident = self.confident or used >= _CONFIDENT_BYTES
-        self.observe_worker(str(report["address"]), report, base_bytes=int(report["before_bytes"]))
+    def observe(self, report: _BatchReport) -> None:
+        """Learn from a finished batch's report, and grow (or cut) the size."""
+        items = max(1, report.items)
+        used = max(0, report.peak_bytes - report.before_bytes)
+        self.policy.observe(items, used)
+        self.observe_worker(report.worker.address, report.worker, base_bytes=report.before_bytes)
+        self.policy.next_size(items, self.room())
 
-    def observe_worker(self, address: str, report: dict[str, Any], *, base_bytes: int) -> None:
+    def observe_worker(self, address: str, stats: WorkerMemoryStats, *, base_bytes: int) -> None:
         """Record a worker's headroom; workers under pressure take no new work."""
-        self.under_pressure[address] = bool(report["under_pressure"])
-        budget = int(report["limit_bytes"] * self.target_usage)
+        self.under_pressure[address] = stats.under_pressure
+        budget = int(stats.limit_bytes * self.target_usage)
         self.headroom_bytes[address] = budget - base_bytes
+
+    def failed(self, n: int) -> int:
+        """A batch of ``n`` failed for memory: the size its halves are retried at."""
+        return self.policy.failed(n)
+
+    @property
+    def per_item_bytes(self) -> float:
+        return self.policy.estimate or 0.0
 
     @property
     def all_under_pressure(self) -> bool:
         return bool(self.under_pressure) and all(self.under_pressure.values())
 
-    def next_size(self) -> int:
+    def room(self) -> int | None:
+        """The smallest headroom among workers not under pressure (None: none known)."""
         usable = [h for a, h in self.headroom_bytes.items() if not self.under_pressure.get(a)]
-        if self.per_item_bytes <= 0 or not usable:
-            # Nothing measured yet: grow additively from the initial size.
-            return max(self.minimum, min(self.maximum, self.size))
-        headroom = min(usable)
-        fit = int(headroom / self.per_item_bytes) if headroom > 0 else self.minimum
-        # Additive increase towards what fits (a jump once the estimate is confident),
-        # immediate cut to what fits.
-        grown = fit if self.confident else self.size + max(1, self.size // 4)
-        self.size = max(self.minimum, min(self.maximum, fit, grown))
-        return self.size
+        return min(usable) if usable else None
+
+    def next_size(self) -> int:
+        """The size of the next batch to submit: the learned size, cut to what fits now."""
+        return self.policy.fit(self.room())
 
 
 class _Pending(Generic[T]):
@@ -486,9 +517,6 @@ class _Pending(Generic[T]):
         self.start = start
         self.batch = batch
 
-
-# A batch must raise the worker's peak by this much before its per-item figure is trusted.
-_CONFIDENT_BYTES = 4 * 2**20
 
 # How often adaptive_map re-reads every worker's memory (batch reports refresh busy ones).
 _REFRESH_S = 2.0
@@ -584,7 +612,7 @@ def adaptive_map(
     def refresh() -> None:
         nonlocal last_refresh
         for addr, rep in client.run(_worker_report, detail=False).items():
-            sizer.observe_worker(addr, rep, base_bytes=int(rep["rss_bytes"]))
+            sizer.observe_worker(addr, rep, base_bytes=rep.rss_bytes)
         last_refresh = time.monotonic()
 
     def take() -> _Pending[T] | None:
@@ -608,7 +636,7 @@ def adaptive_map(
         while True:
             reports = client.run(_probe)
             for addr, rep in reports.items():
-                sizer.observe_worker(addr, rep, base_bytes=int(rep["rss_bytes"]))
+                sizer.observe_worker(addr, rep, base_bytes=rep.rss_bytes)
             if not sizer.all_under_pressure:
                 break
             waited = time.monotonic() - t0
@@ -662,13 +690,10 @@ def adaptive_map(
                         f"#{pend.start} failed for memory ({type(exc).__name__}: {exc}) "
                         f"after {st.retries} retries"
                     ) from exc
-                # Split and retry; trust the failure more than the estimate.
+                # Split and retry: the halves go first, and no later batch grows back
+                # to the size that failed.
                 half = max(min_batch, len(pend.batch) // 2)
-                sizer.size = max(min_batch, min(sizer.size, half))
-                sizer.per_item_bytes = max(
-                    sizer.per_item_bytes,
-                    max(sizer.headroom_bytes.values(), default=0) / max(1, half),
-                )
+                sizer.failed(len(pend.batch))
                 retry.appendleft(_Pending(pend.start + half, pend.batch[half:]))
                 retry.appendleft(_Pending(pend.start, pend.batch[:half]))
                 refresh()

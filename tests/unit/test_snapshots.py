@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tracemalloc
 
 import pytest
 
 from memwarden.exceptions import ConfigurationError
 from memwarden.heap import HeapSession, gc_type_counts, growing_types, top_sites
-from memwarden.snapshot import MemoryDelta, MemorySnapshot, snapshot
+from memwarden.snapshots import MemoryDelta, MemorySnapshot, snapshot
 
 MIB = 2**20
 
@@ -160,3 +162,64 @@ def test_gc_type_counts_and_growth() -> None:
     grown = dict(growing_types(before, after, limit=50))
     assert grown[f"{__name__}.Leaky"] == 300
     del keep
+
+
+_IMPORT_ORDERS = {
+    "package first": (
+        "import memwarden\n"
+        "assert memwarden.snapshot().rss_bytes > 0\n"
+        "from memwarden.snapshot import MemorySnapshot\n"
+    ),
+    "old path first": (
+        "from memwarden.snapshot import MemorySnapshot\n"
+        "import memwarden\n"
+        "assert memwarden.snapshot().rss_bytes > 0\n"
+    ),
+    "import statement of the old path": (
+        "import memwarden.snapshot\n"
+        "assert memwarden.snapshot().rss_bytes > 0\n"
+        "from memwarden.snapshot import MemorySnapshot\n"
+    ),
+    "new module first": (
+        "import memwarden.snapshots\n"
+        "assert memwarden.snapshot().rss_bytes > 0\n"
+        "from memwarden.snapshot import MemorySnapshot\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("order", sorted(_IMPORT_ORDERS))
+def test_old_module_path_warns_and_function_stays_callable(order: str) -> None:
+    """``memwarden.snapshot`` is the function in every import order; the old module path warns.
+
+    The names still load from ``memwarden.snapshot`` for one release, each use raising a
+    ``DeprecationWarning`` that names the new module; the package attribute is never
+    rebound to a module (no callable-module trick).
+    """
+    code = (
+        "import types, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        + "".join(f"    {line}\n" for line in _IMPORT_ORDERS[order].splitlines())
+        + "import memwarden, memwarden.snapshots\n"
+        "assert isinstance(memwarden.snapshot, types.FunctionType), memwarden.snapshot\n"
+        "assert MemorySnapshot is memwarden.snapshots.MemorySnapshot\n"
+        "messages = [str(w.message) for w in seen if w.category is DeprecationWarning]\n"
+        "assert len(messages) == 1, messages\n"
+        "assert 'import MemorySnapshot from memwarden.snapshots' in messages[0], messages\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_old_module_path_refuses_unknown_names() -> None:
+    """A name the new module lacks is an ImportError from the old path too, not a crash."""
+    import memwarden  # noqa: F401 - installs the alias
+
+    with (
+        pytest.warns(DeprecationWarning, match="memwarden.snapshots"),
+        pytest.raises(ImportError, match="no_such_name"),
+    ):
+        from memwarden.snapshot import no_such_name  # type: ignore[attr-defined]  # noqa: F401

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from memwarden._compat import make_module_callable
 from memwarden._units import format_size
 from memwarden.exceptions import ConfigurationError
 from memwarden.probes import peak_rss, rss, vms
@@ -252,7 +251,3 @@ def snapshot(*, detail: bool = False, label: str | None = None) -> MemorySnapsho
         object_counts=objects,
         label=label,
     )
-
-
-# `memwarden.snapshot()` must work even after this module was imported by name.
-make_module_callable(__name__, snapshot)
