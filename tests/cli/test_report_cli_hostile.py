@@ -129,3 +129,15 @@ def test_html_never_follows_a_planted_symlink(tmp_path: Path) -> None:
     assert main(["report", str(path), "--html", str(tmp_path / "r.html")]) == 0
     assert victim.read_text() == "precious"
     assert "<html" in (tmp_path / "r.html").read_text()
+
+
+def test_error_messages_escape_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    """Errors quoting hostile names (a size, a trace path, a program) reach stderr escaped."""
+    assert main(["run", "--limit", "1\x1b]0;pwned\x07GB", "--", "true"]) == 2
+    assert main(["report", "no-such-\x1b[2J\x07.jsonl"]) == 2
+    assert main(["run", "-q", "-o", "/nonexistent\x1b[2J/t.jsonl", "--", "true"]) == 2
+    assert main(["run", "-q", "-o", "/dev/null", "--", "no-such-\x1b[2J-program"]) == 127
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "\x07" not in err
+    assert err.count("\\x1b") >= 3
