@@ -10,7 +10,9 @@ Every file memwarden writes goes through this module, with one of three policies
   ``--html``, ``--output``): an existing regular file is replaced (atomically for
   whole-file writes), a device or FIFO the user named (``/dev/stdout``) is written in
   place, and a symlink owned by someone else is refused, as the kernel's
-  ``fs.protected_symlinks`` would in a sticky directory.
+  ``fs.protected_symlinks`` would in a sticky directory (and, as
+  ``fs.protected_regular``, a regular file another user planted in a
+  world-writable sticky directory such as ``/tmp``).
 - :func:`safe_directory` / :func:`check_owned_file` for directories and files memwarden
   shares or reuses (caches, ``PROMETHEUS_MULTIPROC_DIR``): refused when they are
   symlinks, owned by another user, or writable by others without the sticky bit.
@@ -79,6 +81,24 @@ def _refuse_foreign_symlink(path: Path, st: os.stat_result) -> None:
         )
 
 
+def _refuse_foreign_in_sticky_dir(path: Path, st: os.stat_result) -> None:
+    # As the kernel's fs.protected_regular: in a world-writable sticky directory (/tmp),
+    # a file someone else created in advance is a trap, not the user's output.
+    euid = _euid()
+    if euid < 0 or st.st_uid in (euid, 0):
+        return
+    try:
+        parent = path.parent.stat()
+    except OSError:
+        return
+    if parent.st_mode & stat.S_ISVTX and parent.st_mode & stat.S_IWOTH:
+        raise UnsafePathError(
+            f"{path}: refusing to write a file owned by another user (uid {st.st_uid}) in "
+            f"the shared directory {path.parent}; remove it or choose another name",
+            path=str(path),
+        )
+
+
 def open_output(path: str | os.PathLike[str], *, mode: int = 0o644, append: bool = False) -> int:
     """Open a path the user named for writing, replacing a regular file's contents.
 
@@ -104,6 +124,8 @@ def open_output(path: str | os.PathLike[str], *, mode: int = 0o644, append: bool
     elif stat.S_ISDIR(st.st_mode):
         raise UnsafePathError(f"{p}: is a directory, not a file", path=str(p))
     else:
+        if stat.S_ISREG(st.st_mode):
+            _refuse_foreign_in_sticky_dir(p, st)
         fd = os.open(p, flags | _NOFOLLOW)
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode):
@@ -131,6 +153,8 @@ def write_output(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
         st: os.stat_result | None = os.lstat(p)
     except FileNotFoundError:
         st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        _refuse_foreign_in_sticky_dir(p, st)
     if st is not None and stat.S_ISLNK(st.st_mode):
         _refuse_foreign_symlink(p, st)
         with contextlib.suppress(OSError):

@@ -149,3 +149,22 @@ def test_check_owned_file(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(UnsafePathError, match="not a regular file"):
         check_owned_file(tmp_path / "fifo", purpose="cache")
+
+
+@needs_root
+def test_a_foreign_file_planted_in_a_sticky_directory_is_refused(tmp_path: Path) -> None:
+    """In a /tmp-like directory, a file another user created in advance is not written."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / "report.html"
+    planted.write_text("trap")
+    os.chown(planted, OTHER_UID, OTHER_UID)
+    with pytest.raises(UnsafePathError, match="owned by another user"):
+        open_output(planted)
+    with pytest.raises(UnsafePathError, match="owned by another user"):
+        write_output(planted, "data")
+    assert planted.read_text() == "trap"
+    mine = shared / "mine.html"
+    write_output(mine, "ok")  # the user's own files there are fine
+    assert mine.read_text() == "ok"
