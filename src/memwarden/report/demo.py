@@ -217,14 +217,16 @@ def run_demo(
                     f"({svc.outcome('governed')}); green lines on the timeline are the "
                     "governor's relief runs."
                 )
-            html_path.write_text(
+            from memwarden._files import write_output
+
+            write_output(
+                html_path,
                 render_html(
                     traces,
                     title="memwarden demo: naive vs memwarden",
                     notes=notes,
                     extra_columns=extra,
                 ),
-                encoding="utf-8",
             )
             written = html_path
         return DemoResult(log_bytes, lines, variants, equal, written, work, generate_s, svc)

@@ -347,7 +347,7 @@ def render_html(
 
 def write_html(path: str, traces: Sequence[Trace], **kwargs: object) -> None:
     """Write :func:`render_html` of ``traces`` to ``path`` (UTF-8)."""
-    from pathlib import Path
+    from memwarden._files import write_output
 
     text = render_html(traces, **kwargs)  # type: ignore[arg-type]
-    Path(path).write_text(text, encoding="utf-8")
+    write_output(path, text)
