@@ -87,7 +87,9 @@ def test_full_disk_keeps_enforcing_the_limit(
 ) -> None:
     """The trace disk fills mid-run; memwarden keeps supervising, stops the program at --limit."""
     with _tiny_tmpfs(tmp_path / "mnt") as mnt:
-        (mnt / "filler").write_bytes(b"x" * 48 * 1024)
+        # One 4 KiB page left: the header and the first few dozen samples fill it, however
+        # slowly a loaded machine samples.
+        (mnt / "filler").write_bytes(b"x" * 60 * 1024)
         pidfile = tmp_path / "pid"
         prog = _script(
             tmp_path,
