@@ -288,3 +288,18 @@ def describe_os_error(exc: OSError, path: str | os.PathLike[str]) -> str:
     elif exc.errno == errno.EEXIST:
         reason = "a file of that name already exists"
     return f"cannot write {p}: {reason}"
+
+
+def runtime_dir() -> Path:
+    """The user's private directory for memwarden's sockets and lock files.
+
+    ``$XDG_RUNTIME_DIR/memwarden`` where the session has one, else
+    ``<tmp>/memwarden-<uid>``. Not created here: pass it to :func:`safe_directory`
+    with ``create=True`` before use.
+    """
+    import tempfile
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "memwarden"
+    return Path(tempfile.gettempdir()) / f"memwarden-{os.getuid()}"

@@ -27,15 +27,15 @@ import socket
 import stat
 import struct
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from memwarden._files import runtime_dir, safe_directory
 from memwarden._registry import reset_after_fork
-from memwarden.exceptions import ConfigurationError, MemwardenError
+from memwarden.exceptions import ConfigurationError, MemwardenError, UnsafePathError
 
 __all__ = [
     "COMMANDS",
@@ -77,30 +77,9 @@ def _rebuild_agent_error(message: str, code: str) -> AgentError:
     return AgentError(message, code=code)
 
 
-def runtime_dir() -> Path:
-    """The user's private directory for agent sockets."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "memwarden"
-    return Path(tempfile.gettempdir()) / f"memwarden-{os.getuid()}"
-
-
 def socket_path(pid: int | None = None) -> Path:
     """Where the agent of process ``pid`` (default: this one) listens."""
     return runtime_dir() / f"agent-{os.getpid() if pid is None else pid}.sock"
-
-
-def _private_dir(path: Path) -> None:
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise ConfigurationError(
-            f"agent directory {str(path)!r} must be a directory of ours with mode 0700 "
-            f"(found mode {stat.filemode(st.st_mode)}, uid {st.st_uid})",
-            value=str(path),
-            source="agent",
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -374,7 +353,10 @@ class Agent:
         if self._sock is not None:
             return self
         if self.path.parent == runtime_dir():
-            _private_dir(self.path.parent)
+            try:
+                safe_directory(self.path.parent, purpose="agent directory", create=True)
+            except UnsafePathError as exc:
+                raise ConfigurationError(str(exc), value=str(self.path), source="agent") from exc
         with contextlib.suppress(FileNotFoundError):
             st = self.path.lstat()
             if not stat.S_ISSOCK(st.st_mode):

@@ -153,7 +153,7 @@ def test_a_symlinked_lock_dir_is_refused(tmp_path: Path) -> None:
     real.mkdir()
     link = tmp_path / "link"
     link.symlink_to(real)
-    with pytest.raises(ConfigurationError, match="not a directory"):
+    with pytest.raises(ConfigurationError, match="is a symlink"):
         RecycleGate("x", lock_dir=link).try_acquire()
 
 
@@ -172,7 +172,7 @@ def test_a_foreign_lock_dir_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "theirs"
     d.mkdir()
     os.chown(d, 12345, 12345)
-    with pytest.raises(ConfigurationError, match="belongs to uid 12345"):
+    with pytest.raises(ConfigurationError, match="owned by uid 12345"):
         RecycleGate("x", lock_dir=d).try_acquire()
 
 

@@ -21,12 +21,10 @@ logs once that it did (the line is probably too low for the application's base s
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import struct
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from memwarden._files import runtime_dir, safe_directory
 from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
-from memwarden.exceptions import ConfigurationError
+from memwarden.exceptions import ConfigurationError, UnsafePathError
 
 if TYPE_CHECKING:
     from memwarden.pressure import Governor
@@ -51,34 +50,8 @@ _STAMP = struct.Struct("<d")
 
 
 def default_lock_dir() -> Path:
-    """Where recycle gates live: ``$XDG_RUNTIME_DIR/memwarden``, else ``<tmp>/memwarden-<uid>``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "memwarden"
-    return Path(tempfile.gettempdir()) / f"memwarden-{os.getuid()}"
-
-
-def _private_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700) or check that it is ours: a real directory, owned by us."""
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    st = path.lstat()
-    import stat
-
-    if not stat.S_ISDIR(st.st_mode):
-        raise ConfigurationError(
-            f"recycle lock directory {str(path)!r} is not a directory (a symlink or a file)",
-            value=str(path),
-            source="lock_dir",
-        )
-    if st.st_uid != os.getuid():
-        raise ConfigurationError(
-            f"recycle lock directory {str(path)!r} belongs to uid {st.st_uid}, not to us "
-            f"({os.getuid()}); choose a private directory",
-            value=str(path),
-            source="lock_dir",
-        )
-    return path
+    """Where recycle gates live: the user's private runtime directory (see ``_files``)."""
+    return runtime_dir()
 
 
 class RecycleGate:
@@ -136,7 +109,12 @@ class RecycleGate:
         with self._lock:
             if self._fd is not None:
                 return True
-            _private_dir(self.lock_dir)
+            try:
+                safe_directory(self.lock_dir, purpose="recycle lock directory", create=True)
+            except UnsafePathError as exc:
+                raise ConfigurationError(
+                    str(exc), value=str(self.lock_dir), source="lock_dir"
+                ) from exc
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 fd = os.open(self.path, flags, 0o600)
