@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from memwarden.cache import CacheStats, LRUCache, WeakCache
+from memwarden.cache import CacheStats, ItemTooLargeError, LRUCache, TTLCache, WeakCache, cached
 from memwarden.exceptions import ConfigurationError
 
 BOUND = 16
@@ -57,7 +57,7 @@ KINDS = [
     ),
     Kind(
         "lru-ttl",
-        lambda register=False: LRUCache(BOUND, ttl=60.0, clock=FakeClock(), register=register),
+        lambda register=False: TTLCache(BOUND, 60.0, timer=FakeClock(), register=register),
     ),
     Kind("weak", lambda register=False: WeakCache(BOUND, register=register)),
 ]
@@ -213,9 +213,10 @@ def test_shrink_half(cache: Any) -> None:
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "half"])
 def test_shrink_rejects_bad_fractions(cache: Any, bad: Any) -> None:
-    """A fraction outside [0, 1] is a ConfigurationError naming the value."""
-    with pytest.raises(ConfigurationError, match="fraction"):
+    """A fraction outside [0, 1] is a plain ValueError naming the value (as the pools')."""
+    with pytest.raises(ValueError, match="fraction") as info:
         cache.shrink(bad)
+    assert not isinstance(info.value, ConfigurationError)
 
 
 def test_currsize_and_getsizeof(cache: Any) -> None:
@@ -314,8 +315,8 @@ def test_ttl_expires_entries_with_an_injected_clock() -> None:
     """An entry older than ttl is a miss, counted as an expiration, and reported to on_evict."""
     clock = FakeClock()
     dropped: list[tuple[str, int]] = []
-    cache: LRUCache[str, int] = LRUCache(
-        10, ttl=5.0, clock=clock, on_evict=lambda k, v: dropped.append((k, v)), register=False
+    cache: TTLCache[str, int] = TTLCache(
+        10, 5.0, timer=clock, on_evict=lambda k, v: dropped.append((k, v)), register=False
     )
     cache["a"] = 1
     clock.now += 3
@@ -327,7 +328,8 @@ def test_ttl_expires_entries_with_an_injected_clock() -> None:
     assert "b" in cache
     assert dropped == [("a", 1)]
     clock.now += 10
-    assert len(cache) == 0  # len expires what is due
+    assert len(cache) == 0  # len counts live entries only, dropping nothing
+    assert cache.expire() == [("b", 2)]
     stats = cache.stats()
     assert stats.expirations == 2
     assert (stats.hits, stats.misses) == (1, 1)
@@ -337,13 +339,13 @@ def test_ttl_expires_entries_with_an_injected_clock() -> None:
 def test_ttl_rewrite_restarts_the_clock() -> None:
     """Writing a key again gives it a fresh ttl, and expire() drops only what is due."""
     clock = FakeClock()
-    cache: LRUCache[str, int] = LRUCache(10, ttl=5.0, clock=clock, register=False)
+    cache: TTLCache[str, int] = TTLCache(10, 5.0, timer=clock, register=False)
     cache["a"] = 1
     cache["b"] = 1
     clock.now += 4
     cache["a"] = 2
     clock.now += 2
-    assert cache.expire() == 1
+    assert cache.expire() == [("b", 1)]
     assert list(cache) == ["a"]
     assert cache["a"] == 2
 
@@ -352,7 +354,7 @@ def test_ttl_with_the_real_clock() -> None:
     """With the real monotonic clock, an entry is gone after its ttl has passed."""
     import time
 
-    cache: LRUCache[str, int] = LRUCache(10, ttl=0.05, register=False)
+    cache: TTLCache[str, int] = TTLCache(10, 0.05, register=False)
     cache["a"] = 1
     assert cache.get("a") == 1
     deadline = time.monotonic() + 0.1
@@ -439,11 +441,13 @@ def test_popitem_pops_the_least_recently_used() -> None:
 
 
 def test_maxsize_zero_stores_nothing() -> None:
-    """maxsize=0 accepts writes and keeps nothing (a disabled cache)."""
+    """maxsize=0 keeps nothing: a write is ItemTooLargeError (a ValueError, as cachetools)."""
     cache: LRUCache[int, int] = LRUCache(0, register=False)
-    cache[1] = 1
+    with pytest.raises(ItemTooLargeError, match="maxsize=0"):
+        cache[1] = 1
     assert len(cache) == 0
-    assert cache.stats().evictions == 1
+    assert cached(cache)(lambda x: x + 1)(1) == 2  # returned uncached
+    assert len(cache) == 0
 
 
 @pytest.mark.parametrize(
@@ -454,8 +458,6 @@ def test_maxsize_zero_stores_nothing() -> None:
         ({"maxsize": True}, "maxsize=True"),
         ({"max_bytes": "lots"}, "lots"),
         ({"max_bytes": -5}, "-5"),
-        ({"ttl": 0}, "ttl=0"),
-        ({"ttl": float("inf")}, "ttl=inf"),
         ({"getsizeof": 3}, "getsizeof=3"),
     ],
 )
@@ -473,9 +475,65 @@ def test_a_bad_getsizeof_result_is_reported() -> None:
     assert len(cache) == 0
 
 
+@pytest.mark.parametrize("ttl", [0, -1.0, float("nan"), "5", True])
+def test_bad_ttl_is_a_configuration_error(ttl: Any) -> None:
+    """A ttl that is not a positive number (or timedelta) raises ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match="ttl="):
+        TTLCache(3, ttl, register=False)
+
+
+def test_lru_cache_ttl_points_to_ttl_cache() -> None:
+    """LRUCache(ttl=...) (before TTLCache existed) is a TypeError naming TTLCache."""
+    with pytest.raises(TypeError, match="TTLCache"):
+        LRUCache(3, ttl=1.0, register=False)
+
+
+def test_weighed_cache_bounds_the_total_as_cachetools() -> None:
+    """With getsizeof and no max_bytes, maxsize bounds the total size (cachetools' rule)."""
+    cache: LRUCache[str, int] = LRUCache(10, getsizeof=lambda v: v, register=False)
+    cache["a"] = 4
+    cache["b"] = 5
+    assert cache.currsize == 9
+    cache["c"] = 3  # 12 > 10: the least recently used goes
+    assert list(cache) == ["b", "c"]
+    assert cache.currsize == 8
+    with pytest.raises(ItemTooLargeError):
+        cache["d"] = 11
+
+
+def test_subclass_getsizeof_is_honoured() -> None:
+    """A subclass overriding getsizeof weighs its entries without a getsizeof argument."""
+
+    class ByLength(LRUCache[str, str]):
+        def getsizeof(self, value: str) -> int:
+            return len(value)
+
+    cache = ByLength(5, register=False)
+    cache["a"] = "xxx"
+    cache["b"] = "yyy"
+    assert list(cache) == ["b"]
+    assert cache.currsize == 3
+
+
+def test_missing_is_called_by_getitem_only() -> None:
+    """A subclass's __missing__ answers cache[key] misses; get and pop do not call it."""
+
+    class Squares(LRUCache[int, int]):
+        def __missing__(self, key: int) -> int:
+            self[key] = key * key
+            return key * key
+
+    cache = Squares(4, register=False)
+    assert cache[3] == 9
+    assert 3 in cache
+    assert cache.get(5) is None
+    assert cache.setdefault(6) is None
+    assert cache.pop(7, -1) == -1
+
+
 def test_ttl_cache_is_still_an_lru_cache() -> None:
-    """LRUCache(ttl=...) is an instance of LRUCache and shows its ttl."""
-    cache: LRUCache[str, int] = LRUCache(3, ttl=1.0, register=False)
+    """TTLCache is an LRUCache and shows its ttl."""
+    cache: TTLCache[str, int] = TTLCache(3, 1.0, register=False)
     assert isinstance(cache, LRUCache)
     assert cache.ttl == 1.0
     assert "ttl=1.0" in repr(cache)
@@ -514,7 +572,7 @@ def test_copies_and_pickles_of_an_lru_cache_are_independent() -> None:
     for cache in (
         LRUCache(3, register=False),
         LRUCache(max_bytes=100, getsizeof=len, register=False),
-        LRUCache(3, ttl=10.0, register=False),
+        TTLCache(3, 10.0, register=False),
     ):
         cache["a"] = b"1"
         cache["b"] = b"22"

@@ -111,10 +111,17 @@ def test_cached_async_functions_cache_the_result_not_the_coroutine() -> None:
 
 
 def test_hashkey_shapes() -> None:
-    """Single int/str arguments are their own key; keywords are order-independent."""
+    """Single scalar arguments are their own key; equal values give equal keys across types."""
     assert hashkey(5) == 5
     assert hashkey("a") == "a"
-    assert hashkey(5.0) == (5.0,)
+    assert (
+        hashkey(5.0)
+        == hashkey(5)
+        == hashkey(
+            5,
+        )
+    )
+    assert hashkey((5,)) == ((5,),)
     assert hashkey(1, 2) == (1, 2)
     assert hashkey(1, a=1, b=2) == hashkey(1, b=2, a=1)
     assert hashkey(1, a=1) != hashkey(1, 1)
