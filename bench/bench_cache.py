@@ -30,7 +30,8 @@ HOT_KEYS = 5_000
 HOT_SHARE = 0.8
 ROUNDS = 5
 CHUNK = 20_000
-TARGET = 1.5
+TARGET = 2.0  # vs cachetools made thread-safe as its docs say (a lock around it)
+LRU_GAP_TARGET = 1.5  # at most this many times functools.lru_cache's time
 
 Decorator = Callable[[Callable[[int], int]], Callable[[int], int]]
 
@@ -73,6 +74,22 @@ class LockedOrderedDictLRU(OrderedDictLRU):
             super().__setitem__(key, value)
 
 
+class LockedCachetoolsLRU:
+    """cachetools.LRUCache made thread-safe as a user does: one Lock around each use."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.cache: cachetools.LRUCache[Any, Any] = cachetools.LRUCache(maxsize)
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self.lock:
+            return self.cache.get(key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self.lock:
+            self.cache[key] = value
+
+
 def workload(seed: int = 1) -> list[int]:
     rng = random.Random(seed)
     return [
@@ -112,13 +129,17 @@ def function_runner(decorate: Decorator) -> Callable[[list[int]], float]:
 
 MAPPINGS: dict[str, Callable[[], Any]] = {
     "cachetools.LRUCache": lambda: cachetools.LRUCache(MAXSIZE),
-    "memwarden LRUCache": lambda: LRUCache(MAXSIZE, register=False),
+    "cachetools.LRUCache + Lock": lambda: LockedCachetoolsLRU(MAXSIZE),
+    "memwarden LRUCache": lambda: LRUCache(MAXSIZE, governor=None),
     "OrderedDict LRU, no lock": lambda: OrderedDictLRU(MAXSIZE),
     "OrderedDict LRU + Lock": lambda: LockedOrderedDictLRU(MAXSIZE),
 }
 FUNCTIONS: dict[str, Decorator] = {
     "@cachetools.cached(LRUCache)": lambda f: cachetools.cached(cachetools.LRUCache(MAXSIZE))(f),
-    "@memwarden cached(LRUCache)": lambda f: cached(LRUCache(MAXSIZE, register=False))(f),
+    "@cachetools.cached(LRUCache, lock=Lock())": lambda f: cachetools.cached(
+        cachetools.LRUCache(MAXSIZE), lock=threading.Lock()
+    )(f),
+    "@memwarden cached(LRUCache)": lambda f: cached(LRUCache(MAXSIZE, governor=None))(f),
     "@functools.lru_cache": lambda f: functools.lru_cache(maxsize=MAXSIZE)(f),
 }
 
@@ -223,6 +244,7 @@ def run() -> str:
     ]
     safe = {
         "cachetools.LRUCache": "no",
+        "cachetools.LRUCache + Lock": "yes",
         "memwarden LRUCache": "yes",
         "OrderedDict LRU, no lock": "no",
         "OrderedDict LRU + Lock": "yes",
@@ -244,16 +266,24 @@ def run() -> str:
         )
 
     mw = "memwarden LRUCache"
-    speedup = best[ref] / best[mw]
-    speedup_med = median[ref] / median[mw]
+    locked = "cachetools.LRUCache + Lock"
+    speedup = best[locked] / best[mw]
+    speedup_med = median[locked] / median[mw]
+    bare = best[ref] / best[mw]
     lru_gap = best[mw] / best["@functools.lru_cache"]
+    lru_gap_med = median[mw] / median["@functools.lru_cache"]
     fn_gap = best["@memwarden cached(LRUCache)"] / best["@functools.lru_cache"]
     met = speedup >= TARGET
+    gap_met = lru_gap <= LRU_GAP_TARGET
     lines += [
         "",
-        f"**Target** (memwarden `LRUCache` >= {TARGET}x cachetools on this workload, while"
-        f" thread-safe): {speedup:.2f}x best, {speedup_med:.2f}x median —"
-        f" {'met' if met else '**not met**'}.",
+        f"**Target** (memwarden `LRUCache` >= {TARGET}x cachetools made thread-safe with a"
+        f" lock, as its documentation says to): {speedup:.2f}x best, {speedup_med:.2f}x"
+        f" median — {'met' if met else '**not met**'} ({bare:.2f}x the bare, not"
+        " thread-safe, cachetools).",
+        "",
+        f"**Target** (within {LRU_GAP_TARGET}x of `functools.lru_cache`): {lru_gap:.2f}x"
+        f" best, {lru_gap_med:.2f}x median — {'met' if gap_met else '**not met**'}.",
         "",
         f"**Gap to `functools.lru_cache`** (C): as a mapping, memwarden's `LRUCache` takes"
         f" {lru_gap:.1f}x the time of a call to an `lru_cache`-decorated function; as a"
@@ -269,7 +299,7 @@ def run() -> str:
         "cachetools.LRUCache": per_entry_bytes(fill_mapping(MAPPINGS["cachetools.LRUCache"])),
         "memwarden LRUCache": per_entry_bytes(fill_mapping(MAPPINGS["memwarden LRUCache"])),
         "memwarden LRUCache(max_bytes=…)": per_entry_bytes(
-            fill_mapping(lambda: LRUCache(max_bytes=10**9, getsizeof=lambda v: 16, register=False))
+            fill_mapping(lambda: LRUCache(max_bytes=10**9, getsizeof=lambda v: 16, governor=None))
         ),
         "OrderedDict LRU": per_entry_bytes(fill_mapping(MAPPINGS["OrderedDict LRU, no lock"])),
         "functools.lru_cache": per_entry_bytes(fill_lru_cache),

@@ -1,10 +1,11 @@
-"""Bounded caches: a thread-safe LRU (by count, bytes and age), a weak-value cache, decorators.
+"""Bounded caches: a thread-safe LRU (by count, size or bytes) and TTL cache, a weak-value cache.
 
-The playbook's cure for "unbounded caches". ``LRUCache`` speaks cachetools'
-vocabulary (``maxsize``, ``currsize``, ``getsizeof``, ``popitem``), is bounded by
-entry count and/or total bytes, can expire entries after ``ttl`` seconds, reports
-evictions to a callback, keeps statistics, and gives memory back through
-``shrink(fraction)``, which it registers (weakly) with the governor. ``WeakCache``
+The playbook's cure for "unbounded caches". ``LRUCache`` and ``TTLCache`` are drop-ins
+for cachetools' (``maxsize``, ``currsize``, ``getsizeof``, ``__missing__``, ``timer``;
+checked against cachetools' own tests), are also bounded by bytes (``max_bytes``),
+report evictions to a callback, keep statistics, and give memory back through
+``shrink(fraction)``, which they register (weakly) with the governor given as
+``governor=``. ``WeakCache``
 holds values weakly with a small strong LRU of recent values. ``cached`` and
 ``cached_method`` put either in front of a function; ``cached_method`` never keeps
 ``self`` alive (the flaw of ``functools.lru_cache`` on methods).
