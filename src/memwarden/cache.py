@@ -70,6 +70,7 @@ from typing import (
     overload,
 )
 
+from memwarden._lru import BoundedLRU
 from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, ItemTooLargeError
@@ -297,19 +298,17 @@ class LRUCache(MutableMapping[K, V]):
         self.max_bytes: int | None = limit_bytes
         self.name = name or f"{type(self).__name__}@{id(self):x}"
         self._weighed = getsizeof is not None or type(self).getsizeof is not LRUCache.getsizeof
-        self._count_bound: int | None
-        self._size_bound: int | None
         if limit_bytes is not None:
             # memwarden's byte bound: maxsize counts entries, sizes are bytes.
-            self._count_bound, self._size_bound = count_bound, limit_bytes
+            core: BoundedLRU[K, V] = BoundedLRU(count_bound, limit_bytes, sized=True)
         elif self._weighed:
             # cachetools' weighed cache: maxsize bounds the total of the weights.
-            self._count_bound, self._size_bound = None, count_bound
+            core = BoundedLRU(None, count_bound, sized=True)
         else:
-            self._count_bound, self._size_bound = count_bound, None
-        self._od: OrderedDict[K, V] = OrderedDict()
-        self._sizes: dict[K, int] | None = {} if self._weighed or limit_bytes is not None else None
-        self._bytes = 0  # the total of _sizes
+            core = BoundedLRU(count_bound, None, sized=False)
+        self._core = core
+        # The core's OrderedDict, read lock-free by hits (re-read after clear()).
+        self._od: OrderedDict[K, V] = core.od
         self._on_evict = on_evict
         self._lock = threading.Lock()
         self._hits = 0
@@ -326,22 +325,37 @@ class LRUCache(MutableMapping[K, V]):
     def _bind(self) -> None:
         """Settle what depends on the instance (after __init__ and after a copy)."""
         self._sizer: Callable[[V], int] | None = None
-        if self._sizes is not None:
+        if self._core.sizes is not None:
             self._sizer = self.getsizeof if self._weighed else sizeof
         self._count_only = (
-            self._count_bound is not None and self._sizes is None and self._expires is None
+            self._core.count_bound is not None
+            and self._core.sizes is None
+            and self._expires is None
         )
+
+    # The core's bookkeeping, by the names tests and subclasses read.
+    @property
+    def _count_bound(self) -> int | None:
+        return self._core.count_bound
+
+    @property
+    def _size_bound(self) -> int | None:
+        return self._core.size_bound
+
+    @property
+    def _sizes(self) -> dict[K, int] | None:
+        return self._core.sizes
+
+    @property
+    def _bytes(self) -> int:
+        return self._core.total
 
     def _reset_after_fork(self) -> None:
         """In a forked child: a fresh lock, and sizes and expiry made consistent again
         (a thread of the parent may have been half-way through an insert)."""
         self._lock = threading.Lock()
         od = self._od
-        if self._sizes is not None:
-            self._sizes = {k: v for k, v in self._sizes.items() if k in od}
-            for key in [k for k in od if k not in self._sizes]:
-                del od[key]
-            self._bytes = sum(self._sizes.values())
+        self._core.repair()
         if self._expires is not None:
             self._expires = {k: v for k, v in self._expires.items() if k in od}
             for key in [k for k in od if k not in self._expires]:
@@ -461,53 +475,28 @@ class LRUCache(MutableMapping[K, V]):
     def _insert_locked(
         self, key: K, value: V, size: int, evicted: list[tuple[K, V]], expires_at: Any
     ) -> Any:
-        od = self._od
-        sizes = self._sizes
-        count_bound, size_bound = self._count_bound, self._size_bound
-        n = len(evicted)
-        if count_bound == 0:
+        core = self._core
+        if not core.fits(size):
             raise self._too_large(value, size)
-        old = od.get(key, _MISSING)
-        if old is not _MISSING:
-            # An update becomes the most recent entry and takes its old size out first,
-            # so growing it only needs room for the difference (cachetools' rule), and
-            # eviction below never picks it.
-            od.move_to_end(key)
-            if sizes is not None:
-                self._bytes -= sizes.get(key, 0)
-                sizes[key] = 0
-            keep = 1
-        else:
-            # Make room first, so that lock-free readers never see the cache over its
-            # count bound.
-            while od and count_bound is not None and len(od) >= count_bound:
-                evicted.append(self._pop_lru_locked())
-            keep = 0
-        while size_bound is not None and len(od) > keep and self._bytes + size > size_bound:
-            evicted.append(self._pop_lru_locked())
-        od[key] = value
-        if sizes is not None:
-            self._bytes += size
-            sizes[key] = size
+        n = len(evicted)
+        old = core.put(key, value, size, evicted)
         expires = self._expires
         if expires is not None:
+            for dropped, _ in evicted[n:]:
+                expires.pop(dropped, None)
             expires.pop(key, None)  # re-insert: keeps the dict in write order
             expires[key] = expires_at
         self._evictions += len(evicted) - n
         return old
 
     def _pop_lru_locked(self) -> tuple[K, V]:
-        key, value = self._od.popitem(False)
-        if self._sizes is not None:
-            self._bytes -= self._sizes.pop(key)
+        key, value = self._core.pop_lru()
         if self._expires is not None:
             self._expires.pop(key, None)
         return key, value
 
     def _remove_locked(self, key: K) -> V:
-        value = self._od.pop(key)
-        if self._sizes is not None:
-            self._bytes -= self._sizes.pop(key)
+        value = self._core.remove(key)
         if self._expires is not None:
             self._expires.pop(key, None)
         return value
@@ -596,13 +585,10 @@ class LRUCache(MutableMapping[K, V]):
     def clear(self) -> None:
         """Remove every entry (``on_evict`` is not called)."""
         with self._lock:
-            old = self._od
-            self._od = OrderedDict()
-            if self._sizes is not None:
-                self._sizes = {}
+            old = self._core.clear()
+            self._od = self._core.od
             if self._expires is not None:
                 self._expires = {}
-            self._bytes = 0
         del old  # values are released outside the lock
 
     # -- sizes, bounds and relief -------------------------------------------
@@ -670,9 +656,9 @@ class LRUCache(MutableMapping[K, V]):
         # (values are shared by a shallow copy), and a registration of its own.
         with self._lock:
             state = dict(self.__dict__)
-            state["_od"] = OrderedDict(self._od)
-            state["_sizes"] = None if self._sizes is None else dict(self._sizes)
+            state["_core"] = self._core.copy()
             state["_expires"] = None if self._expires is None else dict(self._expires)
+        state.pop("_od", None)  # the core's, set again from the copy's core
         state.pop("_lock", None)
         state.pop("_sizer", None)  # may be a bound method of this cache
         state["_registered"] = state.pop("_registration", None) is not None
@@ -681,6 +667,7 @@ class LRUCache(MutableMapping[K, V]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         registered = state.pop("_registered", False)
         self.__dict__.update(state)
+        self._od = self._core.od
         self._lock = threading.Lock()
         self.name = f"{type(self).__name__}@{id(self):x}"
         self._bind()

@@ -711,3 +711,25 @@ def test_item_too_large_error_lives_in_the_exception_tree() -> None:
         big["k"] = bytes(10_000)
     assert info.value.max_bytes == 1024
     assert info.value.size_bytes > 1024
+
+
+def test_governor_policy_is_explicit() -> None:
+    """governor=DEFAULT registers with the process-wide governor, None with none, g with g."""
+    from memwarden import pressure
+
+    pressure._reset_default_for_tests()
+    try:
+        mine = pressure.Governor()
+        default = LRUCache(4, name="default-cache")
+        quiet = TTLCache(4, 1.0, governor=None, name="quiet-cache")
+        local = WeakCache(4, governor=mine, name="local-cache")
+        process_wide = [r.name for r in pressure.governor().relievers()]
+        assert "default-cache" in process_wide
+        assert "quiet-cache" not in process_wide
+        assert "local-cache" not in process_wide
+        assert "local-cache" in [r.name for r in mine.relievers()]  # beside the built-ins
+        with pytest.raises(TypeError, match="governor="):
+            LRUCache(4, governor="yes")  # type: ignore[arg-type]
+        del default, quiet, local
+    finally:
+        pressure._reset_default_for_tests()
