@@ -13,6 +13,7 @@ setup(
             "memwarden._sampler",
             sources=["src/memwarden/_sampler.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            libraries=["m"],
             optional=True,
         )
     ]
