@@ -548,7 +548,7 @@ def _choose_backend(requested: str | None) -> BackendName:
 def backend() -> BackendName:
     """The backend in use, or the one :func:`start` would choose: ``native`` or ``tracemalloc``."""
     with _lock:
-        if _session is not None:
+        if _session is not None and _session.running:
             return _session.backend
     try:
         return _choose_backend(None)
