@@ -1,8 +1,10 @@
-"""Build the optional C extension ``memwarden._sampler`` (the native sampling heap profiler).
+"""Build the optional C extensions of memwarden.
 
-Everything else about the package is declared in pyproject.toml. The extension is
-optional: where it cannot be compiled (no compiler or Python headers) the install still
-succeeds and ``memwarden.profiler`` falls back to tracemalloc.
+``memwarden._sampler`` is the native sampling heap profiler; ``memwarden._lrucore`` the
+hit path of ``memwarden.cache.LRUCache``. Everything else about the package is declared
+in pyproject.toml. Both are optional: where they cannot be compiled (no compiler or
+Python headers) the install still succeeds, ``memwarden.profiler`` falls back to
+tracemalloc and ``LRUCache.get`` stays Python.
 """
 
 from setuptools import Extension, setup
@@ -15,6 +17,12 @@ setup(
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             libraries=["m"],
             optional=True,
-        )
+        ),
+        Extension(
+            "memwarden._lrucore",
+            sources=["src/memwarden/_lrucore.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
     ]
 )

@@ -90,10 +90,14 @@ class BoundedLRU(Generic[K, V]):
             self.total -= self.sizes.pop(key)
         return value
 
-    def clear(self) -> OrderedDict[K, V]:
-        """Empty the core; return the old entries, for the caller to release after its lock."""
-        old = self.od
-        self.od = OrderedDict()
+    def clear(self) -> list[tuple[K, V]]:
+        """Empty the core; return the old entries, for the caller to release after its lock.
+
+        The ``OrderedDict`` stays the same object (a C getter may be bound to it); the
+        returned list holds the keys and values, so no ``__del__`` runs here.
+        """
+        old = list(self.od.items())
+        self.od.clear()
         if self.sizes is not None:
             self.sizes = {}
         self.total = 0

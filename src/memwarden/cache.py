@@ -76,6 +76,12 @@ from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, ItemTooLargeError
 from memwarden.sizing import sizeof
 
+_Getter: Any
+try:
+    from memwarden._lrucore import Getter as _Getter
+except ImportError:  # built without a C compiler: LRUCache.get in Python serves
+    _Getter = None
+
 if TYPE_CHECKING:
     from memwarden.pressure import Governor
 
@@ -332,6 +338,15 @@ class LRUCache(MutableMapping[K, V]):
             and self._core.sizes is None
             and self._expires is None
         )
+        # The hit path in C (memwarden._lrucore), as this instance's own ``get``,
+        # unless a subclass (TTLCache among them) defines its own.
+        if _Getter is not None and type(self).get is LRUCache.get:
+            vars(self)["get"] = _Getter(self._od)
+
+    def _c_counts(self) -> tuple[int, int]:
+        """Hits and misses the C getter counted (0, 0 without it)."""
+        getter = vars(self).get("get")
+        return (getter.hits, getter.misses) if getter is not None else (0, 0)
 
     # The core's bookkeeping, by the names tests and subclasses read.
     @property
@@ -551,7 +566,6 @@ class LRUCache(MutableMapping[K, V]):
     def _iter_snapshot(self) -> Iterator[K]:
         # A snapshot, least recently used first: inserting while iterating never
         # raises; keys removed meanwhile are skipped.
-        # (self._od is read at each step: clear() replaces it.)
         return (key for key in self._snapshot_keys() if key in self._od)
 
     def keys(self) -> KeysView[K]:
@@ -586,7 +600,6 @@ class LRUCache(MutableMapping[K, V]):
         """Remove every entry (``on_evict`` is not called)."""
         with self._lock:
             old = self._core.clear()
-            self._od = self._core.od
             if self._expires is not None:
                 self._expires = {}
         del old  # values are released outside the lock
@@ -608,9 +621,10 @@ class LRUCache(MutableMapping[K, V]):
 
     def stats(self) -> CacheStats:
         """The counters and sizes now."""
+        c_hits, c_misses = self._c_counts()
         return CacheStats(
-            hits=self._hits,
-            misses=self._misses,
+            hits=self._hits + c_hits,
+            misses=self._misses + c_misses,
             evictions=self._evictions,
             expirations=self._expirations,
             currsize=self.currsize,
@@ -659,6 +673,10 @@ class LRUCache(MutableMapping[K, V]):
             state["_core"] = self._core.copy()
             state["_expires"] = None if self._expires is None else dict(self._expires)
         state.pop("_od", None)  # the core's, set again from the copy's core
+        c_hits, c_misses = self._c_counts()
+        if state.pop("get", None) is not None:  # the C getter, bound to this cache's dict
+            state["_hits"] += c_hits
+            state["_misses"] += c_misses
         state.pop("_lock", None)
         state.pop("_sizer", None)  # may be a bound method of this cache
         state["_registered"] = state.pop("_registration", None) is not None

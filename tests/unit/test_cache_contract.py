@@ -733,3 +733,46 @@ def test_governor_policy_is_explicit() -> None:
         del default, quiet, local
     finally:
         pressure._reset_default_for_tests()
+
+
+def test_c_hit_path_is_the_instance_get_when_built() -> None:
+    """With memwarden._lrucore built, an LRUCache's get is the C getter; it counts and refreshes."""
+    lrucore = pytest.importorskip("memwarden._lrucore", reason="C extension not built")
+    cache: LRUCache[str, int] = LRUCache(2, governor=None)
+    assert isinstance(cache.get, lrucore.Getter)
+    cache["a"] = 1
+    cache["b"] = 2
+    assert cache.get("a") == 1  # a is now the most recent
+    assert cache.get("zz", -1) == -1
+    cache["c"] = 3  # evicts b
+    assert list(cache) == ["a", "c"]
+    assert (cache.stats().hits, cache.stats().misses) == (1, 1)
+    cache.clear()  # the getter stays bound to the (same, emptied) mapping
+    cache["d"] = 4
+    assert cache.get("d") == 4
+    with pytest.raises(TypeError):
+        cache.get()  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="OrderedDict"):
+        lrucore.Getter({})
+
+    class OwnGet(LRUCache[str, int]):
+        def get(self, key: str, default: Any = None) -> Any:
+            return "mine"
+
+    assert OwnGet(2, governor=None).get("x") == "mine"  # a subclass's get is kept
+    assert not isinstance(TTLCache(2, 1.0, governor=None).get, lrucore.Getter)
+
+
+def test_pure_python_get_serves_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the C extension, LRUCache.get is the Python method, with the same behaviour."""
+    import memwarden.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_Getter", None)
+    cache: LRUCache[str, int] = LRUCache(2, governor=None)
+    assert "get" not in vars(cache)
+    cache["a"] = 1
+    cache["b"] = 2
+    assert cache.get("a") == 1
+    cache["c"] = 3
+    assert list(cache) == ["a", "c"]
+    assert (cache.stats().hits, cache.stats().misses) == (1, 0)
