@@ -76,12 +76,6 @@ from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, ItemTooLargeError
 from memwarden.sizing import sizeof
 
-_Getter: Any
-try:
-    from memwarden._lrucore import Getter as _Getter
-except ImportError:  # built without a C compiler: LRUCache.get in Python serves
-    _Getter = None
-
 if TYPE_CHECKING:
     from memwarden.pressure import Governor
 
@@ -226,6 +220,134 @@ class _SnapshotValues(ValuesView[V]):
         return (value for _, value in self._mapping._snapshot_items())  # type: ignore[attr-defined]
 
 
+class _LRUBasePy:
+    """The hot paths of :class:`LRUCache` in Python: its base when ``memwarden._lrucore``
+    (the same paths in C) is not built. Attributes are the subclass's."""
+
+    _base_hits = 0
+    _base_misses = 0
+    _base_evictions = 0
+    _od: OrderedDict[Any, Any]
+    _hits: int
+    _misses: int
+    _evictions: int
+    _count_only: bool
+    _lock: threading.Lock
+    _on_evict: Callable[[Any, Any], None] | None
+
+    def _attach(self, od: OrderedDict[Any, Any], lock: Any, count_bound: int, notify: bool) -> None:
+        """Nothing to bind: these paths read the cache's attributes."""
+
+    @property
+    def _count_bound(self) -> int | None:
+        raise NotImplementedError
+
+    def _setitem(self, key: Any, value: Any) -> None:
+        raise NotImplementedError
+
+    def _delitem(self, key: Any) -> None:
+        raise NotImplementedError
+
+    def _too_large(self, value: Any, size: int) -> Exception:
+        raise NotImplementedError
+
+    def __getitem__(self, key: Any) -> Any:
+        od = self._od
+        try:
+            value = od[key]
+            od.move_to_end(key)
+        except KeyError:
+            self._misses += 1
+        else:
+            self._hits += 1
+            return value
+        return self.__missing__(key)
+
+    def __missing__(self, key: Any) -> Any:
+        """Called by ``cache[key]`` for a missing key; raises KeyError (override, as dict's)."""
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value for ``key`` (refreshing it as most recently used), else ``default``."""
+        od = self._od
+        if key in od:  # a membership test first: raising KeyError on a miss costs more
+            try:
+                value = od[key]
+                od.move_to_end(key)
+            except KeyError:  # evicted by another thread between the two steps
+                self._misses += 1
+                return default
+            self._hits += 1
+            return value
+        self._misses += 1
+        return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self._count_only:
+            # The common case (bounded by count only), inlined: misses are a fifth of
+            # the operations in a typical workload, and each Python frame, list and
+            # `with` statement shows (acquire/release is half the cost of `with`).
+            od = self._od
+            maxsize = self._count_bound
+            assert maxsize is not None
+            dropped: Any = None
+            old: Any = None  # the replaced value, released after the lock
+            lock = self._lock
+            lock.acquire()
+            try:
+                if key in od:
+                    old = od[key]
+                    od[key] = value
+                    od.move_to_end(key)
+                elif len(od) < maxsize:
+                    od[key] = value
+                elif maxsize > 0 and len(od) == maxsize:  # the steady state of a full cache
+                    # Make room first, so that even lock-free readers never see more
+                    # than maxsize entries. popitem(False) pops the oldest (positional
+                    # is cheaper than last=False).
+                    dropped = od.popitem(False)
+                    od[key] = value
+                    self._evictions += 1
+                elif maxsize == 0:
+                    raise self._too_large(value, 1)
+                else:  # maxsize was lowered meanwhile
+                    dropped = []
+                    while od and len(od) >= maxsize:
+                        dropped.append(od.popitem(False))
+                    od[key] = value
+                    self._evictions += len(dropped)
+            finally:
+                lock.release()
+            del old
+            if dropped and self._on_evict is not None:
+                _notify(self._on_evict, dropped if type(dropped) is list else [dropped])
+            return
+        self._setitem(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._delitem(key)
+
+
+if TYPE_CHECKING:
+
+    class _LRUBase:
+        """What LRUCache's base class (C, or _LRUBasePy) provides, as type checkers see it."""
+
+        _base_hits: int
+        _base_misses: int
+        _base_evictions: int
+
+        def _attach(
+            self, od: OrderedDict[Any, Any], lock: Any, count_bound: int, notify: bool
+        ) -> None: ...
+
+else:
+    try:
+        from memwarden._lrucore import LRUBase as _LRUBase
+    except ImportError:  # built without a C compiler: the same paths in Python
+        _LRUBase = _LRUBasePy
+
+
 def _check_maxsize(maxsize: float | None) -> int | None:
     """``maxsize`` as a bound: an int, or None for ``None``/``math.inf`` (no bound)."""
     if maxsize is None or maxsize == math.inf:
@@ -239,7 +361,7 @@ def _check_maxsize(maxsize: float | None) -> int | None:
     return maxsize
 
 
-class LRUCache(MutableMapping[K, V]):
+class LRUCache(_LRUBase, MutableMapping[K, V]):
     """A thread-safe least-recently-used cache bounded by entry count, total size or bytes.
 
     Args:
@@ -299,7 +421,7 @@ class LRUCache(MutableMapping[K, V]):
                     source="argument",
                 )
             # An instance attribute, as cachetools: ``cache.getsizeof`` is the function.
-            vars(self)["getsizeof"] = getsizeof
+            self.__dict__["getsizeof"] = getsizeof
         self.maxsize: float | None = maxsize
         self.max_bytes: int | None = limit_bytes
         self.name = name or f"{type(self).__name__}@{id(self):x}"
@@ -338,15 +460,14 @@ class LRUCache(MutableMapping[K, V]):
             and self._core.sizes is None
             and self._expires is None
         )
-        # The hit path in C (memwarden._lrucore), as this instance's own ``get``,
-        # unless a subclass (TTLCache among them) defines its own.
-        if _Getter is not None and type(self).get is LRUCache.get:
-            vars(self)["get"] = _Getter(self._od)
+        self._attach_base()
 
-    def _c_counts(self) -> tuple[int, int]:
-        """Hits and misses the C getter counted (0, 0 without it)."""
-        getter = vars(self).get("get")
-        return (getter.hits, getter.misses) if getter is not None else (0, 0)
+    def _attach_base(self) -> None:
+        # Bind the base's hot paths (C or Python) to the mapping and the lock; the
+        # fast insert path serves count-only caches with room for an entry.
+        count_only = self._count_only and self._core.count_bound != 0
+        bound = self._core.count_bound if count_only and self._core.count_bound else -1
+        self._attach(self._od, self._lock, bound, self._on_evict is not None)
 
     # The core's bookkeeping, by the names tests and subclasses read.
     @property
@@ -369,6 +490,7 @@ class LRUCache(MutableMapping[K, V]):
         """In a forked child: a fresh lock, and sizes and expiry made consistent again
         (a thread of the parent may have been half-way through an insert)."""
         self._lock = threading.Lock()
+        self._attach_base()
         od = self._od
         self._core.repair()
         if self._expires is not None:
@@ -376,82 +498,25 @@ class LRUCache(MutableMapping[K, V]):
             for key in [k for k in od if k not in self._expires]:
                 del od[key]
 
-    # -- the hot paths ------------------------------------------------------
+    # -- the hot paths: get, [] and []= come from the base class ---------------
 
-    def __getitem__(self, key: K) -> V:
-        od = self._od
-        try:
-            value = od[key]
-            od.move_to_end(key)
-        except KeyError:
-            self._misses += 1
-        else:
-            self._hits += 1
-            return value
-        return self.__missing__(key)
+    if TYPE_CHECKING:  # their typed signatures (the base is C or _LRUBasePy)
+
+        def __getitem__(self, key: K) -> V: ...
+        @overload
+        def get(self, key: K) -> V | None: ...
+        @overload
+        def get(self, key: K, default: V | T) -> V | T: ...
+        def get(self, key: K, default: Any = None) -> Any: ...
+        def __setitem__(self, key: K, value: V) -> None: ...
+        def __delitem__(self, key: K) -> None: ...
 
     def __missing__(self, key: K) -> V:
         """Called by ``cache[key]`` for a missing key; raises KeyError (override, as dict's)."""
         raise KeyError(key)
 
-    @overload
-    def get(self, key: K) -> V | None: ...
-    @overload
-    def get(self, key: K, default: V | T) -> V | T: ...
-    def get(self, key: K, default: Any = None) -> Any:
-        """The value for ``key`` (refreshing it as most recently used), else ``default``."""
-        od = self._od
-        if key in od:  # a membership test first: raising KeyError on a miss costs more
-            try:
-                value = od[key]
-                od.move_to_end(key)
-            except KeyError:  # evicted by another thread between the two steps
-                self._misses += 1
-                return default
-            self._hits += 1
-            return value
-        self._misses += 1
-        return default
-
-    def __setitem__(self, key: K, value: V) -> None:
-        if self._count_only:
-            # The common case (bounded by count only), inlined: misses are a fifth of
-            # the operations in a typical workload, and each Python frame, list and
-            # `with` statement shows (acquire/release is half the cost of `with`).
-            od = self._od
-            maxsize = self._count_bound
-            assert maxsize is not None
-            dropped: Any = None
-            old: Any = None  # the replaced value, released after the lock
-            lock = self._lock
-            lock.acquire()
-            try:
-                if key in od:
-                    old = od[key]
-                    od[key] = value
-                    od.move_to_end(key)
-                elif len(od) < maxsize:
-                    od[key] = value
-                elif maxsize > 0 and len(od) == maxsize:  # the steady state of a full cache
-                    # Make room first, so that even lock-free readers never see more
-                    # than maxsize entries. popitem(False) pops the oldest (positional
-                    # is cheaper than last=False).
-                    dropped = od.popitem(False)
-                    od[key] = value
-                    self._evictions += 1
-                elif maxsize == 0:
-                    raise self._too_large(value, 1)
-                else:  # maxsize was lowered meanwhile
-                    dropped = []
-                    while od and len(od) >= maxsize:
-                        dropped.append(od.popitem(False))
-                    od[key] = value
-                    self._evictions += len(dropped)
-            finally:
-                lock.release()
-            if dropped and self._on_evict is not None:
-                _notify(self._on_evict, dropped if type(dropped) is list else [dropped])
-            return
+    def _setitem(self, key: K, value: V) -> None:
+        """``cache[key] = value`` beyond the count-only fast path (sizes, a zero bound)."""
         size = self._measure(value) if self._sizer is not None else 1
         evicted: list[tuple[K, V]] = []
         with self._lock:
@@ -459,6 +524,9 @@ class LRUCache(MutableMapping[K, V]):
         del old  # released outside the lock
         if evicted:
             _notify(self._on_evict, evicted)
+
+    def _notify_one(self, key: K, value: V) -> None:
+        _notify(self._on_evict, [(key, value)])
 
     def _too_large(self, value: V, size: int) -> ItemTooLargeError:
         if self.max_bytes is not None:
@@ -518,7 +586,7 @@ class LRUCache(MutableMapping[K, V]):
 
     # -- the rest of the mapping ----------------------------------------------
 
-    def __delitem__(self, key: K) -> None:
+    def _delitem(self, key: K) -> None:
         with self._lock:
             value = self._remove_locked(key)
         del value
@@ -621,11 +689,10 @@ class LRUCache(MutableMapping[K, V]):
 
     def stats(self) -> CacheStats:
         """The counters and sizes now."""
-        c_hits, c_misses = self._c_counts()
         return CacheStats(
-            hits=self._hits + c_hits,
-            misses=self._misses + c_misses,
-            evictions=self._evictions,
+            hits=self._hits + self._base_hits,
+            misses=self._misses + self._base_misses,
+            evictions=self._evictions + self._base_evictions,
             expirations=self._expirations,
             currsize=self.currsize,
             count=len(self._od),
@@ -673,10 +740,10 @@ class LRUCache(MutableMapping[K, V]):
             state["_core"] = self._core.copy()
             state["_expires"] = None if self._expires is None else dict(self._expires)
         state.pop("_od", None)  # the core's, set again from the copy's core
-        c_hits, c_misses = self._c_counts()
-        if state.pop("get", None) is not None:  # the C getter, bound to this cache's dict
-            state["_hits"] += c_hits
-            state["_misses"] += c_misses
+        # The base's counters (C fields, not in __dict__) carry over as the copy's own.
+        state["_hits"] += self._base_hits
+        state["_misses"] += self._base_misses
+        state["_evictions"] += self._base_evictions
         state.pop("_lock", None)
         state.pop("_sizer", None)  # may be a bound method of this cache
         state["_registered"] = state.pop("_registration", None) is not None
@@ -1337,7 +1404,25 @@ def _wrap(
 
         wrapper = async_wrapper
     elif lock is None:
-        if get is not None and not info:
+        if get is not None and not info and key is hashkey:
+            scalars = _SCALARS
+
+            @functools.wraps(func)
+            def hashkey_wrapper(*args: Any, **kwargs: Any) -> Any:
+                # hashkey inlined for its commonest case (one scalar argument): a Python
+                # call less per lookup.
+                if not kwargs and len(args) == 1 and type(args[0]) in scalars:
+                    k: Hashable = args[0]
+                else:
+                    k = hashkey(*args, **kwargs)
+                value = get(k, _MISSING)
+                if value is _MISSING:
+                    value = func(*args, **kwargs)
+                    _store(cache, k, value)
+                return value
+
+            wrapper = hashkey_wrapper
+        elif get is not None and not info:
 
             @functools.wraps(func)
             def fast_wrapper(*args: Any, **kwargs: Any) -> Any:

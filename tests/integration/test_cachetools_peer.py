@@ -107,18 +107,22 @@ def _unpack(sdist: Path, into: Path) -> Path:
     return tests
 
 
-def _write_shim(into: Path) -> Path:
+# Put first in the shim to run against the pure-Python hot paths (as without a compiler).
+BLOCK_C_CORE = 'import sys\nsys.modules["memwarden._lrucore"] = None\n'
+
+
+def _write_shim(into: Path, *, python_core: bool) -> Path:
     pkg = into / "shim" / "cachetools"
     pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(SHIM_INIT)
+    (pkg / "__init__.py").write_text((BLOCK_C_CORE if python_core else "") + SHIM_INIT)
     (pkg / "keys.py").write_text(SHIM_KEYS)
     return pkg.parent
 
 
-def _run_suite(tmp_path: Path) -> dict[str, dict[str, bool]]:
+def _run_suite(tmp_path: Path, *, python_core: bool = False) -> dict[str, dict[str, bool]]:
     """Run the peer tests; return {suite file: {test id: passed}}."""
     tests = _unpack(_sdist(), tmp_path)
-    shim = _write_shim(tmp_path)
+    shim = _write_shim(tmp_path, python_core=python_core)
     src = Path(memwarden.__file__).resolve().parents[1]
     report = tmp_path / "junit.xml"
     env = {
@@ -155,9 +159,15 @@ def _run_suite(tmp_path: Path) -> dict[str, dict[str, bool]]:
     return results
 
 
-def test_cachetools_suite_passes_against_memwarden(tmp_path: Path) -> None:
-    """cachetools' LRU, TTL, cached and cachedmethod tests pass >= 95% on memwarden's classes."""
-    results = _run_suite(tmp_path)
+@pytest.mark.parametrize("core", ["c", "python"])
+def test_cachetools_suite_passes_against_memwarden(tmp_path: Path, core: str) -> None:
+    """cachetools' LRU, TTL, cached and cachedmethod tests pass >= 95% on memwarden's classes.
+
+    Run twice: with the C hot paths (memwarden._lrucore) and with the pure-Python ones.
+    """
+    if core == "c":
+        pytest.importorskip("memwarden._lrucore", reason="C extension not built")
+    results = _run_suite(tmp_path, python_core=core == "python")
     lines = []
     failed: set[str] = set()
     for suite, cases in results.items():

@@ -735,44 +735,62 @@ def test_governor_policy_is_explicit() -> None:
         pressure._reset_default_for_tests()
 
 
-def test_c_hit_path_is_the_instance_get_when_built() -> None:
-    """With memwarden._lrucore built, an LRUCache's get is the C getter; it counts and refreshes."""
+def test_c_hot_paths_are_the_base_class_when_built() -> None:
+    """With memwarden._lrucore built, LRUCache's get/[]/[]= are C; they count, refresh, evict."""
     lrucore = pytest.importorskip("memwarden._lrucore", reason="C extension not built")
-    cache: LRUCache[str, int] = LRUCache(2, governor=None)
-    assert isinstance(cache.get, lrucore.Getter)
+    dropped: list[tuple[str, int]] = []
+    cache: LRUCache[str, int] = LRUCache(2, on_evict=lambda k, v: dropped.append((k, v)))
+    assert isinstance(cache, lrucore.LRUBase)
     cache["a"] = 1
     cache["b"] = 2
     assert cache.get("a") == 1  # a is now the most recent
     assert cache.get("zz", -1) == -1
     cache["c"] = 3  # evicts b
     assert list(cache) == ["a", "c"]
-    assert (cache.stats().hits, cache.stats().misses) == (1, 1)
-    cache.clear()  # the getter stays bound to the (same, emptied) mapping
+    assert dropped == [("b", 2)]
+    assert cache["c"] == 3
+    with pytest.raises(KeyError):
+        cache["zz"]
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.evictions) == (2, 2, 1)
+    cache.clear()  # the C paths stay bound to the (same, emptied) mapping
     cache["d"] = 4
     assert cache.get("d") == 4
+    del cache["d"]
+    assert "d" not in cache
     with pytest.raises(TypeError):
         cache.get()  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        cache[["unhashable"]] = 1  # type: ignore[index]
     with pytest.raises(TypeError, match="OrderedDict"):
-        lrucore.Getter({})
-
-    class OwnGet(LRUCache[str, int]):
-        def get(self, key: str, default: Any = None) -> Any:
-            return "mine"
-
-    assert OwnGet(2, governor=None).get("x") == "mine"  # a subclass's get is kept
-    assert not isinstance(TTLCache(2, 1.0, governor=None).get, lrucore.Getter)
+        cache._attach({}, threading.Lock(), 2, False)  # type: ignore[arg-type]
 
 
-def test_pure_python_get_serves_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the C extension, LRUCache.get is the Python method, with the same behaviour."""
-    import memwarden.cache as cache_module
+def test_pure_python_base_serves_without_the_extension() -> None:
+    """Without memwarden._lrucore, the same behaviour comes from the Python base class."""
+    import subprocess
+    import sys
+    import textwrap
 
-    monkeypatch.setattr(cache_module, "_Getter", None)
-    cache: LRUCache[str, int] = LRUCache(2, governor=None)
-    assert "get" not in vars(cache)
-    cache["a"] = 1
-    cache["b"] = 2
-    assert cache.get("a") == 1
-    cache["c"] = 3
-    assert list(cache) == ["a", "c"]
-    assert (cache.stats().hits, cache.stats().misses) == (1, 0)
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["memwarden._lrucore"] = None  # as if it were not built
+        from memwarden.cache import LRUCache, _LRUBasePy
+        dropped = []
+        cache = LRUCache(2, on_evict=lambda k, v: dropped.append(k), governor=None)
+        assert type(cache).__mro__[1] is _LRUBasePy
+        cache["a"] = 1; cache["b"] = 2
+        assert cache.get("a") == 1 and cache["b"] == 2 and cache.get("x", 0) == 0
+        cache["c"] = 3
+        assert list(cache) == ["b", "c"] and dropped == ["a"], (list(cache), dropped)
+        del cache["c"]
+        s = cache.stats()
+        assert (s.hits, s.misses, s.evictions) == (2, 1, 1), s
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.stdout.strip() == "ok", proc.stderr
