@@ -1654,6 +1654,12 @@ class _CachedMethodDescriptor:
     def __copy__(self) -> _CachedMethodDescriptor:
         return self
 
+    def __reduce__(self) -> str | tuple[Any, tuple[Any, str]]:
+        # Pickled by reference, as a method is: the class attribute it is.
+        if self.owner is None or self.attrname is None:
+            return str(getattr(self, "__qualname__", self.func.__qualname__))
+        return (getattr, (self.owner, self.attrname))
+
     def __deepcopy__(self, memo: dict[int, Any]) -> _CachedMethodDescriptor:
         return self
 

@@ -45,14 +45,14 @@ DELIBERATE: frozenset[str] = frozenset(
         "tests.test_cached.PickleTest::test_copy_partial",
         # hashkey(0) is 0, not (0,): a single scalar argument is its own key.
         "tests.test_cached.InvalidCacheTest::test_decorator_info_no_len",
-        # cachedmethod keeps its per-instance bindings under its own attribute name,
-        # not in vars(obj)[name] nor "__cachetools_cachedmethods".
+        # cachedmethod keeps every per-instance binding in one table of its own, never
+        # in vars(obj)[name] (which a shallow copy of the instance would share, binding
+        # the copy's calls to the original) nor under cachetools' private name.
         "tests.test_cachedmethod.CacheMethodTest::test_decorated_override",
         "tests.test_cachedmethod.CacheMethodTest::test_decorator_deepcopy_super",
         "tests.test_cachedmethod.CacheMethodTest::test_decorator_pickle_super",
         "tests.test_cachedmethod.DictMethodTest::test_decorator_deepcopy_super",
         "tests.test_cachedmethod.DictMethodTest::test_decorator_pickle_super",
-        "tests.test_cachedmethod.UnboundMethodTest::test_class_access_pickle",
     }
 )
 
