@@ -807,6 +807,12 @@ class _Timer:
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         return (_Timer, (self._timer,))
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _Timer.__slots__:
+            object.__setattr__(self, name, value)
+        else:  # the wrapped timer's attributes (a test clock's ``now``) are set on it
+            setattr(self._timer, name, value)
+
     def __getattr__(self, name: str) -> Any:
         # Not the protocols (copy's __deepcopy__ is the view's own), nor _timer
         # before it is set (during unpickling): no recursion.

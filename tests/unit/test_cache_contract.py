@@ -794,3 +794,33 @@ def test_pure_python_base_serves_without_the_extension() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_ttl_cache_takes_inf_and_timedelta_and_never_returns_expired_entries() -> None:
+    """ttl=math.inf never expires; a timedelta works with a datetime timer; expired entries
+    are gone from get, pop, popitem and del even before they are dropped."""
+    import datetime
+    import math
+
+    forever: TTLCache[str, int] = TTLCache(4, math.inf, timer=FakeClock(), governor=None)
+    forever["a"] = 1
+    assert forever.timer.now == 1000.0  # the timer's own attributes show through
+    forever.timer.now += 1e9
+    assert forever["a"] == 1
+
+    now = [datetime.datetime(2026, 1, 1)]
+    daily: TTLCache[str, int] = TTLCache(
+        4, datetime.timedelta(days=1), timer=lambda: now[0], governor=None
+    )
+    for key in "abcd":
+        daily[key] = 1
+    now[0] += datetime.timedelta(days=1)
+    assert daily.get("a") is None
+    assert daily.pop("b", None) is None
+    with pytest.raises(KeyError):
+        del daily["c"]
+    with pytest.raises(KeyError):
+        daily.popitem()
+    assert len(daily) == 0
+    assert daily.expire() == []  # all were dropped on the way
+    assert daily.stats().expirations == 4
