@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -77,25 +78,30 @@ def _sdist() -> Path:
     if path.is_file():
         return path
     CACHE_DIR.mkdir(exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        "--disable-pip-version-check",
-        f"cachetools=={CACHETOOLS_VERSION}",
-        "-d",
-        str(CACHE_DIR),
-    ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"package index unreachable: {' '.join(cmd)} timed out")
-    if proc.returncode != 0 or not path.is_file():
-        pytest.skip(f"package index unreachable: pip download failed: {proc.stderr[-400:]}")
+    # Into a directory of its own, then renamed into place: parallel test workers may
+    # download at once, and a reader must never see a partial file.
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            f"cachetools=={CACHETOOLS_VERSION}",
+            "-d",
+            tmp,
+        ]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"package index unreachable: {' '.join(cmd)} timed out")
+        downloaded = Path(tmp) / name
+        if proc.returncode != 0 or not downloaded.is_file():
+            pytest.skip(f"package index unreachable: pip download failed: {proc.stderr[-400:]}")
+        downloaded.replace(path)
     return path
 
 
