@@ -5,10 +5,11 @@ for cachetools' (``maxsize``, ``currsize``, ``getsizeof``, ``__missing__``, ``ti
 checked against cachetools' own tests), are also bounded by bytes (``max_bytes``),
 report evictions to a callback, keep statistics, and give memory back through
 ``shrink(fraction)``, which they register (weakly) with the governor given as
-``governor=``. ``WeakCache``
-holds values weakly with a small strong LRU of recent values. ``cached`` and
-``cached_method`` put either in front of a function; ``cached_method`` never keeps
-``self`` alive (the flaw of ``functools.lru_cache`` on methods).
+``governor=``. ``WeakCache`` holds values weakly with a small strong LRU of recent
+values. ``cached`` and ``cached_method`` put either in front of a function;
+``cached_method`` never keeps ``self`` alive (the flaw of ``functools.lru_cache`` on
+methods); ``cachedmethod`` is cachetools' method decorator. The size bookkeeping is
+the one LRU core in ``memwarden._lru``.
 
 Thread safety without a lock on every hit
 -----------------------------------------
@@ -31,9 +32,15 @@ under the lock are released after it is released, so a value's ``__del__`` that
 touches the cache cannot deadlock. The concurrency stress test
 (tests/integration/test_cache_concurrency.py) checks all of this under contention.
 
-The hit and miss counters are plain integers bumped without the lock: exact in
-single-threaded use; under heavy thread contention an increment can very rarely be
-lost (statistics, not accounting). On free-threaded CPython builds the design
+The hot paths (``get``, ``cache[k]``, count-bounded ``cache[k] = v``) are LRUCache's
+base class: ``memwarden._lrucore.LRUBase`` in C when the optional extension is built,
+else :class:`_LRUBasePy` here; both take exactly the steps above on the same
+``OrderedDict`` and lock, and call back into the Python methods for everything else.
+
+The C paths' counters are exact (they change while holding the GIL); the Python
+paths' are plain integers bumped without the lock: exact in single-threaded use;
+under heavy thread contention an increment can very rarely be lost (statistics, not
+accounting). On free-threaded CPython builds the design
 still holds for the mapping (dict operations lock per object) but the counters
 become approximate.
 """
