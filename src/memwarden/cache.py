@@ -785,31 +785,36 @@ class _Timer:
     """A TTL cache's view of its timer.
 
     Calling it reads the timer; ``with cache.timer as now:`` reads it once and holds
-    that time until the block ends (nested blocks share it), so several operations
-    see one instant. Other attributes are the wrapped timer's. A copy of the cache
-    wraps the same timer in a view of its own; a deep copy copies the timer too.
+    that time, for the calling thread only, until the block ends (nested blocks share
+    it), so several operations see one instant. Other attributes are the wrapped
+    timer's. A copy of the cache wraps the same timer in a view of its own; a deep
+    copy copies the timer too.
     """
 
-    __slots__ = ("_depth", "_now", "_timer")
+    __slots__ = ("_local", "_timer")
 
     def __init__(self, timer: Callable[[], Any]) -> None:
         self._timer = timer
-        self._depth = 0
-        self._now: Any = None
+        # Per thread: a block held in one thread must not freeze time in another.
+        self._local = threading.local()
 
     def __call__(self) -> Any:
-        return self._now if self._depth else self._timer()
+        local = self._local
+        return local.now if getattr(local, "depth", 0) else self._timer()
 
     def __enter__(self) -> Any:
-        if self._depth == 0:
-            self._now = self._timer()
-        self._depth += 1
-        return self._now
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            local.now = self._timer()
+        local.depth = depth + 1
+        return local.now
 
     def __exit__(self, *exc: object) -> None:
-        self._depth -= 1
-        if self._depth == 0:
-            self._now = None
+        local = self._local
+        local.depth -= 1
+        if local.depth == 0:
+            del local.now
 
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         return (_Timer, (self._timer,))
@@ -823,7 +828,7 @@ class _Timer:
     def __getattr__(self, name: str) -> Any:
         # Not the protocols (copy's __deepcopy__ is the view's own), nor _timer
         # before it is set (during unpickling): no recursion.
-        if name.startswith("__") or name == "_timer":
+        if name.startswith("__") or name in _Timer.__slots__:
             raise AttributeError(name)
         return getattr(self._timer, name)
 
@@ -969,13 +974,13 @@ class TTLCache(LRUCache[K, V]):
     # -- writes: expired entries go first ----------------------------------
 
     def __setitem__(self, key: K, value: V) -> None:
-        with self.timer as now:
-            expires_at = now + self.ttl  # may raise OverflowError: before any change
-            size = self._measure(value) if self._sizer is not None else 1
-            evicted: list[tuple[K, V]] = []
-            with self._lock:
-                self._expire_locked(now, evicted)
-                old = self._insert_locked(key, value, size, evicted, expires_at)
+        now = self.timer()  # read once: an op sees one instant (as cachetools)
+        expires_at = now + self.ttl  # may raise OverflowError: before any change
+        size = self._measure(value) if self._sizer is not None else 1
+        evicted: list[tuple[K, V]] = []
+        with self._lock:
+            self._expire_locked(now, evicted)
+            old = self._insert_locked(key, value, size, evicted, expires_at)
         del old
         if evicted:
             _notify(self._on_evict, evicted)
@@ -1008,7 +1013,8 @@ class TTLCache(LRUCache[K, V]):
     def __delitem__(self, key: K) -> None:
         evicted: list[tuple[K, V]] = []
         try:
-            with self.timer as now, self._lock:
+            now = self.timer()
+            with self._lock:
                 value = self._take_locked(key, now, evicted)
             del value
         finally:
@@ -1024,7 +1030,8 @@ class TTLCache(LRUCache[K, V]):
         """Remove ``key`` and return its value (``default``, or KeyError, if absent or expired)."""
         evicted: list[tuple[K, V]] = []
         try:
-            with self.timer as now, self._lock:
+            now = self.timer()
+            with self._lock:
                 try:
                     return self._take_locked(key, now, evicted)
                 except KeyError:
@@ -1038,7 +1045,8 @@ class TTLCache(LRUCache[K, V]):
         """Remove and return the least recently used live ``(key, value)``; KeyError if none."""
         evicted: list[tuple[K, V]] = []
         try:
-            with self.timer as now, self._lock:
+            now = self.timer()
+            with self._lock:
                 self._expire_locked(now, evicted)
                 if not self._od:
                     raise KeyError(f"popitem(): {self.name} is empty") from None
@@ -1049,8 +1057,9 @@ class TTLCache(LRUCache[K, V]):
     def expire(self, time: Any = None) -> list[tuple[K, V]]:
         """Drop every entry expired at ``time`` (default: now); return them as ``(key, value)``."""
         evicted: list[tuple[K, V]] = []
-        with self.timer as now, self._lock:
-            self._expire_locked(now if time is None else time, evicted)
+        now = self.timer() if time is None else time
+        with self._lock:
+            self._expire_locked(now, evicted)
         _notify(self._on_evict, evicted)
         return evicted
 
@@ -1074,7 +1083,8 @@ class TTLCache(LRUCache[K, V]):
         return [key for key, when in expires.items() if now < when]
 
     def _iter_snapshot(self) -> Iterator[K]:
-        with self.timer as now, self._lock:
+        now = self.timer()
+        with self._lock:
             keys = self._live_keys_locked(now)
         return self._still_live(keys, now)
 
@@ -1085,11 +1095,13 @@ class TTLCache(LRUCache[K, V]):
                 yield key
 
     def _snapshot_keys(self) -> list[K]:
-        with self.timer as now, self._lock:
+        now = self.timer()
+        with self._lock:
             return self._live_keys_locked(now)
 
     def _snapshot_items(self) -> list[tuple[K, V]]:
-        with self.timer as now, self._lock:
+        now = self.timer()
+        with self._lock:
             od = self._od
             return [(key, od[key]) for key in self._live_keys_locked(now)]
 

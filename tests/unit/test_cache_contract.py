@@ -824,3 +824,18 @@ def test_ttl_cache_takes_inf_and_timedelta_and_never_returns_expired_entries() -
     assert len(daily) == 0
     assert daily.expire() == []  # all were dropped on the way
     assert daily.stats().expirations == 4
+
+
+def test_a_frozen_timer_block_holds_only_in_its_own_thread() -> None:
+    """with cache.timer as now: freezes time for the calling thread, not for others."""
+    clock = FakeClock()
+    cache: TTLCache[str, int] = TTLCache(4, 10.0, timer=clock, governor=None)
+    seen: list[float] = []
+    with cache.timer as frozen:
+        clock.now += 5
+        assert cache.timer() == frozen  # this thread still sees the frozen instant
+        worker = threading.Thread(target=lambda: seen.append(cache.timer()))
+        worker.start()
+        worker.join(5)
+    assert seen == [frozen + 5]  # the other thread read the real clock
+    assert cache.timer() == frozen + 5
