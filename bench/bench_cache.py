@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib.util
 import random
 import statistics
 import threading
@@ -23,6 +24,9 @@ import cachetools
 
 from memwarden.cache import LRUCache, cached
 
+#: Whether LRUCache's hot paths are the C extension's in this run.
+_C_CORE = importlib.util.find_spec("memwarden._lrucore") is not None
+
 N_OPS = 1_000_000
 N_KEYS = 100_000
 MAXSIZE = 10_000
@@ -30,7 +34,8 @@ HOT_KEYS = 5_000
 HOT_SHARE = 0.8
 ROUNDS = 5
 CHUNK = 20_000
-TARGET = 1.5
+TARGET = 2.0  # vs cachetools made thread-safe as its docs say (a lock around it)
+LRU_GAP_TARGET = 1.5  # at most this many times functools.lru_cache's time
 
 Decorator = Callable[[Callable[[int], int]], Callable[[int], int]]
 
@@ -73,6 +78,22 @@ class LockedOrderedDictLRU(OrderedDictLRU):
             super().__setitem__(key, value)
 
 
+class LockedCachetoolsLRU:
+    """cachetools.LRUCache made thread-safe as a user does: one Lock around each use."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.cache: cachetools.LRUCache[Any, Any] = cachetools.LRUCache(maxsize)
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self.lock:
+            return self.cache.get(key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self.lock:
+            self.cache[key] = value
+
+
 def workload(seed: int = 1) -> list[int]:
     rng = random.Random(seed)
     return [
@@ -112,13 +133,17 @@ def function_runner(decorate: Decorator) -> Callable[[list[int]], float]:
 
 MAPPINGS: dict[str, Callable[[], Any]] = {
     "cachetools.LRUCache": lambda: cachetools.LRUCache(MAXSIZE),
-    "memwarden LRUCache": lambda: LRUCache(MAXSIZE, register=False),
+    "cachetools.LRUCache + Lock": lambda: LockedCachetoolsLRU(MAXSIZE),
+    "memwarden LRUCache": lambda: LRUCache(MAXSIZE, governor=None),
     "OrderedDict LRU, no lock": lambda: OrderedDictLRU(MAXSIZE),
     "OrderedDict LRU + Lock": lambda: LockedOrderedDictLRU(MAXSIZE),
 }
 FUNCTIONS: dict[str, Decorator] = {
     "@cachetools.cached(LRUCache)": lambda f: cachetools.cached(cachetools.LRUCache(MAXSIZE))(f),
-    "@memwarden cached(LRUCache)": lambda f: cached(LRUCache(MAXSIZE, register=False))(f),
+    "@cachetools.cached(LRUCache, lock=Lock())": lambda f: cachetools.cached(
+        cachetools.LRUCache(MAXSIZE), lock=threading.Lock()
+    )(f),
+    "@memwarden cached(LRUCache)": lambda f: cached(LRUCache(MAXSIZE, governor=None))(f),
     "@functools.lru_cache": lambda f: functools.lru_cache(maxsize=MAXSIZE)(f),
 }
 
@@ -223,6 +248,7 @@ def run() -> str:
     ]
     safe = {
         "cachetools.LRUCache": "no",
+        "cachetools.LRUCache + Lock": "yes",
         "memwarden LRUCache": "yes",
         "OrderedDict LRU, no lock": "no",
         "OrderedDict LRU + Lock": "yes",
@@ -244,24 +270,34 @@ def run() -> str:
         )
 
     mw = "memwarden LRUCache"
-    speedup = best[ref] / best[mw]
-    speedup_med = median[ref] / median[mw]
+    locked = "cachetools.LRUCache + Lock"
+    speedup = best[locked] / best[mw]
+    speedup_med = median[locked] / median[mw]
+    bare = best[ref] / best[mw]
     lru_gap = best[mw] / best["@functools.lru_cache"]
+    lru_gap_med = median[mw] / median["@functools.lru_cache"]
     fn_gap = best["@memwarden cached(LRUCache)"] / best["@functools.lru_cache"]
     met = speedup >= TARGET
+    gap_met = lru_gap <= LRU_GAP_TARGET
     lines += [
         "",
-        f"**Target** (memwarden `LRUCache` >= {TARGET}x cachetools on this workload, while"
-        f" thread-safe): {speedup:.2f}x best, {speedup_med:.2f}x median —"
-        f" {'met' if met else '**not met**'}.",
+        f"**Target** (memwarden `LRUCache` >= {TARGET}x cachetools made thread-safe with a"
+        f" lock, as its documentation says to): {speedup:.2f}x best, {speedup_med:.2f}x"
+        f" median — {'met' if met else '**not met**'} ({bare:.2f}x the bare, not"
+        " thread-safe, cachetools).",
+        "",
+        f"**Target** (within {LRU_GAP_TARGET}x of `functools.lru_cache`): {lru_gap:.2f}x"
+        f" best, {lru_gap_med:.2f}x median — {'met' if gap_met else '**not met**'}.",
         "",
         f"**Gap to `functools.lru_cache`** (C): as a mapping, memwarden's `LRUCache` takes"
-        f" {lru_gap:.1f}x the time of a call to an `lru_cache`-decorated function; as a"
-        f" decorator, `@cached(LRUCache(...))` takes {fn_gap:.1f}x. `lru_cache` does the"
-        " whole lookup and relinking in C in one call; a Python-level cache pays at least"
-        " one Python frame per operation. Use `lru_cache` for pure functions of hashable"
-        " arguments that need no byte bound, no TTL, no eviction callback, no relief under"
-        " memory pressure and no per-instance caching of methods.",
+        f" {lru_gap:.2f}x the time of a call to an `lru_cache`-decorated function; as a"
+        f" decorator, `@cached(LRUCache(...))` takes {fn_gap:.1f}x. memwarden's `get`,"
+        " `cache[k]` and count-bounded `cache[k] = v` run in C"
+        f" (`memwarden._lrucore`: {'built' if _C_CORE else '**not built** in this run'}),"
+        " over the same `OrderedDict` and lock as the Python paths that serve without the"
+        " extension; `@cached` still pays one Python frame per call. Use `lru_cache` for"
+        " pure functions of hashable arguments that need no byte bound, no TTL, no eviction"
+        " callback, no relief under memory pressure and no per-instance caching of methods.",
         "",
     ]
 
@@ -269,7 +305,7 @@ def run() -> str:
         "cachetools.LRUCache": per_entry_bytes(fill_mapping(MAPPINGS["cachetools.LRUCache"])),
         "memwarden LRUCache": per_entry_bytes(fill_mapping(MAPPINGS["memwarden LRUCache"])),
         "memwarden LRUCache(max_bytes=…)": per_entry_bytes(
-            fill_mapping(lambda: LRUCache(max_bytes=10**9, getsizeof=lambda v: 16, register=False))
+            fill_mapping(lambda: LRUCache(max_bytes=10**9, getsizeof=lambda v: 16, governor=None))
         ),
         "OrderedDict LRU": per_entry_bytes(fill_mapping(MAPPINGS["OrderedDict LRU, no lock"])),
         "functools.lru_cache": per_entry_bytes(fill_lru_cache),

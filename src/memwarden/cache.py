@@ -1,13 +1,15 @@
-"""Bounded caches: a thread-safe LRU (by count, bytes and age), a weak-value cache, decorators.
+"""Bounded caches: a thread-safe LRU (by count, size or bytes) and TTL cache, a weak-value cache.
 
-The playbook's cure for "unbounded caches". ``LRUCache`` speaks cachetools'
-vocabulary (``maxsize``, ``currsize``, ``getsizeof``, ``popitem``), is bounded by
-entry count and/or total bytes, can expire entries after ``ttl`` seconds, reports
-evictions to a callback, keeps statistics, and gives memory back through
-``shrink(fraction)``, which it registers (weakly) with the governor. ``WeakCache``
-holds values weakly with a small strong LRU of recent values. ``cached`` and
-``cached_method`` put either in front of a function; ``cached_method`` never keeps
-``self`` alive (the flaw of ``functools.lru_cache`` on methods).
+The playbook's cure for "unbounded caches". ``LRUCache`` and ``TTLCache`` are drop-ins
+for cachetools' (``maxsize``, ``currsize``, ``getsizeof``, ``__missing__``, ``timer``;
+checked against cachetools' own tests), are also bounded by bytes (``max_bytes``),
+report evictions to a callback, keep statistics, and give memory back through
+``shrink(fraction)``, which they register (weakly) with the governor given as
+``governor=``. ``WeakCache`` holds values weakly with a small strong LRU of recent
+values. ``cached`` and ``cached_method`` put either in front of a function;
+``cached_method`` never keeps ``self`` alive (the flaw of ``functools.lru_cache`` on
+methods); ``cachedmethod`` is cachetools' method decorator. The size bookkeeping is
+the one LRU core in ``memwarden._lru``.
 
 Thread safety without a lock on every hit
 -----------------------------------------
@@ -30,19 +32,25 @@ under the lock are released after it is released, so a value's ``__del__`` that
 touches the cache cannot deadlock. The concurrency stress test
 (tests/integration/test_cache_concurrency.py) checks all of this under contention.
 
-The hit and miss counters are plain integers bumped without the lock: exact in
-single-threaded use; under heavy thread contention an increment can very rarely be
-lost (statistics, not accounting). On free-threaded CPython builds the design
+The hot paths (``get``, ``cache[k]``, count-bounded ``cache[k] = v``) are LRUCache's
+base class: ``memwarden._lrucore.LRUBase`` in C when the optional extension is built,
+else :class:`_LRUBasePy` here; both take exactly the steps above on the same
+``OrderedDict`` and lock, and call back into the Python methods for everything else.
+
+The C paths' counters are exact (they change while holding the GIL); the Python
+paths' are plain integers bumped without the lock: exact in single-threaded use;
+under heavy thread contention an increment can very rarely be lost (statistics, not
+accounting). On free-threaded CPython builds the design
 still holds for the mapping (dict operations lock per object) but the counters
 become approximate.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -57,22 +65,44 @@ from collections.abc import (
     ValuesView,
 )
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
+from memwarden._lru import BoundedLRU
+from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError, ItemTooLargeError
 from memwarden.sizing import sizeof
 
+if TYPE_CHECKING:
+    from memwarden.pressure import Governor
+
 __all__ = [
+    "DEFAULT",
     "DEFAULT_MAXSIZE",
+    "CacheInfo",
     "CacheStats",
     "CachedMethod",
     "ItemTooLargeError",
     "LRUCache",
+    "TTLCache",
     "WeakCache",
     "cached",
     "cached_method",
+    "cachedmethod",
     "hashkey",
+    "methodkey",
+    "typedkey",
+    "typedmethodkey",
 ]
 
 log = logging.getLogger("memwarden.cache")
@@ -133,38 +163,39 @@ class CacheStats:
 
 
 def _check_fraction(fraction: float) -> float:
-    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-        raise ConfigurationError(
-            f"shrink(fraction={fraction!r}) (argument): expected a fraction in [0, 1] like 0.5",
-            value=fraction,
-            source="argument",
-        )
+    # A plain ValueError, as the pools raise: one shrink protocol.
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise ValueError(f"shrink(fraction={fraction!r}): expected a number in [0, 1] like 0.5")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"shrink(fraction={fraction!r}): expected a number in [0, 1] like 0.5")
     return float(fraction)
 
 
-def _register(obj: Any, name: str) -> Any:
-    """Register ``obj.shrink`` with the process-wide governor, weakly; None if that failed."""
-    from memwarden.pressure import PRIORITY_CACHE, try_register_reliever
+def _register(obj: Any, name: str, governor: Governor | DefaultType | None) -> Any:
+    """Register ``obj.shrink`` with ``governor`` (weakly); None for none or on failure.
 
-    return try_register_reliever(obj.shrink, priority=PRIORITY_CACHE, name=name)
+    Raises:
+        TypeError: ``governor`` is not a governor, DEFAULT or None.
+    """
+    if governor is None:
+        return None
+    from memwarden.pressure import PRIORITY_CACHE, resolve_governor
+
+    gov = resolve_governor(governor)
+    if gov is None:
+        return None
+    try:
+        return gov.register_reliever(obj.shrink, priority=PRIORITY_CACHE, name=name)
+    except Exception:  # a full registry must not stop the cache
+        log.warning("could not register %s with the governor", name, exc_info=True)
+        return None
 
 
-# Fork safety: a lock that another thread held when the process forked stays locked
-# forever in the child. Every live cache is listed here (weakly: the list never keeps
-# a cache alive) and gets a fresh lock, and consistent bookkeeping, in the child.
-_live_caches: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-
-
-def _reset_after_fork() -> None:
-    for cache in list(_live_caches.values()):
-        try:
-            cache._reset_after_fork()
-        except Exception:  # never let one cache break the child
-            log.exception("could not reset %r after fork", cache)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+def _track_for_fork(cache: Any) -> None:
+    # A lock that another thread held when the process forked stays locked forever in
+    # the child: every cache gets a fresh lock, and consistent bookkeeping, there.
+    # Held weakly (a bound method): the registration never keeps a cache alive.
+    reset_after_fork(cache._reset_after_fork)
 
 
 def _notify(on_evict: Callable[[Any, Any], None] | None, items: list[tuple[Any, Any]]) -> None:
@@ -183,7 +214,7 @@ def _notify(on_evict: Callable[[Any, Any], None] | None, items: list[tuple[Any, 
 
 class _SnapshotKeys(KeysView[K]):
     def __iter__(self) -> Iterator[K]:
-        return iter(self._mapping._snapshot_keys())  # type: ignore[attr-defined]
+        return self._mapping._iter_snapshot()  # type: ignore[attr-defined, no-any-return]
 
 
 class _SnapshotItems(ItemsView[K, V]):
@@ -196,137 +227,54 @@ class _SnapshotValues(ValuesView[V]):
         return (value for _, value in self._mapping._snapshot_items())  # type: ignore[attr-defined]
 
 
-class LRUCache(MutableMapping[K, V]):
-    """A thread-safe least-recently-used cache bounded by entry count and/or bytes.
+class _LRUBasePy:
+    """The hot paths of :class:`LRUCache` in Python: its base when ``memwarden._lrucore``
+    (the same paths in C) is not built. Attributes are the subclass's."""
 
-    Args:
-        maxsize: the most entries held; ``None`` for no count bound. When neither
-            bound is given, :data:`DEFAULT_MAXSIZE` (128) applies.
-        max_bytes: the most bytes held, as the sum of ``getsizeof(value)``; an
-            ``int`` or a size string such as ``"64 MiB"``.
-        getsizeof: the size of a value in bytes; default :func:`memwarden.sizing.sizeof`
-            (deep) when ``max_bytes`` is set. Sizes are measured once, on insert.
-        ttl: seconds an entry lives after it was last written; expired entries
-            are misses and are dropped lazily (on lookup, insert, ``len``,
-            iteration and ``expire()``).
-        on_evict: called as ``on_evict(key, value)`` for every entry the cache drops
-            by itself (bound, expiry, ``shrink``), outside the lock; exceptions are
-            logged. Not called for ``del``, ``pop``, ``popitem`` or ``clear``.
-        clock: the monotonic clock for ``ttl``; injectable for tests.
-        register: register ``shrink`` with memwarden's governor (held weakly, so
-            the registration never keeps the cache alive).
-        name: a label for logs and the governor; default ``LRUCache@<id>``.
+    _base_hits = 0
+    _base_misses = 0
+    _base_evictions = 0
+    _od: OrderedDict[Any, Any]
+    _hits: int
+    _misses: int
+    _evictions: int
+    _count_only: bool
+    _lock: threading.Lock
+    _on_evict: Callable[[Any, Any], None] | None
 
-    Raises:
-        ConfigurationError: a bound, ``ttl`` or ``getsizeof`` is invalid.
+    def _attach(self, od: OrderedDict[Any, Any], lock: Any, count_bound: int, notify: bool) -> None:
+        """Nothing to bind: these paths read the cache's attributes."""
 
-    ``currsize`` is in bytes when ``max_bytes`` is set, else a count (as cachetools).
-    Reads through ``in``, ``peek`` and iteration neither count nor refresh entries.
-    """
+    @property
+    def _count_bound(self) -> int | None:
+        raise NotImplementedError
 
-    # Why a TTL cache is a private subclass: the hit path of the common (no-TTL)
-    # cache is the whole cost of a cache hit, so it must not test for a TTL.
-    def __new__(cls, *args: Any, **kwargs: Any) -> LRUCache[K, V]:
-        impl = _TTLLRUCache if cls is LRUCache and kwargs.get("ttl") is not None else cls
-        return object.__new__(impl)
+    def _setitem(self, key: Any, value: Any) -> None:
+        raise NotImplementedError
 
-    def __init__(
-        self,
-        maxsize: int | None = None,
-        *,
-        max_bytes: SizeLike | None = None,
-        getsizeof: Callable[[V], int] | None = None,
-        ttl: float | None = None,
-        on_evict: Callable[[K, V], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        register: bool = True,
-        name: str | None = None,
-    ) -> None:
-        if maxsize is not None and (
-            isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0
-        ):
-            raise ConfigurationError(
-                f"maxsize={maxsize!r} (argument): expected a whole number of entries >= 0",
-                value=maxsize,
-                source="argument",
-            )
-        limit_bytes = None if max_bytes is None else parse_size(max_bytes, source="max_bytes")
-        if maxsize is None and limit_bytes is None:
-            maxsize = DEFAULT_MAXSIZE
-        if getsizeof is not None and not callable(getsizeof):
-            raise ConfigurationError(
-                f"getsizeof={getsizeof!r} (argument): expected a callable returning bytes",
-                value=getsizeof,
-                source="argument",
-            )
-        if ttl is not None and (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, (int, float))
-            or not math.isfinite(ttl)
-            or ttl <= 0
-        ):
-            raise ConfigurationError(
-                f"ttl={ttl!r} (argument): expected a positive number of seconds",
-                value=ttl,
-                source="argument",
-            )
-        self.maxsize: int | None = maxsize
-        self.max_bytes: int | None = limit_bytes
-        self.ttl: float | None = None if ttl is None else float(ttl)
-        self.name = name or f"{type(self).__name__.lstrip('_')}@{id(self):x}"
-        self._od: OrderedDict[K, V] = OrderedDict()
-        # Sizes are tracked when bounded by bytes or when a size function is given.
-        self._sizer: Callable[[V], int] | None = getsizeof or (
-            sizeof if limit_bytes is not None else None
-        )
-        self._sizes: dict[K, int] | None = {} if self._sizer is not None else None
-        self._bytes = 0
-        self._on_evict = on_evict
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._hits = 0
-        self._misses = 0
-        self._evictions = 0
-        self._expirations = 0
-        # Write order of expiry times (oldest first), so expiring is amortised O(1).
-        self._expires: dict[K, float] | None = {} if ttl is not None else None
-        self._count_only = maxsize is not None and self._sizes is None and self._expires is None
-        self._registration = _register(self, self.name) if register else None
-        _live_caches[id(self)] = self
+    def _delitem(self, key: Any) -> None:
+        raise NotImplementedError
 
-    def _reset_after_fork(self) -> None:
-        """In a forked child: a fresh lock, and sizes and expiry made consistent again
-        (a thread of the parent may have been half-way through an insert)."""
-        self._lock = threading.Lock()
-        od = self._od
-        if self._sizes is not None:
-            self._sizes = {k: v for k, v in self._sizes.items() if k in od}
-            for key in [k for k in od if k not in self._sizes]:
-                del od[key]
-            self._bytes = sum(self._sizes.values())
-        if self._expires is not None:
-            self._expires = {k: v for k, v in self._expires.items() if k in od}
-            for key in [k for k in od if k not in self._expires]:
-                del od[key]
+    def _too_large(self, value: Any, size: int) -> Exception:
+        raise NotImplementedError
 
-    # -- the hot paths ------------------------------------------------------
-
-    def __getitem__(self, key: K) -> V:
+    def __getitem__(self, key: Any) -> Any:
         od = self._od
         try:
             value = od[key]
             od.move_to_end(key)
         except KeyError:
             self._misses += 1
-            raise KeyError(key) from None
-        self._hits += 1
-        return value
+        else:
+            self._hits += 1
+            return value
+        return self.__missing__(key)
 
-    @overload
-    def get(self, key: K) -> V | None: ...
-    @overload
-    def get(self, key: K, default: V | T) -> V | T: ...
-    def get(self, key: K, default: Any = None) -> Any:
+    def __missing__(self, key: Any) -> Any:
+        """Called by ``cache[key]`` for a missing key; raises KeyError (override, as dict's)."""
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
         """The value for ``key`` (refreshing it as most recently used), else ``default``."""
         od = self._od
         if key in od:  # a membership test first: raising KeyError on a miss costs more
@@ -341,13 +289,13 @@ class LRUCache(MutableMapping[K, V]):
         self._misses += 1
         return default
 
-    def __setitem__(self, key: K, value: V) -> None:
+    def __setitem__(self, key: Any, value: Any) -> None:
         if self._count_only:
             # The common case (bounded by count only), inlined: misses are a fifth of
             # the operations in a typical workload, and each Python frame, list and
             # `with` statement shows (acquire/release is half the cost of `with`).
             od = self._od
-            maxsize = self.maxsize
+            maxsize = self._count_bound
             assert maxsize is not None
             dropped: Any = None
             old: Any = None  # the replaced value, released after the lock
@@ -367,27 +315,238 @@ class LRUCache(MutableMapping[K, V]):
                     dropped = od.popitem(False)
                     od[key] = value
                     self._evictions += 1
-                else:  # maxsize was lowered meanwhile, or is 0
+                elif maxsize == 0:
+                    raise self._too_large(value, 1)
+                else:  # maxsize was lowered meanwhile
                     dropped = []
                     while od and len(od) >= maxsize:
                         dropped.append(od.popitem(False))
-                    if maxsize > 0:
-                        od[key] = value
-                    else:  # a disabled cache: the new entry is dropped at once
-                        dropped.append((key, value))
+                    od[key] = value
                     self._evictions += len(dropped)
             finally:
                 lock.release()
+            del old
             if dropped and self._on_evict is not None:
                 _notify(self._on_evict, dropped if type(dropped) is list else [dropped])
             return
+        self._setitem(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._delitem(key)
+
+
+if TYPE_CHECKING:
+
+    class _LRUBase:
+        """What LRUCache's base class (C, or _LRUBasePy) provides, as type checkers see it."""
+
+        _base_hits: int
+        _base_misses: int
+        _base_evictions: int
+
+        def _attach(
+            self, od: OrderedDict[Any, Any], lock: Any, count_bound: int, notify: bool
+        ) -> None: ...
+
+else:
+    try:
+        from memwarden._lrucore import LRUBase as _LRUBase
+    except ImportError:  # built without a C compiler: the same paths in Python
+        _LRUBase = _LRUBasePy
+
+
+def _check_maxsize(maxsize: float | None) -> int | None:
+    """``maxsize`` as a bound: an int, or None for ``None``/``math.inf`` (no bound)."""
+    if maxsize is None or maxsize == math.inf:
+        return None
+    if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
+        raise ConfigurationError(
+            f"maxsize={maxsize!r} (argument): expected a whole number >= 0 or math.inf",
+            value=maxsize,
+            source="argument",
+        )
+    return maxsize
+
+
+class LRUCache(_LRUBase, MutableMapping[K, V]):
+    """A thread-safe least-recently-used cache bounded by entry count, total size or bytes.
+
+    Args:
+        maxsize: as in cachetools, the bound on ``currsize``: the number of entries,
+            or, when entries are weighed (``getsizeof`` given or overridden, and no
+            ``max_bytes``), the total of their weights. ``None`` or ``math.inf`` for
+            no such bound. When neither ``maxsize`` nor ``max_bytes`` is given,
+            :data:`DEFAULT_MAXSIZE` (128) applies.
+        getsizeof: the size of a value; default: 1 per entry, or the deep size in
+            bytes (:func:`memwarden.sizing.sizeof`) when ``max_bytes`` is set. A
+            subclass may override the ``getsizeof`` method instead. Sizes are
+            measured once, on insert.
+        max_bytes: memwarden's explicit byte bound, the most bytes held as the sum of
+            ``getsizeof(value)``; an ``int`` or a size string such as ``"64 MiB"``.
+            With it, ``maxsize`` bounds the number of entries.
+        on_evict: called as ``on_evict(key, value)`` for every entry the cache drops
+            by itself (bound, expiry, ``shrink``), outside the lock; exceptions are
+            logged. Not called for ``del``, ``pop``, ``popitem`` or ``clear``.
+        governor: where ``shrink`` is registered as a reliever (weakly: the
+            registration never keeps the cache alive): :data:`DEFAULT`, the
+            process-wide governor; ``None`` for none; or a :class:`Governor`.
+        register: ``False`` is ``governor=None`` (kept for existing callers).
+        name: a label for logs and the governor; default ``LRUCache@<id>``.
+
+    Raises:
+        ConfigurationError: a bound or ``getsizeof`` is invalid.
+
+    ``currsize`` is the total size when sizes are tracked, else the number of entries.
+    Reads through ``in``, ``peek`` and iteration neither count nor refresh entries.
+    Storing a value larger than the whole size bound (or any value when
+    ``maxsize=0``) raises :class:`ItemTooLargeError` (a ``ValueError``, as cachetools).
+    """
+
+    def __init__(
+        self,
+        maxsize: float | None = None,
+        getsizeof: Callable[[V], int] | None = None,
+        *,
+        max_bytes: SizeLike | None = None,
+        on_evict: Callable[[K, V], None] | None = None,
+        governor: Governor | DefaultType | None = DEFAULT,
+        register: bool = True,
+        name: str | None = None,
+        **removed: Any,
+    ) -> None:
+        if removed:
+            _reject_removed(type(self).__name__, removed)
+        count_bound = _check_maxsize(maxsize)
+        limit_bytes = None if max_bytes is None else parse_size(max_bytes, source="max_bytes")
+        if maxsize is None and limit_bytes is None:
+            maxsize = count_bound = DEFAULT_MAXSIZE
+        if getsizeof is not None:
+            if not callable(getsizeof):
+                raise ConfigurationError(
+                    f"getsizeof={getsizeof!r} (argument): expected a callable returning a size",
+                    value=getsizeof,
+                    source="argument",
+                )
+            # An instance attribute, as cachetools: ``cache.getsizeof`` is the function.
+            self.__dict__["getsizeof"] = getsizeof
+        self.maxsize: float | None = maxsize
+        self.max_bytes: int | None = limit_bytes
+        self.name = name or f"{type(self).__name__}@{id(self):x}"
+        self._weighed = getsizeof is not None or type(self).getsizeof is not LRUCache.getsizeof
+        if limit_bytes is not None:
+            # memwarden's byte bound: maxsize counts entries, sizes are bytes.
+            core: BoundedLRU[K, V] = BoundedLRU(count_bound, limit_bytes, sized=True)
+        elif self._weighed:
+            # cachetools' weighed cache: maxsize bounds the total of the weights.
+            core = BoundedLRU(None, count_bound, sized=True)
+        else:
+            core = BoundedLRU(count_bound, None, sized=False)
+        self._core = core
+        # The core's OrderedDict, read lock-free by hits (re-read after clear()).
+        self._od: OrderedDict[K, V] = core.od
+        self._on_evict = on_evict
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+        self._expirations = 0
+        # Write order of expiry times (oldest first), so expiring is amortised O(1);
+        # TTLCache sets it.
+        self._expires: dict[K, Any] | None = None
+        self._bind()
+        self._registration = _register(self, self.name, governor if register else None)
+        _track_for_fork(self)
+
+    def _bind(self) -> None:
+        """Settle what depends on the instance (after __init__ and after a copy)."""
+        self._sizer: Callable[[V], int] | None = None
+        if self._core.sizes is not None:
+            self._sizer = self.getsizeof if self._weighed else sizeof
+        self._count_only = (
+            self._core.count_bound is not None
+            and self._core.sizes is None
+            and self._expires is None
+        )
+        self._attach_base()
+
+    def _attach_base(self) -> None:
+        # Bind the base's hot paths (C or Python) to the mapping and the lock; the
+        # fast insert path serves count-only caches with room for an entry.
+        count_only = self._count_only and self._core.count_bound != 0
+        bound = self._core.count_bound if count_only and self._core.count_bound else -1
+        self._attach(self._od, self._lock, bound, self._on_evict is not None)
+
+    # The core's bookkeeping, by the names tests and subclasses read.
+    @property
+    def _count_bound(self) -> int | None:
+        return self._core.count_bound
+
+    @property
+    def _size_bound(self) -> int | None:
+        return self._core.size_bound
+
+    @property
+    def _sizes(self) -> dict[K, int] | None:
+        return self._core.sizes
+
+    @property
+    def _bytes(self) -> int:
+        return self._core.total
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock, and sizes and expiry made consistent again
+        (a thread of the parent may have been half-way through an insert)."""
+        self._lock = threading.Lock()
+        self._attach_base()
+        od = self._od
+        self._core.repair()
+        if self._expires is not None:
+            self._expires = {k: v for k, v in self._expires.items() if k in od}
+            for key in [k for k in od if k not in self._expires]:
+                del od[key]
+
+    # -- the hot paths: get, [] and []= come from the base class ---------------
+
+    if TYPE_CHECKING:  # their typed signatures (the base is C or _LRUBasePy)
+
+        def __getitem__(self, key: K) -> V: ...
+        @overload
+        def get(self, key: K) -> V | None: ...
+        @overload
+        def get(self, key: K, default: V | T) -> V | T: ...
+        def get(self, key: K, default: Any = None) -> Any: ...
+        def __setitem__(self, key: K, value: V) -> None: ...
+        def __delitem__(self, key: K) -> None: ...
+
+    def __missing__(self, key: K) -> V:
+        """Called by ``cache[key]`` for a missing key; raises KeyError (override, as dict's)."""
+        raise KeyError(key)
+
+    def _setitem(self, key: K, value: V) -> None:
+        """``cache[key] = value`` beyond the count-only fast path (sizes, a zero bound)."""
         size = self._measure(value) if self._sizer is not None else 1
         evicted: list[tuple[K, V]] = []
         with self._lock:
-            old = self._insert_locked(key, value, size, evicted)
+            old = self._insert_locked(key, value, size, evicted, None)
         del old  # released outside the lock
         if evicted:
             _notify(self._on_evict, evicted)
+
+    def _notify_one(self, key: K, value: V) -> None:
+        _notify(self._on_evict, [(key, value)])
+
+    def _too_large(self, value: V, size: int) -> ItemTooLargeError:
+        if self.max_bytes is not None:
+            bound = f"max_bytes={self.max_bytes}"
+        elif self._size_bound is not None:
+            bound = f"maxsize={self._size_bound} (the total of getsizeof)"
+        else:
+            bound = f"maxsize={self._count_bound}"
+        return ItemTooLargeError(
+            f"a {type(value).__name__} of size {size} is too large for {self.name}'s {bound}",
+            size_bytes=size,
+            max_bytes=self._size_bound if self._size_bound is not None else 0,
+        )
 
     def _measure(self, value: V) -> int:
         assert self._sizer is not None
@@ -395,91 +554,46 @@ class LRUCache(MutableMapping[K, V]):
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ConfigurationError(
                 f"getsizeof returned {size!r} for a {type(value).__name__}:"
-                " expected a whole number of bytes >= 0",
+                " expected a whole number >= 0",
                 value=size,
                 source="getsizeof",
             )
-        if self.max_bytes is not None and size > self.max_bytes:
-            raise ItemTooLargeError(
-                f"a {type(value).__name__} of {size} bytes is larger than"
-                f" {self.name}'s max_bytes={self.max_bytes}",
-                size_bytes=size,
-                max_bytes=self.max_bytes,
-            )
+        if self._size_bound is not None and size > self._size_bound:
+            raise self._too_large(value, size)
         return size
 
-    def _insert_locked(self, key: K, value: V, size: int, evicted: list[tuple[K, V]]) -> Any:
-        od = self._od
+    def _insert_locked(
+        self, key: K, value: V, size: int, evicted: list[tuple[K, V]], expires_at: Any
+    ) -> Any:
+        core = self._core
+        if not core.fits(size):
+            raise self._too_large(value, size)
+        n = len(evicted)
+        old = core.put(key, value, size, evicted)
         expires = self._expires
         if expires is not None:
-            self._expire_locked(self._clock(), evicted)
-        old = od.get(key, _MISSING)
-        sizes = self._sizes
-        maxsize, max_bytes = self.maxsize, self.max_bytes
-        n = len(evicted)
-        if old is _MISSING:
-            # Make room first, so that lock-free readers never see the cache over its
-            # count bound. (Updates change no count; their byte total is settled below,
-            # before the lock is released.)
-            while od and (
-                (maxsize is not None and len(od) >= maxsize)
-                or (max_bytes is not None and self._bytes + size > max_bytes)
-            ):
-                evicted.append(self._pop_lru_locked())
-            if maxsize == 0:  # a disabled cache: the new entry is dropped at once
-                evicted.append((key, value))
-                self._evictions += len(evicted) - n
-                return old
-        od[key] = value
-        if old is not _MISSING:
-            od.move_to_end(key)
-        if sizes is not None:
-            self._bytes += size - sizes.get(key, 0)
-            sizes[key] = size
-        if expires is not None:
+            for dropped, _ in evicted[n:]:
+                expires.pop(dropped, None)
             expires.pop(key, None)  # re-insert: keeps the dict in write order
-            assert self.ttl is not None
-            expires[key] = self._clock() + self.ttl
-        while (maxsize is not None and len(od) > maxsize) or (
-            max_bytes is not None and self._bytes > max_bytes
-        ):
-            evicted.append(self._pop_lru_locked())
+            expires[key] = expires_at
         self._evictions += len(evicted) - n
         return old
 
     def _pop_lru_locked(self) -> tuple[K, V]:
-        key, value = self._od.popitem(False)
-        if self._sizes is not None:
-            self._bytes -= self._sizes.pop(key)
+        key, value = self._core.pop_lru()
         if self._expires is not None:
             self._expires.pop(key, None)
         return key, value
 
     def _remove_locked(self, key: K) -> V:
-        value = self._od.pop(key)
-        if self._sizes is not None:
-            self._bytes -= self._sizes.pop(key)
+        value = self._core.remove(key)
         if self._expires is not None:
             self._expires.pop(key, None)
         return value
 
-    def _expire_locked(self, now: float, out: list[tuple[K, V]]) -> int:
-        expires = self._expires
-        if not expires:
-            return 0
-        dead = []
-        for key, when in expires.items():
-            if when > now:
-                break
-            dead.append(key)
-        for key in dead:
-            out.append((key, self._remove_locked(key)))
-        self._expirations += len(dead)
-        return len(dead)
-
     # -- the rest of the mapping ----------------------------------------------
 
-    def __delitem__(self, key: K) -> None:
+    def _delitem(self, key: K) -> None:
         with self._lock:
             value = self._remove_locked(key)
         del value
@@ -497,7 +611,7 @@ class LRUCache(MutableMapping[K, V]):
                 value = self._remove_locked(key)
             except KeyError:
                 if default is _MISSING:
-                    raise
+                    raise KeyError(key) from None
                 return default
         return value
 
@@ -505,8 +619,15 @@ class LRUCache(MutableMapping[K, V]):
         """Remove and return the least recently used ``(key, value)``; KeyError if empty."""
         with self._lock:
             if not self._od:
-                raise KeyError(f"popitem(): {self.name} is empty")
+                raise KeyError(f"popitem(): {self.name} is empty") from None
             return self._pop_lru_locked()
+
+    def setdefault(self, key: K, default: V = None) -> V:  # type: ignore[assignment]
+        """``cache[key]`` if present (never calling ``__missing__``), else store ``default``."""
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            self[key] = value = default
+        return cast("V", value)
 
     def __contains__(self, key: object) -> bool:
         return key in self._od
@@ -515,7 +636,12 @@ class LRUCache(MutableMapping[K, V]):
         return len(self._od)
 
     def __iter__(self) -> Iterator[K]:
-        return iter(self._snapshot_keys())
+        return self._iter_snapshot()
+
+    def _iter_snapshot(self) -> Iterator[K]:
+        # A snapshot, least recently used first: inserting while iterating never
+        # raises; keys removed meanwhile are skipped.
+        return (key for key in self._snapshot_keys() if key in self._od)
 
     def keys(self) -> KeysView[K]:
         """Keys, least recently used first, as a snapshot (iterating never raises)."""
@@ -548,40 +674,37 @@ class LRUCache(MutableMapping[K, V]):
     def clear(self) -> None:
         """Remove every entry (``on_evict`` is not called)."""
         with self._lock:
-            old = self._od
-            self._od = OrderedDict()
-            if self._sizes is not None:
-                self._sizes = {}
+            old = self._core.clear()
             if self._expires is not None:
                 self._expires = {}
-            self._bytes = 0
         del old  # values are released outside the lock
 
     # -- sizes, bounds and relief -------------------------------------------
 
     @property
     def currsize(self) -> int:
-        """Bytes held when bounded by ``max_bytes``, else the number of entries."""
-        return self._bytes if self.max_bytes is not None else len(self._od)
+        """The total size held when sizes are tracked, else the number of entries."""
+        return self._bytes if self._sizes is not None else len(self._od)
 
     def getsizeof(self, value: V) -> int:
-        """The size ``value`` counts for in ``currsize``: bytes when byte-bounded, else 1."""
-        if self.max_bytes is None:
-            return 1
-        assert self._sizer is not None
-        return self._sizer(value)
+        """The size ``value`` counts for in ``currsize``.
+
+        1 per entry, or its deep size in bytes when bounded by ``max_bytes``.
+        Override in a subclass (or pass ``getsizeof=``) to weigh entries.
+        """
+        return 1 if self.max_bytes is None else sizeof(value)
 
     def stats(self) -> CacheStats:
         """The counters and sizes now."""
         return CacheStats(
-            hits=self._hits,
-            misses=self._misses,
-            evictions=self._evictions,
+            hits=self._hits + self._base_hits,
+            misses=self._misses + self._base_misses,
+            evictions=self._evictions + self._base_evictions,
             expirations=self._expirations,
             currsize=self.currsize,
             count=len(self._od),
             size_bytes=self._bytes if self._sizes is not None else None,
-            maxsize=self.maxsize,
+            maxsize=None if self.maxsize is None or self.maxsize == math.inf else int(self.maxsize),
             max_bytes=self.max_bytes,
         )
 
@@ -594,11 +717,11 @@ class LRUCache(MutableMapping[K, V]):
             fraction: between 0 and 1; 1 empties the cache.
 
         Returns:
-            The bytes freed: exact when sizes are tracked, else an estimate
-            (the deep size of the dropped values, which may be shared elsewhere).
+            The bytes freed: exact when byte-bounded, else an estimate (the deep
+            size of the dropped values, which may be shared elsewhere).
 
         Raises:
-            ConfigurationError: ``fraction`` is outside [0, 1].
+            ValueError: ``fraction`` is outside [0, 1].
         """
         fraction = _check_fraction(fraction)
         evicted: list[tuple[K, V]] = []
@@ -609,57 +732,182 @@ class LRUCache(MutableMapping[K, V]):
                 evicted.append(self._pop_lru_locked())
             self._evictions += n
             freed = before - self._bytes
-        if self._sizes is None:
+        if self.max_bytes is None:
             freed = sum(sizeof(value) for _, value in evicted)
         if evicted:
             log.debug("%s shrank by %d entries (%d bytes)", self.name, len(evicted), freed)
             _notify(self._on_evict, evicted)
         return freed
 
-    def expire(self) -> int:
-        """Drop every expired entry now; return how many (0 without a ``ttl``)."""
-        if self._expires is None:
-            return 0
-        evicted: list[tuple[K, V]] = []
-        with self._lock:
-            n = self._expire_locked(self._clock(), evicted)
-        if evicted:
-            _notify(self._on_evict, evicted)
-        return n
-
     def __getstate__(self) -> dict[str, Any]:
         # copy.copy and pickle get an independent cache: its own lock and entries
         # (values are shared by a shallow copy), and a registration of its own.
         with self._lock:
             state = dict(self.__dict__)
-            state["_od"] = OrderedDict(self._od)
-            state["_sizes"] = None if self._sizes is None else dict(self._sizes)
+            state["_core"] = self._core.copy()
             state["_expires"] = None if self._expires is None else dict(self._expires)
+        state.pop("_od", None)  # the core's, set again from the copy's core
+        # The base's counters (C fields, not in __dict__) carry over as the copy's own.
+        state["_hits"] += self._base_hits
+        state["_misses"] += self._base_misses
+        state["_evictions"] += self._base_evictions
         state.pop("_lock", None)
+        state.pop("_sizer", None)  # may be a bound method of this cache
         state["_registered"] = state.pop("_registration", None) is not None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         registered = state.pop("_registered", False)
         self.__dict__.update(state)
+        self._od = self._core.od
         self._lock = threading.Lock()
-        self.name = f"{type(self).__name__.lstrip('_')}@{id(self):x}"
-        self._registration = _register(self, self.name) if registered else None
-        _live_caches[id(self)] = self
+        self.name = f"{type(self).__name__}@{id(self):x}"
+        self._bind()
+        self._registration = _register(self, self.name, DEFAULT if registered else None)
+        _track_for_fork(self)
 
     def __repr__(self) -> str:
         bounds = []
         if self.maxsize is not None:
-            bounds.append(f"maxsize={self.maxsize}")
+            bounds.append(f"maxsize={self.maxsize!r}")
         if self.max_bytes is not None:
             bounds.append(f"max_bytes={self.max_bytes}")
-        if self.ttl is not None:
-            bounds.append(f"ttl={self.ttl}")
-        return f"<LRUCache {self.name} {' '.join(bounds)} len={len(self)} currsize={self.currsize}>"
+        ttl = getattr(self, "ttl", None)
+        if ttl is not None:
+            bounds.append(f"ttl={ttl!r}")
+        return (
+            f"{type(self).__name__}({', '.join(bounds)}, currsize={self.currsize},"
+            f" len={len(self)}, name={self.name!r})"
+        )
 
 
-class _TTLLRUCache(LRUCache[K, V]):
-    """``LRUCache(ttl=...)``: the same cache whose lookups also check the entry's age."""
+class _Timer:
+    """A TTL cache's view of its timer.
+
+    Calling it reads the timer; ``with cache.timer as now:`` reads it once and holds
+    that time, for the calling thread only, until the block ends (nested blocks share
+    it), so several operations see one instant. Other attributes are the wrapped
+    timer's. A copy of the cache wraps the same timer in a view of its own; a deep
+    copy copies the timer too.
+    """
+
+    __slots__ = ("_local", "_timer")
+
+    def __init__(self, timer: Callable[[], Any]) -> None:
+        self._timer = timer
+        # Per thread: a block held in one thread must not freeze time in another.
+        self._local = threading.local()
+
+    def __call__(self) -> Any:
+        local = self._local
+        return local.now if getattr(local, "depth", 0) else self._timer()
+
+    def __enter__(self) -> Any:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            local.now = self._timer()
+        local.depth = depth + 1
+        return local.now
+
+    def __exit__(self, *exc: object) -> None:
+        local = self._local
+        local.depth -= 1
+        if local.depth == 0:
+            del local.now
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        return (_Timer, (self._timer,))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _Timer.__slots__:
+            object.__setattr__(self, name, value)
+        else:  # the wrapped timer's attributes (a test clock's ``now``) are set on it
+            setattr(self._timer, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # Not the protocols (copy's __deepcopy__ is the view's own), nor _timer
+        # before it is set (during unpickling): no recursion.
+        if name.startswith("__") or name in _Timer.__slots__:
+            raise AttributeError(name)
+        return getattr(self._timer, name)
+
+
+def _check_ttl(ttl: Any) -> Any:
+    if isinstance(ttl, datetime.timedelta):
+        if ttl > datetime.timedelta(0):
+            return ttl
+    elif (
+        not isinstance(ttl, bool)
+        and isinstance(ttl, (int, float))
+        and not math.isnan(ttl)
+        and ttl > 0
+    ):
+        return ttl
+    raise ConfigurationError(
+        f"ttl={ttl!r} (argument): expected a positive number of seconds (math.inf for"
+        " none), or a datetime.timedelta with a timer returning datetimes",
+        value=ttl,
+        source="argument",
+    )
+
+
+class TTLCache(LRUCache[K, V]):
+    """An :class:`LRUCache` whose entries also expire ``ttl`` after they were written.
+
+    cachetools' ``TTLCache``: an entry written at time ``t`` by ``timer()`` is gone
+    from ``t + ttl`` on. Expired entries are never returned (``[]``, ``get``, ``pop``,
+    ``popitem``, ``del``, ``in``, ``len`` and iteration skip them) and are dropped
+    lazily: on lookup, on insert (all expired ones), by ``expire()``, or when the
+    LRU bound evicts them. Iteration is in write order (the order they expire in).
+
+    Args:
+        maxsize: as for :class:`LRUCache`.
+        ttl: an entry's lifetime, in the timer's units: seconds for the default
+            timer (``math.inf`` for entries that never expire), or a
+            :class:`datetime.timedelta` with a timer returning datetimes.
+        timer: the clock; default :func:`time.monotonic`. Injectable for tests.
+        getsizeof: as for :class:`LRUCache`.
+        max_bytes, on_evict, governor, register, name: as for :class:`LRUCache`.
+
+    Raises:
+        ConfigurationError: a bound or ``ttl`` is invalid.
+    """
+
+    def __init__(
+        self,
+        maxsize: float | None,
+        ttl: float | datetime.timedelta,
+        timer: Callable[[], Any] = time.monotonic,
+        getsizeof: Callable[[V], int] | None = None,
+        *,
+        max_bytes: SizeLike | None = None,
+        on_evict: Callable[[K, V], None] | None = None,
+        governor: Governor | DefaultType | None = DEFAULT,
+        register: bool = True,
+        name: str | None = None,
+    ) -> None:
+        self.ttl: Any = _check_ttl(ttl)
+        if not callable(timer):
+            raise ConfigurationError(
+                f"timer={timer!r} (argument): expected a callable returning the time",
+                value=timer,
+                source="argument",
+            )
+        self.timer = _Timer(timer)
+        super().__init__(
+            maxsize,
+            getsizeof,
+            max_bytes=max_bytes,
+            on_evict=on_evict,
+            governor=governor,
+            register=register,
+            name=name,
+        )
+        self._expires = {}
+        self._bind()
+
+    # -- lookups: the entry's age is checked, lock-free ----------------------
 
     def _lookup(self, key: K) -> Any:
         od = self._od
@@ -671,7 +919,7 @@ class _TTLLRUCache(LRUCache[K, V]):
         except KeyError:
             self._misses += 1
             return _MISSING
-        if self._clock() >= when:
+        if not self.timer() < when:
             self._drop_expired(key, when)
             self._misses += 1
             return _MISSING
@@ -683,12 +931,12 @@ class _TTLLRUCache(LRUCache[K, V]):
         self._hits += 1
         return value
 
-    def _drop_expired(self, key: K, when: float) -> None:
+    def _drop_expired(self, key: K, when: Any) -> None:
         evicted: list[tuple[K, V]] = []
         with self._lock:
             expires = self._expires
             assert expires is not None
-            if expires.get(key) == when:  # not rewritten meanwhile
+            if key in expires and expires[key] is when:  # not rewritten meanwhile
                 evicted.append((key, self._remove_locked(key)))
                 self._expirations += 1
         if evicted:
@@ -697,7 +945,7 @@ class _TTLLRUCache(LRUCache[K, V]):
     def __getitem__(self, key: K) -> V:
         value = self._lookup(key)
         if value is _MISSING:
-            raise KeyError(key)
+            return self.__missing__(key)
         return cast("V", value)
 
     @overload
@@ -712,8 +960,8 @@ class _TTLLRUCache(LRUCache[K, V]):
     def __contains__(self, key: object) -> bool:
         expires = self._expires
         assert expires is not None
-        when = expires.get(key)  # type: ignore[arg-type]
-        return when is not None and self._clock() < when
+        when = expires.get(key, _MISSING)  # type: ignore[arg-type]
+        return when is not _MISSING and self.timer() < when
 
     @overload
     def peek(self, key: K) -> V | None: ...
@@ -723,17 +971,150 @@ class _TTLLRUCache(LRUCache[K, V]):
         """The value for ``key`` if not expired, without refreshing or counting it."""
         return self._od.get(key, default) if key in self else default
 
+    # -- writes: expired entries go first ----------------------------------
+
+    def __setitem__(self, key: K, value: V) -> None:
+        now = self.timer()  # read once: an op sees one instant (as cachetools)
+        expires_at = now + self.ttl  # may raise OverflowError: before any change
+        size = self._measure(value) if self._sizer is not None else 1
+        evicted: list[tuple[K, V]] = []
+        with self._lock:
+            self._expire_locked(now, evicted)
+            old = self._insert_locked(key, value, size, evicted, expires_at)
+        del old
+        if evicted:
+            _notify(self._on_evict, evicted)
+
+    def _expire_locked(self, now: Any, out: list[tuple[K, V]]) -> None:
+        expires = self._expires
+        if not expires:
+            return
+        dead = []
+        for key, when in expires.items():
+            if now < when:
+                break
+            dead.append(key)
+        for key in dead:
+            out.append((key, self._remove_locked(key)))
+        self._expirations += len(dead)
+
+    def _take_locked(self, key: K, now: Any, evicted: list[tuple[K, V]]) -> V:
+        """Remove ``key``; KeyError if absent or expired (an expired one is dropped)."""
+        expires = self._expires
+        assert expires is not None
+        when = expires.get(key, _MISSING)
+        value = self._remove_locked(key)
+        if when is not _MISSING and not now < when:
+            evicted.append((key, value))
+            self._expirations += 1
+            raise KeyError(key)
+        return value
+
+    def __delitem__(self, key: K) -> None:
+        evicted: list[tuple[K, V]] = []
+        try:
+            now = self.timer()
+            with self._lock:
+                value = self._take_locked(key, now, evicted)
+            del value
+        finally:
+            _notify(self._on_evict, evicted)
+
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: V) -> V: ...
+    @overload
+    def pop(self, key: K, default: T) -> V | T: ...
+    def pop(self, key: K, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value (``default``, or KeyError, if absent or expired)."""
+        evicted: list[tuple[K, V]] = []
+        try:
+            now = self.timer()
+            with self._lock:
+                try:
+                    return self._take_locked(key, now, evicted)
+                except KeyError:
+                    if default is _MISSING:
+                        raise KeyError(key) from None
+                    return default
+        finally:
+            _notify(self._on_evict, evicted)
+
+    def popitem(self) -> tuple[K, V]:
+        """Remove and return the least recently used live ``(key, value)``; KeyError if none."""
+        evicted: list[tuple[K, V]] = []
+        try:
+            now = self.timer()
+            with self._lock:
+                self._expire_locked(now, evicted)
+                if not self._od:
+                    raise KeyError(f"popitem(): {self.name} is empty") from None
+                return self._pop_lru_locked()
+        finally:
+            _notify(self._on_evict, evicted)
+
+    def expire(self, time: Any = None) -> list[tuple[K, V]]:
+        """Drop every entry expired at ``time`` (default: now); return them as ``(key, value)``."""
+        evicted: list[tuple[K, V]] = []
+        now = self.timer() if time is None else time
+        with self._lock:
+            self._expire_locked(now, evicted)
+        _notify(self._on_evict, evicted)
+        return evicted
+
+    # -- views: live entries in write order, nothing dropped ------------------
+
     def __len__(self) -> int:
-        self.expire()
-        return len(self._od)
+        now = self.timer()
+        with self._lock:
+            expires = self._expires
+            assert expires is not None
+            n = len(self._od)
+            for when in expires.values():
+                if now < when:
+                    break
+                n -= 1
+        return n
+
+    def _live_keys_locked(self, now: Any) -> list[K]:
+        expires = self._expires
+        assert expires is not None
+        return [key for key, when in expires.items() if now < when]
+
+    def _iter_snapshot(self) -> Iterator[K]:
+        now = self.timer()
+        with self._lock:
+            keys = self._live_keys_locked(now)
+        return self._still_live(keys, now)
+
+    def _still_live(self, keys: list[K], now: Any) -> Iterator[K]:
+        for key in keys:
+            when = self._expires.get(key, _MISSING) if self._expires is not None else _MISSING
+            if when is not _MISSING and now < when:  # removed or rewritten meanwhile: skip
+                yield key
 
     def _snapshot_keys(self) -> list[K]:
-        self.expire()
-        return super()._snapshot_keys()
+        now = self.timer()
+        with self._lock:
+            return self._live_keys_locked(now)
 
     def _snapshot_items(self) -> list[tuple[K, V]]:
-        self.expire()
-        return super()._snapshot_items()
+        now = self.timer()
+        with self._lock:
+            od = self._od
+            return [(key, od[key]) for key in self._live_keys_locked(now)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["timer"] = _Timer(self.timer._timer)  # the copy's own view of the timer
+        return state
+
+
+def _reject_removed(cls: str, removed: dict[str, Any]) -> None:
+    if "ttl" in removed or "clock" in removed:
+        raise TypeError(f"{cls}(ttl=..., clock=...) is now TTLCache(maxsize, ttl=..., timer=...)")
+    raise TypeError(f"{cls}() got unexpected keyword arguments {sorted(removed)}")
 
 
 # ---------------------------------------------------------------------------
@@ -751,8 +1132,10 @@ class WeakCache(MutableMapping[K, V]):
 
     Args:
         strong_size: how many recent values to keep alive (0 for none).
-        register: register ``shrink`` (which releases the strong references) with
-            the governor, weakly.
+        governor: where ``shrink`` (which releases the strong references) is
+            registered, weakly: :data:`DEFAULT` (the process-wide governor), ``None``
+            or a :class:`Governor`.
+        register: ``False`` is ``governor=None``.
         name: a label for logs and the governor.
 
     Thread-safe (one re-entrant lock: values may die, and run ``__del__``, while
@@ -762,7 +1145,14 @@ class WeakCache(MutableMapping[K, V]):
     maxsize: int | None = None
     max_bytes: int | None = None
 
-    def __init__(self, strong_size: int = 128, *, register: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        strong_size: int = 128,
+        *,
+        governor: Governor | DefaultType | None = DEFAULT,
+        register: bool = True,
+        name: str | None = None,
+    ) -> None:
         if isinstance(strong_size, bool) or not isinstance(strong_size, int) or strong_size < 0:
             raise ConfigurationError(
                 f"strong_size={strong_size!r} (argument): expected a whole number >= 0",
@@ -777,8 +1167,8 @@ class WeakCache(MutableMapping[K, V]):
         self._hits = 0
         self._misses = 0
         self._evictions = 0
-        self._registration = _register(self, self.name) if register else None
-        _live_caches[id(self)] = self
+        self._registration = _register(self, self.name, governor if register else None)
+        _track_for_fork(self)
 
     def _reset_after_fork(self) -> None:
         """In a forked child: a fresh lock (the parent's may have been held)."""
@@ -914,68 +1304,232 @@ class WeakCache(MutableMapping[K, V]):
 
 
 # ---------------------------------------------------------------------------
-# decorators
+# keys
 
 _KWMARK = object()
-_FAST_TYPES = frozenset({int, str})
+# A single argument of these types is its own key (as ``functools.lru_cache`` does
+# for int and str), which keeps the commonest lookups cheap. They are the types whose
+# equal values hash equal across types (1 == 1.0 == True), so ``f(1)`` then
+# ``f(1.0)`` hits, as with cachetools' tuple keys.
+_SCALARS = frozenset({int, str, float, bool})
 
 
 def hashkey(*args: Hashable, **kwargs: Hashable) -> Hashable:
     """The cache key for a call: the arguments, with keywords in name order.
 
-    A single ``int`` or ``str`` argument is its own key (as ``functools.lru_cache``
-    does), which keeps the commonest lookups cheap.
+    As cachetools' ``hashkey``: equal arguments give equal keys whatever their types
+    (``hashkey(1) == hashkey(1.0)``). A single ``int``, ``float``, ``bool`` or ``str``
+    argument is its own key.
     """
     if not kwargs:
-        if len(args) == 1 and type(args[0]) in _FAST_TYPES:
+        if len(args) == 1 and type(args[0]) in _SCALARS:
             return args[0]
         return args
     return (*args, _KWMARK, *sorted(kwargs.items()))
 
 
-def _miss_store(cache: MutableMapping[Any, Any], key: Hashable, value: Any) -> None:
+def typedkey(*args: Hashable, **kwargs: Hashable) -> Hashable:
+    """As :func:`hashkey`, but arguments of different types give different keys (``typed``)."""
+    items = sorted(kwargs.items())
+    base = (*args, _KWMARK, *items) if kwargs else args
+    return (*base, *(type(v) for v in args), *(type(v) for _, v in items))
+
+
+def methodkey(self: object, /, *args: Hashable, **kwargs: Hashable) -> Hashable:
+    """The key of a method's arguments without ``self``: always a tuple, as cachetools'."""
+    return (*args, _KWMARK, *sorted(kwargs.items())) if kwargs else args
+
+
+def typedmethodkey(self: object, /, *args: Hashable, **kwargs: Hashable) -> Hashable:
+    """:func:`typedkey` of a method's arguments without ``self``."""
+    return typedkey(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# decorators
+
+
+class CacheInfo(NamedTuple):
+    """``cache_info()`` of a function decorated with ``info=True`` (as ``functools``)."""
+
+    hits: int
+    misses: int
+    maxsize: float | None
+    currsize: int
+
+
+def _store(cache: Any, key: Hashable, value: Any) -> None:
     try:
         cache[key] = value
-    except ItemTooLargeError:
-        log.debug("value for %r too large to cache; returned uncached", key)
+    except ValueError:  # too large for the cache (cachetools' rule): returned uncached
+        log.debug("value for %r not cached (too large)", key)
+
+
+def _info_of(cache: Any, hits: int, misses: int) -> CacheInfo:
+    if isinstance(cache, (LRUCache, WeakCache)):
+        return CacheInfo(hits, misses, cache.maxsize, cache.currsize)
+    return CacheInfo(hits, misses, None, len(cache))
+
+
+class _Lock(Protocol):
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc: Any) -> Any: ...
+
+
+class _Condition(_Lock, Protocol):
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def notify_all(self) -> None: ...
 
 
 def _wrap(
-    func: Callable[P, R],
-    cache: MutableMapping[Any, Any],
+    func: Callable[..., Any],
+    cache: Any,
     key: Callable[..., Hashable],
-) -> Callable[P, R]:
+    *,
+    lock: _Lock | None = None,
+    condition: _Condition | None = None,
+    info: bool = False,
+) -> Callable[..., Any]:
     import inspect  # at decoration time only: it is not cheap to import
 
-    get = cache.get
+    if not callable(key):
+        raise TypeError(f"key={key!r} (argument): must be callable")
+    if condition is not None and lock is None:
+        lock = condition
+    counts = [0, 0]  # hits, misses (a list: shared by the wrapper's closures)
+    get = getattr(cache, "get", None)
+
+    def lookup(k: Hashable) -> Any:
+        if get is not None:
+            return get(k, _MISSING)
+        try:
+            return cache[k]
+        except KeyError:
+            return _MISSING
+
+    wrapper: Callable[..., Any]
     if inspect.iscoroutinefunction(func):
+        if lock is not None:
+            raise TypeError(
+                f"cached({func!r}): lock= and condition= are for threads; memwarden's"
+                " caches are thread-safe, so an async function needs neither"
+            )
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             k = key(*args, **kwargs)
-            value = get(k, _MISSING)
+            value = lookup(k)
             if value is _MISSING:
+                counts[1] += 1
                 value = await func(*args, **kwargs)
-                _miss_store(cache, k, value)
+                _store(cache, k, value)
+            else:
+                counts[0] += 1
             return value
 
-        wrapper: Callable[..., Any] = async_wrapper
+        wrapper = async_wrapper
+    elif lock is None:
+        if get is not None and not info and key is hashkey:
+            scalars = _SCALARS
+
+            @functools.wraps(func)
+            def hashkey_wrapper(*args: Any, **kwargs: Any) -> Any:
+                # hashkey inlined for its commonest case (one scalar argument): a Python
+                # call less per lookup.
+                if not kwargs and len(args) == 1 and type(args[0]) in scalars:
+                    k: Hashable = args[0]
+                else:
+                    k = hashkey(*args, **kwargs)
+                value = get(k, _MISSING)
+                if value is _MISSING:
+                    value = func(*args, **kwargs)
+                    _store(cache, k, value)
+                return value
+
+            wrapper = hashkey_wrapper
+        elif get is not None and not info:
+
+            @functools.wraps(func)
+            def fast_wrapper(*args: Any, **kwargs: Any) -> Any:
+                k = key(*args, **kwargs)
+                value = get(k, _MISSING)
+                if value is _MISSING:
+                    value = func(*args, **kwargs)
+                    _store(cache, k, value)
+                return value
+
+            wrapper = fast_wrapper
+        else:
+
+            @functools.wraps(func)
+            def counting_wrapper(*args: Any, **kwargs: Any) -> Any:
+                k = key(*args, **kwargs)
+                value = lookup(k)
+                if value is _MISSING:
+                    counts[1] += 1
+                    value = func(*args, **kwargs)
+                    _store(cache, k, value)
+                else:
+                    counts[0] += 1
+                return value
+
+            wrapper = counting_wrapper
     else:
+        held: _Lock = lock
+        pending: set[Hashable] = set()
 
         @functools.wraps(func)
-        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+        def locked_wrapper(*args: Any, **kwargs: Any) -> Any:
             k = key(*args, **kwargs)
-            value = get(k, _MISSING)
-            if value is _MISSING:
+            with held:
+                if condition is not None:
+                    # Single flight: wait while another thread computes this key.
+                    while k in pending:
+                        condition.wait()
+                value = lookup(k)
+                if value is not _MISSING:
+                    counts[0] += 1
+                    return value
+                counts[1] += 1
+                if condition is not None:
+                    pending.add(k)
+            try:
                 value = func(*args, **kwargs)
-                _miss_store(cache, k, value)
-            return value
+                with held:
+                    _store(cache, k, value)
+                return value
+            finally:
+                if condition is not None:
+                    with held:
+                        pending.discard(k)
+                        condition.notify_all()
 
-        wrapper = sync_wrapper
-    wrapper.cache = cache  # type: ignore[attr-defined]
-    wrapper.cache_key = key  # type: ignore[attr-defined]
-    wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
-    return cast("Callable[P, R]", wrapper)
+        wrapper = locked_wrapper
+
+    def cache_clear() -> None:
+        if lock is None:
+            cache.clear()
+            counts[:] = [0, 0]
+        else:
+            with lock:
+                cache.clear()
+                counts[:] = [0, 0]
+
+    def cache_info() -> CacheInfo:
+        if lock is None:
+            return _info_of(cache, *counts)
+        with lock:
+            return _info_of(cache, *counts)
+
+    out: Any = wrapper
+    out.cache = cache
+    out.cache_key = key
+    out.cache_lock = lock
+    out.cache_condition = condition
+    out.cache_clear = cache_clear
+    if info:
+        out.cache_info = cache_info
+    return out  # type: ignore[no-any-return]
 
 
 @overload
@@ -984,39 +1538,253 @@ def cached(cache: Callable[P, R], /) -> Callable[P, R]: ...
 
 @overload
 def cached(
-    cache: MutableMapping[Any, Any] | None = None,
+    cache: MutableMapping[Any, Any] = ...,
     /,
     *,
     key: Callable[..., Hashable] = ...,
+    lock: _Lock | None = ...,
+    condition: _Condition | None = ...,
+    info: bool = ...,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
-def cached(cache: Any = None, /, *, key: Callable[..., Hashable] = hashkey) -> Any:
+def cached(
+    cache: Any = _MISSING,
+    /,
+    *,
+    key: Callable[..., Hashable] = hashkey,
+    lock: _Lock | None = None,
+    condition: _Condition | None = None,
+    info: bool = False,
+) -> Any:
     """Cache a function's results in ``cache`` (default: a new ``LRUCache(128)``).
 
-    Use as ``@cached``, ``@cached()`` or ``@cached(LRUCache(max_bytes="64 MiB"))``.
+    Use as ``@cached``, ``@cached()`` or ``@cached(LRUCache(max_bytes="64 MiB"))``;
+    cachetools' ``@cached(cache, key=, lock=, condition=, info=)`` works as there.
     Works on ``async def`` functions too (the awaited result is cached). Any
-    ``MutableMapping`` works as the cache; memwarden's caches are thread-safe, so
-    no lock is needed. Concurrent misses for one key may each call the function
-    (no single-flight). A value too large for a byte-bounded cache is returned
-    uncached.
+    mapping works as the cache; memwarden's caches are thread-safe, so no lock is
+    needed (give one to serialise the calls as cachetools does). Without
+    ``condition``, concurrent misses for one key may each call the function; with
+    it, one computes and the others wait. A value too large for the cache (any
+    ``ValueError`` from storing it) is returned uncached.
 
     Args:
         cache: the mapping to store results in.
-        key: builds the key from the call's arguments; default :func:`hashkey`.
+        key: builds the key from the call's arguments; default :func:`hashkey`
+            (:func:`typedkey` to tell ``1`` from ``1.0``).
+        lock: a context manager (``threading.Lock()``) held around the cache's use,
+            never around the call.
+        condition: a ``threading.Condition`` (over ``lock`` if both are given)
+            that makes concurrent misses for one key wait for the first.
+        info: count hits and misses, reported by ``cache_info()``.
 
     Returns:
         The decorator; the decorated function keeps its signature (``Callable[P, R]``;
         an ``async def`` stays a coroutine function) and has ``cache``,
-        ``cache_key`` and ``cache_clear()`` attributes (untyped: reach them with
+        ``cache_key``, ``cache_lock``, ``cache_condition``, ``cache_clear()`` and,
+        with ``info``, ``cache_info()`` attributes (untyped: reach them with
         ``getattr`` or a ``cast``).
+
+    Raises:
+        TypeError: ``cache`` is None (as in cachetools 8: pass a cache, or none for
+            the default), or ``key`` is not callable.
     """
-    if callable(cache) and not isinstance(cache, MutableMapping):
+    if cache is None:
+        raise TypeError(
+            "cached(None): pass a cache (any mapping), or use @cached or @cached()"
+            " for a new LRUCache(128)"
+        )
+    if callable(cache) and not hasattr(cache, "__getitem__"):  # bare @cached
         return _wrap(cache, LRUCache(DEFAULT_MAXSIZE), key)
-    store: MutableMapping[Any, Any] = LRUCache(DEFAULT_MAXSIZE) if cache is None else cache
+    store = LRUCache(DEFAULT_MAXSIZE) if cache is _MISSING else cache
 
     def decorator(func: Callable[P, R]) -> Callable[P, R]:
-        return _wrap(func, store, key)
+        return cast(
+            "Callable[P, R]", _wrap(func, store, key, lock=lock, condition=condition, info=info)
+        )
+
+    return decorator
+
+
+class _BoundCachedMethod:
+    """A :func:`cachedmethod` bound to one instance: its cache, lock and counts."""
+
+    def __init__(self, method: _CachedMethodDescriptor, obj: Any) -> None:
+        d = method
+        self._obj = obj
+        self.__wrapped__ = d.func
+        functools.update_wrapper(self, d.func)
+        self.cache = d.cache_getter(obj)
+        self.cache_lock = None if d.lock is None else d.lock(obj)
+        self.cache_condition = None if d.condition is None else d.condition(obj)
+        bound = functools.partial(d.func, obj)
+        self._call: Any
+        self._call = _wrap(
+            bound,
+            self.cache,
+            functools.partial(d.key, obj),
+            lock=self.cache_lock,
+            condition=self.cache_condition,
+            info=d.info,
+        )
+        self.cache_lock = self._call.cache_lock
+        self.cache_clear = self._call.cache_clear
+        if d.info:
+            self.cache_info = self._call.cache_info
+        self._descriptor = d
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> Hashable:
+        """The key this instance's call with these arguments is cached under."""
+        return self._descriptor.key(self._obj, *args, **kwargs)
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self._call(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<cachedmethod {self.__wrapped__!r} of {object.__repr__(self._obj)}>"
+
+
+class _CachedMethodDescriptor:
+    """What :func:`cachedmethod` returns: a descriptor binding the method per instance."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        cache_getter: Callable[[Any], Any],
+        *,
+        key: Callable[..., Hashable],
+        lock: Callable[[Any], Any] | None,
+        condition: Callable[[Any], Any] | None,
+        info: bool,
+    ) -> None:
+        self.func = func
+        self.cache_getter = cache_getter
+        self.key = key
+        self.lock = lock
+        self.condition = condition
+        self.info = info
+        self.attrname: str | None = None
+        self.owner: type | None = None
+        functools.update_wrapper(self, func)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if self.attrname is None:
+            self.attrname, self.owner = name, owner
+        elif name != self.attrname and owner is self.owner:
+            raise TypeError(
+                f"cachedmethod {self.func!r} cannot have two names in one class"
+                f" ({self.attrname!r} and {name!r})"
+            )
+
+    def __copy__(self) -> _CachedMethodDescriptor:
+        return self
+
+    def __reduce__(self) -> str | tuple[Any, tuple[Any, str]]:
+        # Pickled by reference, as a method is: the class attribute it is.
+        if self.owner is None or self.attrname is None:
+            return str(getattr(self, "__qualname__", self.func.__qualname__))
+        return (getattr, (self.owner, self.attrname))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CachedMethodDescriptor:
+        return self
+
+    def _bind(self, obj: Any) -> _BoundCachedMethod:
+        if isinstance(obj, type):
+            raise TypeError(
+                f"cachedmethod {self.func!r} cannot be a class method: it caches per instance"
+            )
+        if self.attrname is None:
+            raise TypeError(
+                f"cachedmethod {self.func!r} has no name: it must be the outermost decorator"
+                " of a method defined in a class body"
+            )
+        try:
+            namespace = obj.__dict__
+        except AttributeError:
+            raise TypeError(
+                f"No '__dict__' attribute on {type(obj).__name__!r} instance to cache"
+                f" {self.attrname!r}"
+            ) from None
+        bound = namespace.get(_BOUND_ATTR)
+        if bound is None:
+            bound = _Bindings()
+            try:
+                namespace[_BOUND_ATTR] = bound
+            except TypeError:
+                raise TypeError(
+                    f"the __dict__ of a {type(obj).__name__!r} object does not support item"
+                    f" assignment, needed to cache {self.attrname!r}"
+                ) from None
+        wrapper: _BoundCachedMethod | None = bound.get(self)
+        if wrapper is None:
+            wrapper = bound[self] = _BoundCachedMethod(self, obj)
+        return wrapper
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _CachedMethodDescriptor: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _BoundCachedMethod: ...
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else self._bind(obj)
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        # Called through the class: the instance is the first argument, positional or
+        # by the name of the method's first parameter.
+        if args:
+            return self._bind(args[0])(*args[1:], **kwargs)
+        import inspect
+
+        params = list(inspect.signature(self.func).parameters.values())
+        first = params[0] if params else None
+        if first is None or first.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            raise TypeError(f"{self.func.__qualname__}() missing its instance argument")
+        if first.name not in kwargs:
+            raise TypeError(f"{self.func.__qualname__}() missing argument {first.name!r}")
+        obj = kwargs.pop(first.name)
+        return self._bind(obj)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<cachedmethod {self.func!r}>"
+
+
+_BOUND_ATTR = "__memwarden_cachedmethods"
+
+
+class _Bindings(dict[Any, Any]):
+    """An instance's :func:`cachedmethod` bindings; copies and pickles start empty."""
+
+    def __reduce__(self) -> tuple[type[_Bindings], tuple[()]]:
+        return (_Bindings, ())
+
+
+def cachedmethod(
+    cache: Callable[[Any], Any],
+    *,
+    key: Callable[..., Hashable] = methodkey,
+    lock: Callable[[Any], Any] | None = None,
+    condition: Callable[[Any], Any] | None = None,
+    info: bool = False,
+) -> Callable[[Callable[..., Any]], Any]:
+    """cachetools' ``cachedmethod``: cache a method's results in ``cache(self)``.
+
+    For code moving from cachetools; new code should prefer :func:`cached_method`,
+    which gives each instance its own bounded cache without a getter. Each argument
+    is a function of the instance: ``cache(self)`` returns the mapping,
+    ``lock(self)`` and ``condition(self)`` as for :func:`cached`; ``key(self, *args,
+    **kwargs)`` builds the key (default :func:`methodkey`, which leaves ``self``
+    out). The per-instance binding (its counts, with ``info``) is kept in the
+    instance's ``__dict__``.
+
+    Raises:
+        TypeError: ``cache`` is not callable.
+    """
+    if not callable(cache):
+        raise TypeError(f"cachedmethod(cache={cache!r}): must be callable (a function of self)")
+
+    def decorator(func: Callable[..., Any]) -> Any:
+        return _CachedMethodDescriptor(
+            func, cache, key=key, lock=lock, condition=condition, info=info
+        )
 
     return decorator
 
@@ -1064,10 +1832,12 @@ class _MethodCaches:
         func: Callable[..., Any],
         cache_factory: Callable[[], MutableMapping[Any, Any]],
         key: Callable[..., Hashable],
+        governor: Governor | DefaultType | None,
     ) -> None:
         self.func = func
         self.cache_factory = cache_factory
         self.key = key
+        self.governor = governor
         self.attr = f"__cached_method_{getattr(func, '__qualname__', id(func))}"
         self.by_id: dict[int, _Slot] = {}
         self.slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
@@ -1103,7 +1873,7 @@ class _MethodCaches:
             self.by_id[i] = slot
         self.slots.add(slot)
         if self.registration is None:
-            self.registration = _register(self, self.label)
+            self.registration = _register(self, self.label, self.governor)
         return slot.cache
 
     def _forget(self, i: int, ref: weakref.ref[Any]) -> None:
@@ -1196,6 +1966,7 @@ def cached_method(
     ttl: float | None = ...,
     key: Callable[..., Hashable] = ...,
     cache_factory: Callable[[], MutableMapping[Any, Any]] | None = ...,
+    governor: Governor | DefaultType | None = ...,
 ) -> Callable[[Callable[Concatenate[S, P], R]], CachedMethod[S, P, R]]: ...
 
 
@@ -1208,6 +1979,7 @@ def cached_method(
     ttl: float | None = None,
     key: Callable[..., Hashable] = hashkey,
     cache_factory: Callable[[], MutableMapping[Any, Any]] | None = None,
+    governor: Governor | DefaultType | None = DEFAULT,
 ) -> Any:
     """Cache a method's results per instance without keeping the instance alive.
 
@@ -1230,6 +2002,9 @@ def cached_method(
         key: builds the key from the arguments after ``self``; default :func:`hashkey`.
         cache_factory: makes each instance's cache instead (called with no
             arguments); overrides ``maxsize``, ``max_bytes`` and ``ttl``.
+        governor: where the method's one reliever (shrinking every instance's
+            cache) is registered on first use: :data:`DEFAULT` (the process-wide
+            governor), ``None``, or a :class:`Governor`.
 
     Returns:
         The method, typed as the original (``self`` and the other parameters
@@ -1250,15 +2025,18 @@ def cached_method(
     The cache appears in ``vars(obj)`` under ``__cached_method_<qualname>``.
     """
     if cache_factory is None:
-        LRUCache(maxsize, max_bytes=max_bytes, ttl=ttl, register=False)  # validate now
 
         def cache_factory() -> MutableMapping[Any, Any]:
-            return LRUCache(maxsize, max_bytes=max_bytes, ttl=ttl, register=False)
+            if ttl is None:
+                return LRUCache(maxsize, max_bytes=max_bytes, governor=None)
+            return TTLCache(maxsize, ttl, max_bytes=max_bytes, governor=None)
+
+        cache_factory()  # validate now
 
     factory = cache_factory
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        caches = _MethodCaches(fn, factory, key)
+        caches = _MethodCaches(fn, factory, key, governor)
         cache_for = caches.cache_for
 
         @functools.wraps(fn)
@@ -1269,7 +2047,7 @@ def cached_method(
             value = cache.get(k, _MISSING)
             if value is _MISSING:
                 value = fn(obj, *args, **kwargs)
-                _miss_store(cache, k, value)
+                _store(cache, k, value)
             return value
 
         method.cache_for = caches.cache_for  # type: ignore[attr-defined]

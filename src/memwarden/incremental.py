@@ -28,17 +28,21 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from memwarden._lru import BoundedLRU
+from memwarden._registry import DEFAULT, DefaultType
 from memwarden._units import SizeLike, parse_size
 from memwarden.exceptions import ConfigurationError
 
 __all__ = ["JSON_CODEC", "PICKLE_CODEC", "Codec", "EngineStats", "IncrementalEngine", "RunReport"]
+
+if TYPE_CHECKING:
+    from memwarden.pressure import Governor
 
 log = logging.getLogger("memwarden.incremental")
 
@@ -153,11 +157,24 @@ class _Outcome:
     error: str | None = None
 
 
-def _register(engine: IncrementalEngine[Any]) -> Any:
-    """Register ``engine.shrink`` with the process-wide governor, weakly; None if that failed."""
-    from memwarden.pressure import PRIORITY_CACHE, try_register_reliever
+def _register(engine: IncrementalEngine[Any], governor: Governor | DefaultType | None) -> Any:
+    """Register ``engine.shrink`` with ``governor``, weakly; None for none or on failure.
 
-    return try_register_reliever(engine.shrink, priority=PRIORITY_CACHE, name=engine.name)
+    Raises:
+        TypeError: ``governor`` is not a governor, DEFAULT or None.
+    """
+    if governor is None:
+        return None
+    from memwarden.pressure import PRIORITY_CACHE, resolve_governor
+
+    gov = resolve_governor(governor)
+    if gov is None:
+        return None
+    try:
+        return gov.register_reliever(engine.shrink, priority=PRIORITY_CACHE, name=engine.name)
+    except Exception:  # a full registry must not stop the engine
+        log.warning("could not register %s with the governor", engine.name, exc_info=True)
+        return None
 
 
 def _pool_context() -> Any:
@@ -385,8 +402,10 @@ class IncrementalEngine(Generic[R]):
         depends_on: ``(key, data, result) -> keys`` this input's result depends on; when
             one of them changes, this input is recomputed too.
         jobs: worker processes for :meth:`run` (default: all cores); 1 computes inline.
-        register: register :meth:`shrink` with memwarden's governor (held weakly), so the
-            in-memory results are dropped first under memory pressure.
+        governor: where :meth:`shrink` is registered (held weakly), so the in-memory
+            results are dropped first under memory pressure: :data:`DEFAULT` (the
+            process-wide governor), ``None`` for none, or a :class:`Governor`.
+        register: ``False`` is ``governor=None``.
         name: a label for logs and the governor.
 
     Raises:
@@ -403,6 +422,7 @@ class IncrementalEngine(Generic[R]):
         codec: Codec = JSON_CODEC,
         depends_on: Callable[[str, bytes, R], Iterable[str]] | None = None,
         jobs: int | None = None,
+        governor: Governor | DefaultType | None = DEFAULT,
         register: bool = True,
         name: str | None = None,
     ) -> None:
@@ -426,20 +446,21 @@ class IncrementalEngine(Generic[R]):
         self.fingerprint = hashlib.blake2b(
             json.dumps([SCHEMA_VERSION, codec.name, fingerprint]).encode(), digest_size=16
         ).hexdigest()
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._bytes = 0
+        # The in-memory results: the same size-bounded LRU core as memwarden.cache's
+        # LRUCache, guarded by the engine's lock; sizes are the entries' cost_bytes.
+        self._lru: BoundedLRU[str, _Entry] = BoundedLRU(None, self.max_memory_bytes, sized=True)
         self._lock = threading.RLock()
         self.stats = EngineStats()
         self._store = _Store(Path(cache_dir), self.fingerprint) if cache_dir is not None else None
         self.name = name or f"IncrementalEngine@{id(self):x}"
-        self._registration: Any = _register(self) if register else None
+        self._registration: Any = _register(self, governor if register else None)
 
     # -- public API ---------------------------------------------------------------------
 
     @property
     def memory_bytes(self) -> int:
         """Estimated bytes of results held in memory (always <= ``max_memory_bytes``)."""
-        return self._bytes
+        return self._lru.total
 
     @property
     def cache_path(self) -> Path | None:
@@ -571,8 +592,7 @@ class IncrementalEngine(Generic[R]):
         """Forget one input's result, or every result (also in the persistent cache)."""
         with self._lock:
             if key is None:
-                self._entries.clear()
-                self._bytes = 0
+                self._lru.clear()
                 if self._store is not None:
                     self._store.clear()
                 return
@@ -591,20 +611,19 @@ class IncrementalEngine(Generic[R]):
         Returns:
             The estimated bytes released.
         """
+        # A plain ValueError, as the caches' and pools' shrink: one protocol.
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise ValueError(f"shrink(fraction={fraction!r}): expected a number in [0, 1]")
         if not 0.0 <= fraction <= 1.0:
-            raise ConfigurationError(
-                f"fraction={fraction!r} (argument): expected a number in [0, 1]",
-                value=fraction,
-                source="argument",
-            )
+            raise ValueError(f"shrink(fraction={fraction!r}): expected a number in [0, 1]")
         if not self._lock.acquire(blocking=False):
             return 0
         try:
-            target = self._bytes * (1.0 - fraction)
+            lru = self._lru
+            target = lru.total * (1.0 - fraction)
             released = 0
-            while self._entries and self._bytes > target:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.cost_bytes
+            while lru.od and lru.total > target:
+                _, evicted = lru.pop_lru()
                 released += evicted.cost_bytes
                 self.stats.evictions += 1
             return released
@@ -627,7 +646,7 @@ class IncrementalEngine(Generic[R]):
         self.close()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._lru.od)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -649,7 +668,7 @@ class IncrementalEngine(Generic[R]):
         known: dict[str, _Entry] = {}
         missing: list[str] = []
         for name in names:
-            entry = self._entries.get(name)
+            entry = self._lru.od.get(name)
             if entry is None:
                 missing.append(name)
             else:
@@ -744,19 +763,15 @@ class IncrementalEngine(Generic[R]):
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def _remember(self, name: str, entry: _Entry) -> None:
-        old = self._entries.pop(name, None)
-        if old is not None:
-            self._bytes -= old.cost_bytes
-        if entry.cost_bytes > self.max_memory_bytes:
-            return  # larger than the whole bound: served from disk (or recomputed) next time
-        self._entries[name] = entry
-        self._bytes += entry.cost_bytes
-        while self._bytes > self.max_memory_bytes and self._entries:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.cost_bytes
-            self.stats.evictions += 1
+        lru = self._lru
+        if not lru.fits(entry.cost_bytes):
+            # Larger than the whole bound: served from disk (or recomputed) next time.
+            self._forget(name)
+            return
+        evicted: list[tuple[str, _Entry]] = []
+        lru.put(name, entry, entry.cost_bytes, evicted)
+        self.stats.evictions += len(evicted)
 
     def _forget(self, name: str) -> None:
-        old = self._entries.pop(name, None)
-        if old is not None:
-            self._bytes -= old.cost_bytes
+        if name in self._lru.od:
+            self._lru.remove(name)

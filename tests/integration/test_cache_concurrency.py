@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from memwarden.cache import LRUCache, WeakCache, cached
+from memwarden.cache import LRUCache, TTLCache, WeakCache, cached
 
 DEADLINE_S = 1.5
 OPS_PER_THREAD = 40_000
@@ -133,24 +133,31 @@ def _size(value: Any) -> int:
     "config",
     [
         {"maxsize": 64},
-        {"maxsize": 64, "getsizeof": _size},
+        {"maxsize": 3000, "getsizeof": _size},
         {"max_bytes": 3000, "getsizeof": _size},
         {"maxsize": 64, "max_bytes": 3000, "getsizeof": _size},
-        {"maxsize": 64, "ttl": 0.01, "getsizeof": _size},
+        {"maxsize": 64, "max_bytes": 3000, "ttl": 0.01, "getsizeof": _size},
     ],
-    ids=["count", "count+sizes", "bytes", "count+bytes", "count+ttl"],
+    ids=["count", "weighed", "bytes", "count+bytes", "count+bytes+ttl"],
 )
 def test_lru_cache_under_contention(config: dict[str, Any]) -> None:
     """Bounds hold, sizes add up, no wrong-key value comes back, callbacks match evictions."""
     evicted: list[Any] = []
-    cache: Any = LRUCache(on_evict=lambda k, v: evicted.append(k), register=False, **config)
+    ttl = config.pop("ttl", None)
+    common: dict[str, Any] = {"on_evict": lambda k, v: evicted.append(k), "governor": None}
+    if ttl is None:
+        cache: Any = LRUCache(**common, **config)
+    else:
+        cache = TTLCache(config.pop("maxsize"), ttl, **common, **config)
     lookups, wrong = Counter(), []
     errors = hammer(lru_workers(cache, lookups, wrong))
     assert errors == []
     assert wrong == []
     od = cache._od
-    if cache.maxsize is not None:
-        assert len(od) <= cache.maxsize
+    if cache._count_bound is not None:
+        assert len(od) <= cache._count_bound
+    if cache._size_bound is not None:
+        assert cache.currsize <= cache._size_bound
     if cache._sizes is not None:
         assert set(cache._sizes) == set(od)
         assert cache._bytes == sum(v[1] for v in od.values()) == sum(cache._sizes.values())
@@ -160,7 +167,7 @@ def test_lru_cache_under_contention(config: dict[str, Any]) -> None:
     assert len(evicted) == stats.evictions + stats.expirations
     assert 0 < stats.hits + stats.misses <= lookups.n
     assert stats.hits > 0
-    if cache.ttl is not None:
+    if ttl is not None:
         assert set(cache._expires) == set(od)
 
 

@@ -36,7 +36,7 @@ import pytest
 from memwarden import pressure
 from memwarden.batch import AdaptiveBatchProcessor
 from memwarden.budget import memory_budget
-from memwarden.cache import LRUCache, cached
+from memwarden.cache import LRUCache, TTLCache, cached
 from memwarden.config import MemoryConfig
 from memwarden.dispose import DisposableStack, EventEmitter
 from memwarden.incremental import IncrementalEngine
@@ -324,7 +324,7 @@ def test_snapshot_does_not_leak() -> None:
     [
         lambda: LRUCache[str, bytes](32, register=False),
         lambda: LRUCache[str, bytes](max_bytes="8 KiB", register=False),
-        lambda: LRUCache[str, bytes](32, ttl=3600.0, register=False),
+        lambda: TTLCache[str, bytes](32, 3600.0, register=False),
         lambda: LRUCache[str, bytes](32),
     ],
     ids=["count", "bytes", "ttl", "registered"],

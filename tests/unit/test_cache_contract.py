@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from memwarden.cache import CacheStats, LRUCache, WeakCache
+from memwarden.cache import CacheStats, ItemTooLargeError, LRUCache, TTLCache, WeakCache, cached
 from memwarden.exceptions import ConfigurationError
 
 BOUND = 16
@@ -57,7 +57,7 @@ KINDS = [
     ),
     Kind(
         "lru-ttl",
-        lambda register=False: LRUCache(BOUND, ttl=60.0, clock=FakeClock(), register=register),
+        lambda register=False: TTLCache(BOUND, 60.0, timer=FakeClock(), register=register),
     ),
     Kind("weak", lambda register=False: WeakCache(BOUND, register=register)),
 ]
@@ -213,9 +213,10 @@ def test_shrink_half(cache: Any) -> None:
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "half"])
 def test_shrink_rejects_bad_fractions(cache: Any, bad: Any) -> None:
-    """A fraction outside [0, 1] is a ConfigurationError naming the value."""
-    with pytest.raises(ConfigurationError, match="fraction"):
+    """A fraction outside [0, 1] is a plain ValueError naming the value (as the pools')."""
+    with pytest.raises(ValueError, match="fraction") as info:
         cache.shrink(bad)
+    assert not isinstance(info.value, ConfigurationError)
 
 
 def test_currsize_and_getsizeof(cache: Any) -> None:
@@ -314,8 +315,8 @@ def test_ttl_expires_entries_with_an_injected_clock() -> None:
     """An entry older than ttl is a miss, counted as an expiration, and reported to on_evict."""
     clock = FakeClock()
     dropped: list[tuple[str, int]] = []
-    cache: LRUCache[str, int] = LRUCache(
-        10, ttl=5.0, clock=clock, on_evict=lambda k, v: dropped.append((k, v)), register=False
+    cache: TTLCache[str, int] = TTLCache(
+        10, 5.0, timer=clock, on_evict=lambda k, v: dropped.append((k, v)), register=False
     )
     cache["a"] = 1
     clock.now += 3
@@ -327,7 +328,8 @@ def test_ttl_expires_entries_with_an_injected_clock() -> None:
     assert "b" in cache
     assert dropped == [("a", 1)]
     clock.now += 10
-    assert len(cache) == 0  # len expires what is due
+    assert len(cache) == 0  # len counts live entries only, dropping nothing
+    assert cache.expire() == [("b", 2)]
     stats = cache.stats()
     assert stats.expirations == 2
     assert (stats.hits, stats.misses) == (1, 1)
@@ -337,13 +339,13 @@ def test_ttl_expires_entries_with_an_injected_clock() -> None:
 def test_ttl_rewrite_restarts_the_clock() -> None:
     """Writing a key again gives it a fresh ttl, and expire() drops only what is due."""
     clock = FakeClock()
-    cache: LRUCache[str, int] = LRUCache(10, ttl=5.0, clock=clock, register=False)
+    cache: TTLCache[str, int] = TTLCache(10, 5.0, timer=clock, register=False)
     cache["a"] = 1
     cache["b"] = 1
     clock.now += 4
     cache["a"] = 2
     clock.now += 2
-    assert cache.expire() == 1
+    assert cache.expire() == [("b", 1)]
     assert list(cache) == ["a"]
     assert cache["a"] == 2
 
@@ -352,7 +354,7 @@ def test_ttl_with_the_real_clock() -> None:
     """With the real monotonic clock, an entry is gone after its ttl has passed."""
     import time
 
-    cache: LRUCache[str, int] = LRUCache(10, ttl=0.05, register=False)
+    cache: TTLCache[str, int] = TTLCache(10, 0.05, register=False)
     cache["a"] = 1
     assert cache.get("a") == 1
     deadline = time.monotonic() + 0.1
@@ -439,11 +441,13 @@ def test_popitem_pops_the_least_recently_used() -> None:
 
 
 def test_maxsize_zero_stores_nothing() -> None:
-    """maxsize=0 accepts writes and keeps nothing (a disabled cache)."""
+    """maxsize=0 keeps nothing: a write is ItemTooLargeError (a ValueError, as cachetools)."""
     cache: LRUCache[int, int] = LRUCache(0, register=False)
-    cache[1] = 1
+    with pytest.raises(ItemTooLargeError, match="maxsize=0"):
+        cache[1] = 1
     assert len(cache) == 0
-    assert cache.stats().evictions == 1
+    assert cached(cache)(lambda x: x + 1)(1) == 2  # returned uncached
+    assert len(cache) == 0
 
 
 @pytest.mark.parametrize(
@@ -454,8 +458,6 @@ def test_maxsize_zero_stores_nothing() -> None:
         ({"maxsize": True}, "maxsize=True"),
         ({"max_bytes": "lots"}, "lots"),
         ({"max_bytes": -5}, "-5"),
-        ({"ttl": 0}, "ttl=0"),
-        ({"ttl": float("inf")}, "ttl=inf"),
         ({"getsizeof": 3}, "getsizeof=3"),
     ],
 )
@@ -473,9 +475,65 @@ def test_a_bad_getsizeof_result_is_reported() -> None:
     assert len(cache) == 0
 
 
+@pytest.mark.parametrize("ttl", [0, -1.0, float("nan"), "5", True])
+def test_bad_ttl_is_a_configuration_error(ttl: Any) -> None:
+    """A ttl that is not a positive number (or timedelta) raises ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match="ttl="):
+        TTLCache(3, ttl, register=False)
+
+
+def test_lru_cache_ttl_points_to_ttl_cache() -> None:
+    """LRUCache(ttl=...) (before TTLCache existed) is a TypeError naming TTLCache."""
+    with pytest.raises(TypeError, match="TTLCache"):
+        LRUCache(3, ttl=1.0, register=False)
+
+
+def test_weighed_cache_bounds_the_total_as_cachetools() -> None:
+    """With getsizeof and no max_bytes, maxsize bounds the total size (cachetools' rule)."""
+    cache: LRUCache[str, int] = LRUCache(10, getsizeof=lambda v: v, register=False)
+    cache["a"] = 4
+    cache["b"] = 5
+    assert cache.currsize == 9
+    cache["c"] = 3  # 12 > 10: the least recently used goes
+    assert list(cache) == ["b", "c"]
+    assert cache.currsize == 8
+    with pytest.raises(ItemTooLargeError):
+        cache["d"] = 11
+
+
+def test_subclass_getsizeof_is_honoured() -> None:
+    """A subclass overriding getsizeof weighs its entries without a getsizeof argument."""
+
+    class ByLength(LRUCache[str, str]):
+        def getsizeof(self, value: str) -> int:
+            return len(value)
+
+    cache = ByLength(5, register=False)
+    cache["a"] = "xxx"
+    cache["b"] = "yyy"
+    assert list(cache) == ["b"]
+    assert cache.currsize == 3
+
+
+def test_missing_is_called_by_getitem_only() -> None:
+    """A subclass's __missing__ answers cache[key] misses; get and pop do not call it."""
+
+    class Squares(LRUCache[int, int]):
+        def __missing__(self, key: int) -> int:
+            self[key] = key * key
+            return key * key
+
+    cache = Squares(4, register=False)
+    assert cache[3] == 9
+    assert 3 in cache
+    assert cache.get(5) is None
+    assert cache.setdefault(6) is None
+    assert cache.pop(7, -1) == -1
+
+
 def test_ttl_cache_is_still_an_lru_cache() -> None:
-    """LRUCache(ttl=...) is an instance of LRUCache and shows its ttl."""
-    cache: LRUCache[str, int] = LRUCache(3, ttl=1.0, register=False)
+    """TTLCache is an LRUCache and shows its ttl."""
+    cache: TTLCache[str, int] = TTLCache(3, 1.0, register=False)
     assert isinstance(cache, LRUCache)
     assert cache.ttl == 1.0
     assert "ttl=1.0" in repr(cache)
@@ -514,7 +572,7 @@ def test_copies_and_pickles_of_an_lru_cache_are_independent() -> None:
     for cache in (
         LRUCache(3, register=False),
         LRUCache(max_bytes=100, getsizeof=len, register=False),
-        LRUCache(3, ttl=10.0, register=False),
+        TTLCache(3, 10.0, register=False),
     ):
         cache["a"] = b"1"
         cache["b"] = b"22"
@@ -653,3 +711,131 @@ def test_item_too_large_error_lives_in_the_exception_tree() -> None:
         big["k"] = bytes(10_000)
     assert info.value.max_bytes == 1024
     assert info.value.size_bytes > 1024
+
+
+def test_governor_policy_is_explicit() -> None:
+    """governor=DEFAULT registers with the process-wide governor, None with none, g with g."""
+    from memwarden import pressure
+
+    pressure._reset_default_for_tests()
+    try:
+        mine = pressure.Governor()
+        default = LRUCache(4, name="default-cache")
+        quiet = TTLCache(4, 1.0, governor=None, name="quiet-cache")
+        local = WeakCache(4, governor=mine, name="local-cache")
+        process_wide = [r.name for r in pressure.governor().relievers()]
+        assert "default-cache" in process_wide
+        assert "quiet-cache" not in process_wide
+        assert "local-cache" not in process_wide
+        assert "local-cache" in [r.name for r in mine.relievers()]  # beside the built-ins
+        with pytest.raises(TypeError, match="governor="):
+            LRUCache(4, governor="yes")  # type: ignore[arg-type]
+        del default, quiet, local
+    finally:
+        pressure._reset_default_for_tests()
+
+
+def test_c_hot_paths_are_the_base_class_when_built() -> None:
+    """With memwarden._lrucore built, LRUCache's get/[]/[]= are C; they count, refresh, evict."""
+    lrucore = pytest.importorskip("memwarden._lrucore", reason="C extension not built")
+    dropped: list[tuple[str, int]] = []
+    cache: LRUCache[str, int] = LRUCache(2, on_evict=lambda k, v: dropped.append((k, v)))
+    assert isinstance(cache, lrucore.LRUBase)
+    cache["a"] = 1
+    cache["b"] = 2
+    assert cache.get("a") == 1  # a is now the most recent
+    assert cache.get("zz", -1) == -1
+    cache["c"] = 3  # evicts b
+    assert list(cache) == ["a", "c"]
+    assert dropped == [("b", 2)]
+    assert cache["c"] == 3
+    with pytest.raises(KeyError):
+        cache["zz"]
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.evictions) == (2, 2, 1)
+    cache.clear()  # the C paths stay bound to the (same, emptied) mapping
+    cache["d"] = 4
+    assert cache.get("d") == 4
+    del cache["d"]
+    assert "d" not in cache
+    with pytest.raises(TypeError):
+        cache.get()  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        cache[["unhashable"]] = 1  # type: ignore[index]
+    with pytest.raises(TypeError, match="OrderedDict"):
+        cache._attach({}, threading.Lock(), 2, False)  # type: ignore[arg-type]
+
+
+def test_pure_python_base_serves_without_the_extension() -> None:
+    """Without memwarden._lrucore, the same behaviour comes from the Python base class."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["memwarden._lrucore"] = None  # as if it were not built
+        from memwarden.cache import LRUCache, _LRUBasePy
+        dropped = []
+        cache = LRUCache(2, on_evict=lambda k, v: dropped.append(k), governor=None)
+        assert type(cache).__mro__[1] is _LRUBasePy
+        cache["a"] = 1; cache["b"] = 2
+        assert cache.get("a") == 1 and cache["b"] == 2 and cache.get("x", 0) == 0
+        cache["c"] = 3
+        assert list(cache) == ["b", "c"] and dropped == ["a"], (list(cache), dropped)
+        del cache["c"]
+        s = cache.stats()
+        assert (s.hits, s.misses, s.evictions) == (2, 1, 1), s
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_ttl_cache_takes_inf_and_timedelta_and_never_returns_expired_entries() -> None:
+    """ttl=math.inf never expires; a timedelta works with a datetime timer; expired entries
+    are gone from get, pop, popitem and del even before they are dropped."""
+    import datetime
+    import math
+
+    forever: TTLCache[str, int] = TTLCache(4, math.inf, timer=FakeClock(), governor=None)
+    forever["a"] = 1
+    assert forever.timer.now == 1000.0  # the timer's own attributes show through
+    forever.timer.now += 1e9
+    assert forever["a"] == 1
+
+    now = [datetime.datetime(2026, 1, 1)]
+    daily: TTLCache[str, int] = TTLCache(
+        4, datetime.timedelta(days=1), timer=lambda: now[0], governor=None
+    )
+    for key in "abcd":
+        daily[key] = 1
+    now[0] += datetime.timedelta(days=1)
+    assert daily.get("a") is None
+    assert daily.pop("b", None) is None
+    with pytest.raises(KeyError):
+        del daily["c"]
+    with pytest.raises(KeyError):
+        daily.popitem()
+    assert len(daily) == 0
+    assert daily.expire() == []  # all were dropped on the way
+    assert daily.stats().expirations == 4
+
+
+def test_a_frozen_timer_block_holds_only_in_its_own_thread() -> None:
+    """with cache.timer as now: freezes time for the calling thread, not for others."""
+    clock = FakeClock()
+    cache: TTLCache[str, int] = TTLCache(4, 10.0, timer=clock, governor=None)
+    seen: list[float] = []
+    with cache.timer as frozen:
+        clock.now += 5
+        assert cache.timer() == frozen  # this thread still sees the frozen instant
+        worker = threading.Thread(target=lambda: seen.append(cache.timer()))
+        worker.start()
+        worker.join(5)
+    assert seen == [frozen + 5]  # the other thread read the real clock
+    assert cache.timer() == frozen + 5

@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from memwarden.cache import LRUCache, WeakCache, cached, cached_method, hashkey
+from memwarden.cache import (
+    CacheInfo,
+    LRUCache,
+    WeakCache,
+    cached,
+    cached_method,
+    cachedmethod,
+    hashkey,
+    methodkey,
+    typedkey,
+)
 
 
 def test_cached_calls_once_per_key() -> None:
@@ -111,10 +121,17 @@ def test_cached_async_functions_cache_the_result_not_the_coroutine() -> None:
 
 
 def test_hashkey_shapes() -> None:
-    """Single int/str arguments are their own key; keywords are order-independent."""
+    """Single scalar arguments are their own key; equal values give equal keys across types."""
     assert hashkey(5) == 5
     assert hashkey("a") == "a"
-    assert hashkey(5.0) == (5.0,)
+    assert (
+        hashkey(5.0)
+        == hashkey(5)
+        == hashkey(
+            5,
+        )
+    )
+    assert hashkey((5,)) == ((5,),)
     assert hashkey(1, 2) == (1, 2)
     assert hashkey(1, a=1, b=2) == hashkey(1, b=2, a=1)
     assert hashkey(1, a=1) != hashkey(1, 1)
@@ -349,3 +366,123 @@ def test_slots_only_instances_are_forgotten_when_they_die() -> None:
     del s
     assert ref() is None
     assert Slim.f.stats().count == 0  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------
+# cachetools' decorator arguments
+
+
+def test_equal_arguments_hit_across_types_unless_typed() -> None:
+    """f(1) then f(1.0) is one call with hashkey (as cachetools), two with typedkey."""
+    calls: list[object] = []
+
+    def ident(x: object) -> object:
+        calls.append(x)
+        return x
+
+    plain = cached(LRUCache(8, governor=None))(ident)
+    plain(1)
+    plain(1.0)
+    assert calls == [1]
+    typed = cached(LRUCache(8, governor=None), key=typedkey)(ident)
+    typed(1)
+    typed(1.0)
+    assert calls == [1, 1, 1.0]
+    assert methodkey(object(), 1, a=2) == methodkey(None, 1, a=2)
+
+
+def test_cached_none_is_a_type_error() -> None:
+    """cached(None) names the problem (as cachetools 8); bare @cached still makes a cache."""
+    with pytest.raises(TypeError, match="None"):
+        cached(None)  # type: ignore[call-overload]
+
+    @cached
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(2) == 4
+    assert isinstance(double.cache, LRUCache)
+
+
+def test_info_counts_hits_and_misses_and_clear_resets_them() -> None:
+    """info=True adds cache_info() -> (hits, misses, maxsize, currsize); cache_clear resets."""
+    f = cached(LRUCache(4, governor=None), info=True)(lambda x: x)
+    f(1)
+    f(1)
+    f(2)
+    info = f.cache_info()
+    assert isinstance(info, CacheInfo)
+    assert tuple(info) == (1, 2, 4, 2)
+    f.cache_clear()
+    assert tuple(f.cache_info()) == (0, 0, 4, 0)
+
+
+def test_condition_makes_concurrent_misses_wait_for_the_first() -> None:
+    """With condition=, threads missing the same key wait: the function runs once."""
+    import threading
+
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow(x: int) -> int:
+        calls.append(x)
+        started.set()
+        release.wait(5)
+        return x * 10
+
+    f = cached(LRUCache(4, governor=None), condition=threading.Condition())(slow)
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(f(7))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    assert started.wait(5)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert calls == [7]
+    assert results == [70] * 4
+
+
+def test_lock_is_held_around_the_cache_never_the_call() -> None:
+    """lock= guards the cache's use; the function itself runs without the lock."""
+    import threading
+
+    lock = threading.Lock()
+    held_during_call: list[bool] = []
+
+    def probe(x: int) -> int:
+        held_during_call.append(lock.locked())
+        return x
+
+    f = cached(LRUCache(4, governor=None), lock=lock)(probe)
+    assert f(3) == 3
+    assert f(3) == 3
+    assert held_during_call == [False]
+    assert f.cache_lock is lock
+
+
+def test_cachedmethod_uses_the_instance_cache_and_lock() -> None:
+    """cachetools-style cachedmethod: cache and lock are functions of self."""
+    import threading
+
+    class Repo:
+        def __init__(self) -> None:
+            self.cache: LRUCache[Any, int] = LRUCache(8, governor=None)
+            self.lock = threading.RLock()
+            self.calls = 0
+
+        @cachedmethod(lambda self: self.cache, lock=lambda self: self.lock, info=True)
+        def load(self, n: int) -> int:
+            self.calls += 1
+            return n * 2
+
+    repo = Repo()
+    assert repo.load(2) == 4
+    assert repo.load(2) == 4
+    assert repo.calls == 1
+    assert repo.load.cache is repo.cache
+    assert tuple(repo.load.cache_info()) == (1, 1, 8, 1)
+    other = Repo()
+    assert other.load(2) == 4
+    assert other.calls == 1  # per instance

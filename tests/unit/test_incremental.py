@@ -402,8 +402,29 @@ def test_shrink_drops_least_recently_used_results(tmp_path: Path) -> None:
     assert engine.memory_bytes <= before / 2
     assert len(engine) < 10
     assert engine.run(paths).computed == []  # evicted results come back from sqlite
-    with pytest.raises(ConfigurationError, match="fraction"):
+    with pytest.raises(ValueError, match="fraction") as info:
         engine.shrink(2.0)
+    assert not isinstance(info.value, ConfigurationError)  # plain, as caches' and pools'
+
+
+def test_governor_none_registers_nothing_and_a_given_governor_is_used() -> None:
+    """governor=None leaves the governor alone; governor=g registers with g only."""
+    from memwarden import pressure
+
+    pressure._reset_default_for_tests()
+    try:
+        mine = pressure.Governor()
+        quiet = IncrementalEngine(count_lines, jobs=1, governor=None, name="quiet-engine")
+        local = IncrementalEngine(count_lines, jobs=1, governor=mine, name="local-engine")
+        assert "quiet-engine" not in [r.name for r in pressure.governor().relievers()]
+        assert "local-engine" not in [r.name for r in pressure.governor().relievers()]
+        assert "local-engine" in [r.name for r in mine.relievers()]
+        with pytest.raises(TypeError, match="governor="):
+            IncrementalEngine(count_lines, jobs=1, governor="yes")  # type: ignore[arg-type]
+        quiet.close()
+        local.close()
+    finally:
+        pressure._reset_default_for_tests()
 
 
 def test_engine_registers_with_the_governor_weakly() -> None:

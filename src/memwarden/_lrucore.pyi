@@ -1,0 +1,16 @@
+"""Type stubs of the C extension memwarden._lrucore (see _lrucore.c and memwarden.cache)."""
+
+from collections import OrderedDict
+from typing import Any
+
+class LRUBase:
+    _base_hits: int
+    _base_misses: int
+    _base_evictions: int
+    def _attach(
+        self, od: OrderedDict[Any, Any], lock: Any, count_bound: int, notify: bool, /
+    ) -> None: ...
+    def get(self, key: Any, default: Any = None, /) -> Any: ...
+    def __getitem__(self, key: Any) -> Any: ...
+    def __setitem__(self, key: Any, value: Any) -> None: ...
+    def __delitem__(self, key: Any) -> None: ...
