@@ -90,6 +90,7 @@ _EXPORTS: dict[str, str] = {
     "snapshot": "memwarden.snapshot",
     "suspect_leak": "memwarden.leaks",
     "track": "memwarden.monitor",
+    "why_alive": "memwarden.heapgraph",
 }
 
 __all__ = [
@@ -165,6 +166,7 @@ __all__ = [
     "snapshot",
     "suspect_leak",
     "track",
+    "why_alive",
 ]
 
 
@@ -281,6 +283,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.heap import (
         HeapSession as HeapSession,
+    )
+    from memwarden.heapgraph import (
+        why_alive as why_alive,
     )
     from memwarden.incremental import (
         IncrementalEngine as IncrementalEngine,

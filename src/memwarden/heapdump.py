@@ -52,6 +52,7 @@ __all__ = [
     "DumpStats",
     "dump",
     "estimate_dump_bytes",
+    "format_path",
     "live_path",
 ]
 
@@ -904,3 +905,13 @@ def live_path(
     labels.reverse()
     labels.append(f"<{type(target).__name__} at {target_id:#x}>")
     return labels
+
+
+def format_path(labels: list[str]) -> str:
+    """Join :func:`live_path` labels: ``mod.attr['key'][3] -> <T at 0x…>``."""
+    out = ""
+    for lab in labels:
+        if out and not lab.startswith((".", "[")):
+            out += " -> "
+        out += lab
+    return out

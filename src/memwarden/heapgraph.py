@@ -30,6 +30,7 @@ __all__ = [
     "TypeStat",
     "diff",
     "load",
+    "why_alive",
 ]
 
 
@@ -575,3 +576,17 @@ def diff(
     }
     growth = dict(sorted(growth.items(), key=lambda kv: kv[1], reverse=True)[:limit])
     return SnapshotDiff(stats, b.paths(top_nodes, max_paths=0), growth)
+
+
+def why_alive(obj: object, *, max_s: float = 2.0) -> str | None:
+    """What keeps ``obj`` alive: the shortest reference path from a root, or None.
+
+    Searches the live objects of this process breadth-first from the modules and
+    every thread's frames (the caller's frame excluded), with the labels a heap
+    snapshot uses, e.g. ``myapp.cache['user:1'][3].session -> <Session at 0x…>``.
+    Bounded by ``max_s`` seconds; None when no path was found in time.
+    """
+    from memwarden.heapdump import format_path, live_path
+
+    labels = live_path(obj, max_s=max_s)
+    return format_path(labels) if labels else None

@@ -20,7 +20,7 @@ NODE = {name: i for i, name in enumerate(heapdump.NODE_TYPES)}
 def build(
     sizes: list[int], edges: list[tuple[int, int, str, str | int]], names: list[str] | None = None
 ) -> heapgraph.HeapGraph:
-    """A snapshot of ``len(sizes)`` nodes (node 0 the root) with ``(src, dst, type, name)`` edges."""
+    """A snapshot of ``len(sizes)`` nodes (node 0 the root) and ``(src, dst, type, name)`` edges."""
     strings = [""]
     index: dict[str, int] = {"": 0}
 
@@ -124,7 +124,7 @@ def test_cycles_are_retained_by_their_entry() -> None:
 def test_retained_sizes_match_the_definition_on_random_graphs(data: st.DataObject) -> None:
     """Retained sizes equal brute force (remove the node, sum what became unreachable)."""
     n = data.draw(st.integers(2, 14))
-    sizes = [0] + data.draw(st.lists(st.integers(0, 1000), min_size=n - 1, max_size=n - 1))
+    sizes = [0, *data.draw(st.lists(st.integers(0, 1000), min_size=n - 1, max_size=n - 1))]
     pairs = data.draw(
         st.lists(st.tuples(st.integers(0, n - 1), st.integers(1, n - 1)), max_size=3 * n)
     )

@@ -28,6 +28,7 @@ EXIT_INTERRUPTED = 130
 # Subcommand name -> module under memwarden.cli. Listed here so `--help` is stable.
 COMMANDS: dict[str, str] = {
     "demo": "demo",
+    "heap": "heap",
     "info": "info",
     "leaks": "leaks",
     "lint": "lint",
