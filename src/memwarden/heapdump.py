@@ -284,25 +284,25 @@ def _generic_edges(obj: object, refs: list[object], names: Iterable[str]) -> lis
     return edges
 
 
-def _frame_edges(frame: types.FrameType, refs: list[object]) -> list[Edge]:
+def _frame_edges(frame: types.FrameType) -> list[Edge]:
+    """A frame's locals (``context`` edges, by name), its caller and globals (``hidden``).
+
+    A running frame is not tracked by the collector and reports no referents, so
+    its references are read through its attributes instead.
+    """
     edges: list[Edge] = []
-    pending = {id(r): r for r in refs}
     try:
         local_items = list(frame.f_locals.items())
     except Exception:
         local_items = []
     for k, v in local_items:
-        if id(v) in pending:
-            edges.append((_E_CONTEXT, str(k), v))
-            del pending[id(v)]
-    for name in ("f_back", "f_code", "f_globals", "f_builtins"):
+        edges.append((_E_CONTEXT, str(k), v))
+    for name in ("f_back", "f_globals"):
         v = getattr(frame, name, None)
-        if v is not None and id(v) in pending:
+        if v is not None:
             # The caller's frame and the module's globals keep things alive through
             # other paths; ``hidden`` keeps them out of this frame's labels.
-            edges.append((_E_HIDDEN, 0, v))
-            del pending[id(v)]
-    edges.extend((_E_INTERNAL, f"<{type(r).__name__}>", r) for r in pending.values())
+            edges.append((_E_HIDDEN, 0 if name == "f_back" else 1, v))
     return edges
 
 
@@ -330,6 +330,8 @@ def _edges_of(obj: Any) -> tuple[list[Edge], dict[Any, Any] | None]:
         if isinstance(ns, dict):
             return [(_E_PROPERTY, str(k), v) for k, v in _namespace_items(ns)], ns
         return [], None
+    if t is types.FrameType:
+        return _frame_edges(obj), None
     refs = gc.get_referents(obj)
     if isinstance(obj, weakref.ref):
         target = obj()
@@ -337,8 +339,6 @@ def _edges_of(obj: Any) -> tuple[list[Edge], dict[Any, Any] | None]:
         if target is not None:
             edges.append((_E_WEAK, "__referent__", target))
         return edges, None
-    if t is types.FrameType:
-        return _frame_edges(obj, refs), None
     if isinstance(obj, type):
         ns_dict = None
         for r in refs:
@@ -640,7 +640,7 @@ def _walk(writer: _Writer, strings: _Strings, slice_size: int) -> None:
             continue
         size = getsizeof(obj) if t in plain else _self_size(obj)
         count = 0
-        if is_tracked(obj) or t is module_type:
+        if is_tracked(obj) or t is module_type or t is frame_type:
             try:
                 edges, ns = _edges_of(obj)
             except Exception:  # a broken object: keep its node, drop its edges
@@ -828,11 +828,13 @@ def live_path(
     max_visit: int = 2_000_000,
     max_s: float = 2.0,
     exclude: Callable[[object], bool] | None = None,
+    caller_depth: int = 1,
 ) -> list[str]:
     """The shortest chain of labelled references from a root to ``target``, or ``[]``.
 
     Roots are the modules in ``sys.modules`` and the frames of every thread (the
-    caller's own frame excluded) unless ``roots`` is given. The walk is breadth-first
+    caller's own frame excluded: ``caller_depth`` frames up from here) unless
+    ``roots`` is given. The walk is breadth-first
     over the same labelled edges a dump writes, so the chain is a shortest one; it is
     bounded by ``max_visit`` objects and ``max_s`` seconds.
 
@@ -841,8 +843,14 @@ def live_path(
         the first names the root (a module or a frame), each later one the hop.
     """
     deadline = time.monotonic() + max_s
-    me = sys._getframe(1)
-    skip: set[int] = {id(me), id(sys._getframe())}
+    skip: set[int] = set()
+    fr0: types.FrameType | None = sys._getframe()
+    for _ in range(caller_depth + 1):
+        if fr0 is None:
+            break
+        skip.add(id(fr0))
+        fr0 = fr0.f_back
+    del fr0
     if roots is None:
         root_list: list[object] = [m for m in list(sys.modules.values()) if m is not None]
         for f in sys._current_frames().values():

@@ -588,5 +588,5 @@ def why_alive(obj: object, *, max_s: float = 2.0) -> str | None:
     """
     from memwarden.heapdump import format_path, live_path
 
-    labels = live_path(obj, max_s=max_s)
+    labels = live_path(obj, max_s=max_s, caller_depth=2)
     return format_path(labels) if labels else None
