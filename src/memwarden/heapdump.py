@@ -292,7 +292,9 @@ def _frame_edges(frame: types.FrameType) -> list[Edge]:
     """
     edges: list[Edge] = []
     try:
-        local_items = list(frame.f_locals.items())
+        f_locals = frame.f_locals
+        # A module's top-level frame has its globals as locals: reached as the module.
+        local_items = [] if f_locals is frame.f_globals else list(f_locals.items())
     except Exception:
         local_items = []
     for k, v in local_items:
