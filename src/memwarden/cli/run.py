@@ -55,13 +55,17 @@ class LiveLine:
             self.stream.flush()
 
 
+_DUMP_BUDGET_SHARE = 0.85
+
+
 def _heap_dump_child(
     argv: list[str], limit_bytes: int | None, *, wrapped: bool
 ) -> tuple[list[str], dict[str, str]]:
     """The child command and environment for ``--heap-dump-near-limit``.
 
-    The child's governor takes ``--limit`` as its budget and
-    :mod:`memwarden.heapwatch` dumps when its pressure turns CRITICAL.
+    The child's governor takes 85% of ``--limit`` as its budget (CRITICAL then comes
+    at about 82% of the limit, leaving room for the dump's own memory before memwarden
+    stops the program) and :mod:`memwarden.heapwatch` dumps when it turns CRITICAL.
     """
     if limit_bytes is None:
         raise click.UsageError("--heap-dump-near-limit needs --limit")
@@ -73,7 +77,7 @@ def _heap_dump_child(
     old = os.environ.get("PYTHONPATH", "")
     env = {
         "PYTHONPATH": src + (os.pathsep + old if old else ""),
-        "MEMWARDEN_MAX_MEMORY": str(limit_bytes),
+        "MEMWARDEN_MAX_MEMORY": str(int(limit_bytes * _DUMP_BUDGET_SHARE)),
         "MEMWARDEN_HEAP_DUMP_DIR": os.environ.get("MEMWARDEN_HEAP_DUMP_DIR") or str(Path.cwd()),
         "MEMWARDEN_HEAP_DUMP_SIGNAL": os.environ.get("MEMWARDEN_HEAP_DUMP_SIGNAL") or "1",
     }
