@@ -303,6 +303,8 @@ class HeapGraph:
         groups: dict[str, list[int]] = {}
         for v in range(self.node_count):
             t = types[v]
+            if t == "synthetic":  # the root and its grouping nodes are not objects
+                continue
             key = names[v] if t in ("object", "native", "closure", "array") else f"({t})"
             groups.setdefault(key, []).append(v)
         key_of = {}
