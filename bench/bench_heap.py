@@ -29,11 +29,19 @@ class Rec:
 N = int(sys.argv[2])
 DATA = [Rec(i) for i in range(N)]
 TARGET = DATA[N // 2]
+tool = sys.argv[1]
+# Each tool's modules load before the baseline: the figure is the walk's memory, not imports.
+if tool in ("memwarden", "live_path"):
+    import json, tempfile
+    from memwarden import heapdump
+elif tool == "guppy3":
+    from guppy import hpy
+else:
+    import inspect, objgraph
 gc.collect()
 objects = len(gc.get_objects()) + 3 * N   # tracked containers plus the untracked ints and strs
 heap_rss = rss()
 reset_peak_rss()
-tool = sys.argv[1]
 t0 = time.perf_counter()
 extra = {}
 if tool == "memwarden":

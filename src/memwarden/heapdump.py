@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import logging
 import os
 import shutil
@@ -87,6 +88,7 @@ _E_CONTEXT, _E_ELEMENT, _E_PROPERTY, _E_INTERNAL, _E_HIDDEN, _E_SHORTCUT, _E_WEA
 _NODE_WIDTH = len(NODE_FIELDS)
 _MAX_NAME = 1024  # longer string values are cut in node names (the size stays exact)
 _SLICE = 8192  # objects walked per GIL slice
+_DEDUP_MAX = 50_000  # distinct names kept in the string table's map
 _U32 = (1 << 32) - 1
 _MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT (3.11+): the instance dict may not exist yet
 
@@ -308,9 +310,46 @@ def _frame_edges(frame: types.FrameType) -> list[Edge]:
     return edges
 
 
-def _edges_of(obj: Any) -> tuple[list[Edge], dict[Any, Any] | None]:
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python
+_plain_types: dict[type, bool] = {}
+
+
+def _is_plain(t: type) -> bool:
+    """Whether ``t`` is an ordinary Python class: attributes in a managed dict, no builtin base."""
+    plain = _plain_types.get(t)
+    if plain is None:
+        plain = bool(t.__flags__ & _MANAGED_DICT) and all(
+            k is object or (k.__flags__ & _HEAPTYPE and "__slots__" not in vars(k))
+            for k in t.__mro__
+        )
+        if len(_plain_types) > 10_000:
+            _plain_types.clear()
+        _plain_types[t] = plain
+    return plain
+
+
+def _plain_instance_edges(obj: Any, t: type) -> tuple[list[Edge], dict[Any, Any] | None]:
+    # The common case, fast: every referent but the class is an attribute its methods name.
+    refs = gc.get_referents(obj)
+    getattribute = object.__getattribute__
+    edges: list[Edge] = []
+    for name in _attr_names(t):
+        try:
+            edges.append((_E_PROPERTY, name, getattribute(obj, name)))
+        except AttributeError:
+            continue
+    if len(edges) == len(refs) - 1 and {id(e[2]) for e in edges} == {
+        id(r) for r in refs if r is not t
+    }:
+        return edges, None
+    return _instance_edges(obj, refs)
+
+
+def _edges_of(obj: Any) -> tuple[Iterable[Edge], dict[Any, Any] | None]:
     """The labelled references of ``obj`` and the namespace dict folded into it, if any."""
     t = type(obj)
+    if _is_plain(t):
+        return _plain_instance_edges(obj, t)
     if t is dict or (isinstance(obj, dict) and t.__flags__ & _MANAGED_DICT == 0):
         out: list[Edge] = []
         for k, v in _namespace_items(obj):
@@ -323,9 +362,11 @@ def _edges_of(obj: Any) -> tuple[list[Edge], dict[Any, Any] | None]:
                 if gc.is_tracked(k):
                     out.append((_E_INTERNAL, "<key>", k))
         return out, None
-    if t is list or t is tuple or t is deque:
-        return [(_E_ELEMENT, i, v) for i, v in enumerate(t.__iter__(obj))], None
-    if t is set or t is frozenset:
+    if t is list or t is tuple or t is deque or t is set or t is frozenset:
+        if _LAZY_SEQUENCES:
+            # Lazily: a list of a million items would otherwise need a million edge
+            # tuples at once (zip keeps one result tuple, as the list keeps one per item).
+            return zip(_REPEAT_ELEMENT, itertools.count(), t.__iter__(obj)), None
         return [(_E_ELEMENT, i, v) for i, v in enumerate(t.__iter__(obj))], None
     if t is types.ModuleType or isinstance(obj, types.ModuleType):
         ns = getattr(obj, "__dict__", None)
@@ -433,12 +474,26 @@ class _Strings:
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
+        self.items: list[str] = []
 
     def __call__(self, s: str) -> int:
+        """The index of ``s`` (a type or edge name), deduplicated up to a bound."""
         i = self.index.get(s)
         if i is None:
-            i = len(self.index)
-            self.index[s] = i
+            i = len(self.items)
+            self.items.append(s)
+            # A bounded map: past it, new names are appended again (the format allows
+            # repeats), so a dict with a million distinct keys costs 8 bytes a key.
+            if len(self.index) < _DEDUP_MAX:
+                self.index[s] = i
+        return i
+
+    def value(self, s: str) -> int:
+        """The index of a string node's value: appended unless already known."""
+        i = self.index.get(s)
+        if i is None:
+            i = len(self.items)
+            self.items.append(s)
         return i
 
 
@@ -452,6 +507,18 @@ def _calibrate() -> int:
 
 
 _UNIQUE_REFCOUNT = _calibrate()
+_REPEAT_ELEMENT = itertools.repeat(_E_ELEMENT)
+
+
+def _calibrate_lazy() -> bool:
+    """Whether a child met through :func:`zip` shows the count :data:`_UNIQUE_REFCOUNT` does."""
+    probe = [object()]
+    for _t, _n, child in zip(_REPEAT_ELEMENT, itertools.count(), list.__iter__(probe)):
+        return sys.getrefcount(child) == _UNIQUE_REFCOUNT
+    return False  # pragma: no cover
+
+
+_LAZY_SEQUENCES = _calibrate_lazy()
 
 
 def _roots() -> list[tuple[int, str, object]]:
@@ -477,16 +544,9 @@ def _thread_stacks() -> list[tuple[str, list[types.FrameType]]]:
     return stacks
 
 
-_formats: dict[int, str] = {}
-
-
-def _format_ints(buf: list[int]) -> str:
-    """``1,2,3`` for a chunk of ints (one %-format is about 3x faster than str.join)."""
-    fmt = _formats.get(len(buf))
-    if fmt is None:
-        if len(_formats) > 64:
-            _formats.clear()
-        fmt = _formats[len(buf)] = ",".join(["%d"] * len(buf))
+def _format_ints(buf: list[int], chunk_format: str) -> str:
+    """``1,2,3`` for ints (one %-format is about 3x faster than str.join of str())."""
+    fmt = chunk_format if len(buf) * 3 == len(chunk_format) + 1 else ",".join(["%d"] * len(buf))
     return fmt % tuple(buf)
 
 
@@ -497,18 +557,19 @@ class _Writer:
     extra memory is a chunk, not the arrays.
     """
 
-    _CHUNK = 1 << 16
+    _CHUNK = 1 << 14
 
     def __init__(self, directory: Path) -> None:
         # Anonymous files beside the output (same disk); closed by close().
-        self.nodes: IO[str] = tempfile.TemporaryFile("w+", dir=directory, buffering=1 << 20)  # noqa: SIM115
-        self.edges: IO[str] = tempfile.TemporaryFile("w+", dir=directory, buffering=1 << 20)  # noqa: SIM115
+        self.nodes: IO[str] = tempfile.TemporaryFile("w+", dir=directory, buffering=1 << 18)  # noqa: SIM115
+        self.edges: IO[str] = tempfile.TemporaryFile("w+", dir=directory, buffering=1 << 18)  # noqa: SIM115
         self.node_buf: list[int] = []
         self.edge_buf: list[int] = []
         self.node_count = 0
         self.edge_count = 0
         self._nodes_started = False
         self._edges_started = False
+        self._fmt = ",".join(["%d"] * self._CHUNK)
 
     def node(self, ntype: int, name: int, size: int, edge_count: int) -> None:
         """Add a node whose ``edge_count`` edges were just added to :attr:`edge_buf`."""
@@ -530,19 +591,21 @@ class _Writer:
         if len(self.edge_buf) >= self._CHUNK:
             self.flush_edges()
 
-    def flush_nodes(self) -> None:
-        if self.node_buf:
-            lead = "," if self._nodes_started else ""
-            self.nodes.write(lead + _format_ints(self.node_buf) + "\n")
-            self._nodes_started = True
-            self.node_buf.clear()
+    def flush_nodes(self, final: bool = False) -> None:
+        self._nodes_started = self._flush(self.nodes, self.node_buf, self._nodes_started, final)
 
-    def flush_edges(self) -> None:
-        if self.edge_buf:
-            lead = "," if self._edges_started else ""
-            self.edges.write(lead + _format_ints(self.edge_buf) + "\n")
-            self._edges_started = True
-            self.edge_buf.clear()
+    def flush_edges(self, final: bool = False) -> None:
+        self._edges_started = self._flush(self.edges, self.edge_buf, self._edges_started, final)
+
+    def _flush(self, out: IO[str], buf: list[int], started: bool, final: bool) -> bool:
+        # Whole chunks share one format string; only the last, partial one needs its own.
+        size = self._CHUNK
+        while len(buf) >= size or (final and buf):
+            part = buf[:size]
+            out.write(("," if started else "") + _format_ints(part, self._fmt) + "\n")
+            started = True
+            del buf[:size]
+        return started
 
     def close(self) -> None:
         self.nodes.close()
@@ -629,7 +692,7 @@ def _walk(writer: _Writer, strings: _Strings, slice_size: int) -> None:
         if done % slice_size == 0:
             time.sleep(0)  # let other threads run between slices
         if t is str:
-            node(_N_STRING, strings(obj[:_MAX_NAME]), getsizeof(obj), 0)  # type: ignore[index]
+            node(_N_STRING, strings.value(obj[:_MAX_NAME]), getsizeof(obj), 0)  # type: ignore[index]
             continue
         if t is int or t is float or t is complex or t is bool:
             node(_N_NUMBER, strings(t.__name__), getsizeof(obj), 0)
@@ -693,8 +756,8 @@ def _walk(writer: _Writer, strings: _Strings, slice_size: int) -> None:
         if tn is None:
             tn = type_names[t] = strings(_type_name(t))
         node(_N_OBJECT, tn, size, count)
-    writer.flush_nodes()
-    writer.flush_edges()
+    writer.flush_nodes(final=True)
+    writer.flush_edges(final=True)
 
 
 def estimate_dump_bytes() -> int:
@@ -725,7 +788,7 @@ def dump(
     target = Path(path)
     fd = create_new(target, mode=0o600)
     try:
-        out = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20)
+        out = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 18)
     except BaseException:
         os.close(fd)
         raise
@@ -793,7 +856,7 @@ def _write_file(out: IO[str], writer: _Writer, strings: _Strings) -> None:
     out.write('"strings":[')
     encode = json.JSONEncoder(ensure_ascii=True).encode
     batch: list[str] = []
-    for s in strings.index:
+    for s in strings.items:
         batch.append(encode(s))
         if len(batch) >= 4096:
             out.write(",\n".join(batch) + ",\n")
