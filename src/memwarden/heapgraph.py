@@ -160,6 +160,7 @@ class HeapGraph:
         self._idom: list[int] | None = None
         self._retained: list[int] | None = None
         self._by_id: dict[int, int] | None = None
+        self._parents: tuple[list[int], list[tuple[int, int, int]]] | None = None
 
     # -- structure --------------------------------------------------------
 
@@ -206,31 +207,7 @@ class HeapGraph:
         num = [-1] * n  # BFS number: every tree ancestor has a smaller number
         for i, v in enumerate(order):
             num[v] = i
-        # Predecessors by strong edges among reachable nodes, in CSR form.
-        et, to, first, weak = self.edge_types, self.edge_to, self.first_edge, self._weak
-        pred_count = [0] * n
-        src_of: list[int] = []
-        dst_of: list[int] = []
-        for v in order:
-            for k in range(first[v], first[v + 1]):
-                if et[k] != weak:
-                    w = to[k]
-                    if w != v:
-                        src_of.append(v)
-                        dst_of.append(w)
-                        pred_count[w] += 1
-        pstart = [0] * (n + 1)
-        acc = 0
-        for v in range(n):
-            pstart[v] = acc
-            acc += pred_count[v]
-        pstart[n] = acc
-        preds = [0] * acc
-        fill = pstart[:n]
-        for s, d in zip(src_of, dst_of, strict=True):
-            preds[fill[d]] = s
-            fill[d] += 1
-        del src_of, dst_of, fill
+        preds, pstart = self._predecessors(order, num)
         idom = [-1] * n
         idom[0] = 0
         multi: list[int] = []
@@ -254,6 +231,45 @@ class HeapGraph:
         self._idom = idom
         self._order = order
         return idom
+
+    def _predecessors(self, order: list[int], num: list[int]) -> tuple[list[int], list[int]]:
+        """Strong-edge predecessors of every node among reachable nodes, in CSR form."""
+        n = self.node_count
+        et, to, first, weak = self.edge_types, self.edge_to, self.first_edge, self._weak
+        np = _numpy()
+        if np is not None:
+            counts = np.diff(np.asarray(first, dtype=np.int64))
+            src = np.repeat(np.arange(n, dtype=np.int64), counts)
+            dst = np.asarray(to, dtype=np.int64)
+            reach = np.asarray(num, dtype=np.int64) >= 0
+            keep = (np.asarray(et, dtype=np.int64) != weak) & (dst != src) & reach[src]
+            src, dst = src[keep], dst[keep]
+            by_dst = np.argsort(dst, kind="stable")
+            starts = np.searchsorted(dst[by_dst], np.arange(n + 1, dtype=np.int64))
+            return src[by_dst].tolist(), starts.tolist()
+        pred_count = [0] * n
+        src_of: list[int] = []
+        dst_of: list[int] = []
+        for v in order:
+            for k in range(first[v], first[v + 1]):
+                if et[k] != weak:
+                    w = to[k]
+                    if w != v:
+                        src_of.append(v)
+                        dst_of.append(w)
+                        pred_count[w] += 1
+        pstart = [0] * (n + 1)
+        acc = 0
+        for v in range(n):
+            pstart[v] = acc
+            acc += pred_count[v]
+        pstart[n] = acc
+        preds = [0] * acc
+        fill = pstart[:n]
+        for s_, d in zip(src_of, dst_of, strict=True):
+            preds[fill[d]] = s_
+            fill[d] += 1
+        return preds, pstart
 
     @staticmethod
     def _meet(  # noqa: PLR0917 - the hot loop's arrays, passed rather than looked up
@@ -388,8 +404,17 @@ class HeapGraph:
         return out
 
     def _bfs_with_edges(self) -> tuple[list[int], list[tuple[int, int, int]]]:
+        """Breadth-first from the root: order and ``(parent, edge type, edge name)`` per node.
+
+        Hidden edges (a frame's caller, its globals) make poor labels: a node is reached
+        through one only when the ordinary edges have run out, so each path is a shortest
+        one among those that avoid hidden edges where any does.
+        """
+        if self._parents is not None:
+            return self._parents
         n = self.node_count
-        parent: list[tuple[int, int, int]] = [(-1, 0, 0)] * n
+        none = (-1, 0, 0)
+        parent: list[tuple[int, int, int]] = [none] * n
         parent[0] = (0, 0, 0)
         order = [0]
         et, en, to, first, weak = (
@@ -400,22 +425,30 @@ class HeapGraph:
             self._weak,
         )
         hidden = self._edge_types.index("hidden") if "hidden" in self._edge_types else -1
-        # Two rounds: first without hidden edges (a frame's caller, its globals), which
-        # make poor labels, then with them for what only they reach.
-        for allow_hidden in (False, True):
-            i = 0
-            if allow_hidden:
-                order = [v for v in range(n) if parent[v][0] >= 0]
+        deferred: list[tuple[int, int, int, int]] = []
+        i = 0
+        while True:
             while i < len(order):
                 v = order[i]
                 i += 1
                 for k in range(first[v], first[v + 1]):
                     w = to[k]
-                    t = et[k]
-                    if parent[w][0] < 0 and t != weak and (allow_hidden or t != hidden):
-                        parent[w] = (v, t, en[k])
-                        order.append(w)
-        return order, parent
+                    if parent[w] is none:
+                        t = et[k]
+                        if t == hidden:
+                            deferred.append((w, v, t, en[k]))
+                        elif t != weak:
+                            parent[w] = (v, t, en[k])
+                            order.append(w)
+            if not deferred:
+                break
+            for w, v, t, name in deferred:
+                if parent[w] is none:
+                    parent[w] = (v, t, name)
+                    order.append(w)
+            deferred.clear()
+        self._parents = (order, parent)
+        return self._parents
 
     def find(self, selector: str) -> list[int]:
         """Nodes matching ``selector``: a node id (``@123`` or ``123``) or a type name.
@@ -438,6 +471,15 @@ class HeapGraph:
         ]
         found.sort(key=retained.__getitem__, reverse=True)
         return found
+
+
+def _numpy() -> Any:
+    """numpy if installed (optional: it only speeds up building arrays), else None."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
 
 
 def _join_labels(hops: list[tuple[str, str, int]], g: HeapGraph) -> str:

@@ -204,3 +204,24 @@ def test_load_rejects_what_is_not_a_snapshot(tmp_path: Path) -> None:
     bad.write_text("not json")
     with pytest.raises(TraceFormatError, match="invalid JSON"):
         heapgraph.load(bad)
+
+
+def test_predecessors_without_numpy_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain-Python predecessor arrays equal numpy's, so dominators do not depend on it."""
+    sizes = [0, 1, 2, 3, 4, 5]
+    edges = [(0, 1), (1, 2), (2, 3), (3, 1), (0, 4), (4, 3), (4, 5), (5, 5)]
+    g = build(sizes, [(a, b, "property", "p") for a, b in edges])
+    order, _parent = g._bfs()
+    num = [-1] * g.node_count
+    for i, v in enumerate(order):
+        num[v] = i
+    fast = g._predecessors(order, num)
+    monkeypatch.setattr(heapgraph, "_numpy", lambda: None)
+    slow = g._predecessors(order, num)
+    assert fast[1] == slow[1]
+    for v in range(g.node_count):
+        assert sorted(fast[0][fast[1][v] : fast[1][v + 1]]) == sorted(
+            slow[0][slow[1][v] : slow[1][v + 1]]
+        )
+    g2 = build(sizes, [(a, b, "property", "p") for a, b in edges])
+    assert g2.retained_sizes() == brute_retained(sizes, edges)
