@@ -28,7 +28,6 @@ class Rec:
 
 N = int(sys.argv[2])
 DATA = [Rec(i) for i in range(N)]
-TARGET = DATA[N // 2]
 tool = sys.argv[1]
 # Each tool's modules load before the baseline: the figure is the walk's memory, not imports.
 if tool in ("memwarden", "live_path"):
@@ -38,29 +37,30 @@ elif tool == "guppy3":
     from guppy import hpy
 else:
     import inspect, objgraph
+
+
+def measure(target):
+    # The planted object is DATA[N // 2]; only this frame's local also holds it.
+    extra = {}
+    t0 = time.perf_counter()
+    if tool == "memwarden":
+        st = heapdump.dump(sys.argv[4])
+        extra = {"nodes": st.node_count, "size_bytes": st.size_bytes}
+    elif tool == "guppy3":
+        extra = {"count": hpy().heap().count}
+    elif tool == "objgraph":
+        chain = objgraph.find_backref_chain(target, inspect.ismodule)
+        extra = {"chain": len(chain)}
+    elif tool == "live_path":
+        extra = {"chain": len(heapdump.live_path(target, caller_depth=2))}
+    return time.perf_counter() - t0, extra
+
+
 gc.collect()
 objects = len(gc.get_objects()) + 3 * N   # tracked containers plus the untracked ints and strs
 heap_rss = rss()
 reset_peak_rss()
-t0 = time.perf_counter()
-extra = {}
-if tool == "memwarden":
-    from memwarden import heapdump
-    out = sys.argv[4]
-    st = heapdump.dump(out)
-    extra = {"nodes": st.node_count, "size_bytes": st.size_bytes}
-elif tool == "guppy3":
-    from guppy import hpy
-    h = hpy().heap()
-    extra = {"count": h.count}
-elif tool == "objgraph":
-    import inspect, objgraph
-    chain = objgraph.find_backref_chain(TARGET, inspect.ismodule)
-    extra = {"chain": len(chain)}
-elif tool == "live_path":
-    from memwarden.heapdump import live_path
-    extra = {"chain": len(live_path(TARGET))}
-dt = time.perf_counter() - t0
+dt, extra = measure(DATA[N // 2])
 peak = peak_rss()
 print(json.dumps({"tool": tool, "s": dt, "heap_rss": heap_rss,
                   "extra_peak": max(0, peak - heap_rss), "objects": objects, **extra}))

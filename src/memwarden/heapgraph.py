@@ -160,7 +160,7 @@ class HeapGraph:
         self._idom: list[int] | None = None
         self._retained: list[int] | None = None
         self._by_id: dict[int, int] | None = None
-        self._parents: tuple[list[int], list[tuple[int, int, int]]] | None = None
+        self._parents: tuple[list[int], list[int], list[int]] | None = None
 
     # -- structure --------------------------------------------------------
 
@@ -383,17 +383,18 @@ class HeapGraph:
         One breadth-first search from the root serves all targets; each path found is
         a shortest one. Targets the root does not reach strongly get no path.
         """
-        _order, parent = self._bfs_with_edges()
+        _order, pnode, pedge = self._bfs_with_edges()
         retained = self.retained_sizes()
+        et, en = self.edge_types, self.edge_names
         out = []
         for v in targets[:max_paths] if max_paths else targets:
-            if parent[v][0] < 0:
+            if pnode[v] < 0:
                 continue
             hops: list[tuple[str, str, int]] = []
             u = v
             while u != 0:
-                p, etype, name = parent[u]
-                hops.append((self._edge_label(p, etype, name), self.names[u], self.ids[u]))
+                p, k = pnode[u], pedge[u]
+                hops.append((self._edge_label(p, et[k], en[k]), self.names[u], self.ids[u]))
                 u = p
             hops.reverse()
             out.append(
@@ -403,29 +404,24 @@ class HeapGraph:
             )
         return out
 
-    def _bfs_with_edges(self) -> tuple[list[int], list[tuple[int, int, int]]]:
-        """Breadth-first from the root: order and ``(parent, edge type, edge name)`` per node.
+    def _bfs_with_edges(self) -> tuple[list[int], list[int], list[int]]:
+        """Breadth-first from the root: the order, each node's parent and the edge it came by.
 
         Hidden edges (a frame's caller, its globals) make poor labels: a node is reached
         through one only when the ordinary edges have run out, so each path is a shortest
-        one among those that avoid hidden edges where any does.
+        one among those that avoid hidden edges where any does. Unreached nodes have
+        parent -1; the root's edge is -1.
         """
         if self._parents is not None:
             return self._parents
         n = self.node_count
-        none = (-1, 0, 0)
-        parent: list[tuple[int, int, int]] = [none] * n
-        parent[0] = (0, 0, 0)
+        pnode = [-1] * n
+        pedge = [-1] * n
+        pnode[0] = 0
         order = [0]
-        et, en, to, first, weak = (
-            self.edge_types,
-            self.edge_names,
-            self.edge_to,
-            self.first_edge,
-            self._weak,
-        )
+        et, to, first, weak = self.edge_types, self.edge_to, self.first_edge, self._weak
         hidden = self._edge_types.index("hidden") if "hidden" in self._edge_types else -1
-        deferred: list[tuple[int, int, int, int]] = []
+        deferred: list[tuple[int, int, int]] = []
         i = 0
         while True:
             while i < len(order):
@@ -433,21 +429,23 @@ class HeapGraph:
                 i += 1
                 for k in range(first[v], first[v + 1]):
                     w = to[k]
-                    if parent[w] is none:
+                    if pnode[w] < 0:
                         t = et[k]
                         if t == hidden:
-                            deferred.append((w, v, t, en[k]))
+                            deferred.append((w, v, k))
                         elif t != weak:
-                            parent[w] = (v, t, en[k])
+                            pnode[w] = v
+                            pedge[w] = k
                             order.append(w)
             if not deferred:
                 break
-            for w, v, t, name in deferred:
-                if parent[w] is none:
-                    parent[w] = (v, t, name)
+            for w, v, k in deferred:
+                if pnode[w] < 0:
+                    pnode[w] = v
+                    pedge[w] = k
                     order.append(w)
             deferred.clear()
-        self._parents = (order, parent)
+        self._parents = (order, pnode, pedge)
         return self._parents
 
     def find(self, selector: str) -> list[int]:
@@ -542,24 +540,25 @@ class SnapshotDiff:
         }
 
 
-def _signatures(g: HeapGraph) -> tuple[list[str | None], list[tuple[int, int, int]]]:
+def _signatures(g: HeapGraph) -> list[str | None]:
     """Each node's identity across snapshots: its type and shortest strong path.
 
     Snapshot ids are sequential per dump, so an object is matched across dumps by
     the path that reaches it (``app.cache[3]``) and its type.
     """
-    _order, parent = g._bfs_with_edges()
+    order, pnode, pedge = g._bfs_with_edges()
     sig: list[str | None] = [None] * g.node_count
     sig[0] = ""
-    for v in _order:
+    et, en = g.edge_types, g.edge_names
+    for v in order:
         if v == 0:
             continue
-        p, etype, name = parent[v]
+        p, k = pnode[v], pedge[v]
         ps = sig[p]
         if ps is None:
             continue
-        sig[v] = f"{ps}/{g._edge_label(p, etype, name)}:{g.names[v]}"
-    return sig, parent
+        sig[v] = f"{ps}/{g._edge_label(p, et[k], en[k])}:{g.names[v]}"
+    return sig
 
 
 def diff(
@@ -570,12 +569,12 @@ def diff(
     The three-snapshot technique: take A after warm-up, B after the suspect action,
     C after doing it again; what is new in B and still alive in C is what leaks.
     """
-    sig_a, _ = _signatures(a)
+    sig_a = _signatures(a)
     seen_a = {s for s in sig_a if s is not None}
-    sig_b, _ = _signatures(b)
+    sig_b = _signatures(b)
     seen_c: set[str] | None = None
     if c is not None:
-        sig_c, _ = _signatures(c)
+        sig_c = _signatures(c)
         seen_c = {s for s in sig_c if s is not None}
     retained = b.retained_sizes()
     idom = b.dominators()
