@@ -127,7 +127,22 @@ Edge = tuple[int, Any, object]  # (edge type, name str or index int, child)
 
 
 def _is_frame_of_ours(obj: object) -> bool:
-    return isinstance(obj, types.FrameType) and obj.f_code.co_filename == __file__
+    # type(), not isinstance(): isinstance may read a user-defined __class__.
+    return type(obj) is types.FrameType and obj.f_code.co_filename == __file__
+
+
+_TYPE_NAME = type.__dict__["__name__"]
+_TYPE_MODULE = type.__dict__["__module__"]
+
+
+def _named_in_module(cls: Any) -> bool:
+    """Whether class ``cls`` is a global of its module (read without running any user code)."""
+    try:
+        name, module = _TYPE_NAME.__get__(cls, type), _TYPE_MODULE.__get__(cls, type)
+        mod = sys.modules.get(module) if isinstance(module, str) else None
+        return mod is not None and vars(mod).get(name) is cls
+    except Exception:
+        return False
 
 
 _attr_names_cache: dict[type, tuple[str, ...]] = {}
@@ -157,10 +172,19 @@ def _attr_names(t: type) -> tuple[str, ...]:
             continue
         for name, value in list(vars(klass).items()):
             class_attrs.add(name)
-            func = getattr(value, "__func__", value)
-            code = getattr(func, "__code__", None)
-            if isinstance(code, types.CodeType):
-                _code_names(code, names)
+            # Only functions' code is read: getattr on another class attribute could run
+            # its __getattr__ (user code).
+            vt = type(value)
+            funcs: tuple[Any, ...] = ()
+            if vt is types.FunctionType:
+                funcs = (value,)
+            elif vt is staticmethod or vt is classmethod:
+                funcs = (value.__func__,)
+            elif vt is property:
+                funcs = (value.fget, value.fset, value.fdel)
+            for func in funcs:
+                if type(func) is types.FunctionType:
+                    _code_names(func.__code__, names)
     # A name the type itself defines is found through the type first (maybe a property
     # whose getter is user code): never looked up on the instance.
     result = tuple(sorted(n for n in names if n not in class_attrs and not n.startswith("__")))
@@ -350,7 +374,7 @@ def _edges_of(obj: Any) -> tuple[Iterable[Edge], dict[Any, Any] | None]:
     t = type(obj)
     if _is_plain(t):
         return _plain_instance_edges(obj, t)
-    if t is dict or (isinstance(obj, dict) and t.__flags__ & _MANAGED_DICT == 0):
+    if t is dict or (issubclass(t, dict) and t.__flags__ & _MANAGED_DICT == 0):
         out: list[Edge] = []
         for k, v in _namespace_items(obj):
             if isinstance(k, str):
@@ -368,7 +392,7 @@ def _edges_of(obj: Any) -> tuple[Iterable[Edge], dict[Any, Any] | None]:
             # tuples at once (zip keeps one result tuple, as the list keeps one per item).
             return zip(_REPEAT_ELEMENT, itertools.count(), t.__iter__(obj)), None
         return [(_E_ELEMENT, i, v) for i, v in enumerate(t.__iter__(obj))], None
-    if t is types.ModuleType or isinstance(obj, types.ModuleType):
+    if t is types.ModuleType or issubclass(t, types.ModuleType):
         ns = getattr(obj, "__dict__", None)
         if isinstance(ns, dict):
             return [(_E_PROPERTY, str(k), v) for k, v in _namespace_items(ns)], ns
@@ -376,13 +400,13 @@ def _edges_of(obj: Any) -> tuple[Iterable[Edge], dict[Any, Any] | None]:
     if t is types.FrameType:
         return _frame_edges(obj), None
     refs = gc.get_referents(obj)
-    if isinstance(obj, weakref.ref):
+    if issubclass(t, weakref.ref):
         target = obj()
         edges: list[Edge] = [(_E_INTERNAL, f"<{type(r).__name__}>", r) for r in refs]
         if target is not None:
             edges.append((_E_WEAK, "__referent__", target))
         return edges, None
-    if isinstance(obj, type):
+    if issubclass(t, type):
         ns_dict = None
         for r in refs:
             if type(r) is dict:
@@ -397,11 +421,11 @@ def _edges_of(obj: Any) -> tuple[Iterable[Edge], dict[Any, Any] | None]:
     known = _KNOWN_ATTRS.get(t)
     if known is not None:
         return _generic_edges(obj, refs, known), None
-    if isinstance(obj, (list, tuple)):  # subclasses: items plus their attributes
+    if issubclass(t, (list, tuple)):  # subclasses: items plus their attributes
         items: list[Edge] = [
             (_E_ELEMENT, i, v)
             for i, v in enumerate(
-                list.__iter__(obj) if isinstance(obj, list) else tuple.__iter__(obj)
+                list.__iter__(obj) if issubclass(t, list) else tuple.__iter__(obj)
             )
         ]
         seen = {id(e[2]) for e in items}
@@ -729,13 +753,11 @@ def _walk(writer: _Writer, strings: _Strings, slice_size: int) -> None:
                     if ct is frame_type and child.f_code.co_filename == __file__:  # type: ignore[attr-defined]
                         memo[cid] = -1
                         continue
-                    if isinstance(child, type):
-                        # Classes are reached through their modules; an edge from every
-                        # instance would give each class a million retainers.
-                        mod = sys.modules.get(getattr(child, "__module__", "") or "")
-                        if mod is not None and getattr(mod, child.__name__, None) is child:
-                            memo[cid] = -1
-                            continue
+                    # Classes are reached through their modules; an edge from every
+                    # instance would give each class a million retainers.
+                    if issubclass(ct, type) and _named_in_module(child):
+                        memo[cid] = -1
+                        continue
                     i = new_index()
                     # Referred to once (and not weakly): met only through this edge.
                     if refcount(child) > unique or getweakrefcount(child):

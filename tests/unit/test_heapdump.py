@@ -241,3 +241,37 @@ def test_estimate_grows_with_the_heap() -> None:
     assert heapdump.estimate_dump_bytes() > before
     del keep
     assert os.cpu_count()
+
+
+class _Tripwire:
+    """Records any attribute lookup that reaches user code."""
+
+    calls: list[str] = []  # noqa: RUF012 - shared on purpose
+
+    def __getattr__(self, name: str) -> object:
+        _Tripwire.calls.append(name)
+        raise AttributeError(name)
+
+
+class _HasTripwire:
+    helper = _Tripwire()
+
+    def __init__(self) -> None:
+        self.value = [1, 2]
+
+
+def test_no_user_code_runs_while_dumping(tmp_path: Path) -> None:
+    """Class attributes with __getattr__ and module __getattr__ are never called by a dump."""
+    import types as _types
+
+    lazy = _types.ModuleType("memwarden_test_lazy_module")
+    lazy.__getattr__ = lambda name: _Tripwire.calls.append(f"module:{name}")  # type: ignore[attr-defined,method-assign]
+    sys.modules[lazy.__name__] = lazy
+    HOLDER["obj"] = _HasTripwire()
+    try:
+        _Tripwire.calls.clear()
+        heapdump.dump(tmp_path / "u.heapsnapshot")
+        assert _Tripwire.calls == []
+    finally:
+        del sys.modules[lazy.__name__]
+        HOLDER.clear()
