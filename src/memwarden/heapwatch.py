@@ -232,15 +232,52 @@ def _parse_signal(value: str, source: str) -> int | None:
     return int(sig)
 
 
+def _pyproject_settings(pyproject: str | os.PathLike[str] | bool | None) -> dict[str, str]:
+    """``[tool.memwarden.heap]`` ``dump_dir``/``dump_max``/``dump_signal`` as variables."""
+    if pyproject is False:
+        return {}
+    from memwarden.config import find_pyproject, read_tool_table
+
+    path = find_pyproject() if pyproject in (None, True) else Path(pyproject)  # type: ignore[arg-type]
+    if path is None or not path.exists():
+        return {}
+    table = read_tool_table(path).get("heap", {})
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{path}: [tool.memwarden.heap] must be a table", source=str(path))
+    out = {}
+    for key, var in (("dump_dir", ENV_DIR), ("dump_max", ENV_MAX), ("dump_signal", ENV_SIGNAL)):
+        if key in table:
+            value = table[key]
+            out[var] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    unknown = set(table) - {"dump_dir", "dump_max", "dump_signal"}
+    if unknown:
+        raise ConfigurationError(
+            f"{path}: [tool.memwarden.heap] unknown setting(s) {sorted(unknown)}; "
+            "known: dump_dir, dump_max, dump_signal",
+            source=str(path),
+        )
+    return out
+
+
 def install_from_env(
-    environ: Mapping[str, str] | None = None, *, gov: Governor | None = None
+    environ: Mapping[str, str] | None = None,
+    *,
+    gov: Governor | None = None,
+    pyproject: str | os.PathLike[str] | bool | None = None,
 ) -> HeapDumper | None:
-    """Enable dumps as ``MEMWARDEN_HEAP_DUMP_*`` ask; None when the directory is unset.
+    """Enable dumps as ``MEMWARDEN_HEAP_DUMP_*`` (or ``[tool.memwarden.heap]``) ask.
+
+    The environment wins over the nearest ``pyproject.toml``'s ``[tool.memwarden.heap]``
+    table (``dump_dir``, ``dump_max``, ``dump_signal``); ``pyproject=False`` skips it.
+
+    Returns:
+        The dumper, or None when no directory is set.
 
     Raises:
-        ConfigurationError: a variable has a bad value (named in the message).
+        ConfigurationError: a setting has a bad value (named in the message).
     """
-    env = os.environ if environ is None else environ
+    env = dict(_pyproject_settings(pyproject))
+    env.update(os.environ if environ is None else environ)
     directory = env.get(ENV_DIR, "").strip()
     if not directory:
         return None

@@ -137,3 +137,26 @@ def test_dump_at_exit_runs_the_program_as_main(tmp_path: Path) -> None:
     g = heapgraph.load(out)
     labels = [p.label for p in g.paths(g.find("list"), max_paths=0)]
     assert "__main__.KEEP" in labels
+
+
+def test_pyproject_table_and_environment_precedence(tmp_path: Path) -> None:
+    """``[tool.memwarden.heap]`` enables dumps; the environment overrides it; typos are named."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(f'[tool.memwarden.heap]\ndump_dir = "{tmp_path / "d"}"\ndump_max = 2\n')
+    gov = _governor([0])
+    dumper = heapwatch.install_from_env({}, gov=gov, pyproject=pyproject)
+    assert dumper is not None
+    assert dumper.max_count == 2
+    assert dumper.directory == tmp_path / "d"
+    dumper.detach()
+    dumper = heapwatch.install_from_env(
+        {"MEMWARDEN_HEAP_DUMP_MAX": "5"}, gov=gov, pyproject=pyproject
+    )
+    assert dumper is not None
+    assert dumper.max_count == 5
+    dumper.detach()
+    gov.stop()
+    pyproject.write_text("[tool.memwarden.heap]\ndump_dri = 'x'\n")
+    with pytest.raises(ConfigurationError, match="dump_dri"):
+        heapwatch.install_from_env({}, pyproject=pyproject)
+    assert heapwatch.install_from_env({}, pyproject=False) is None
