@@ -930,6 +930,23 @@ def live_path(
         the first names the root (a module or a frame), each later one the hop.
     """
     deadline = time.monotonic() + max_s
+    if roots is None:
+        # First the module that defines the target's type: objects are most often held
+        # by the module that made them, and a search there alone is small.
+        home = sys.modules.get(getattr(type(target), "__module__", "") or "")
+        if home is not None:
+            home_path = live_path(
+                target,
+                roots=[home],
+                max_visit=min(max_visit, 200_000),
+                max_s=max_s / 2,
+                exclude=lambda o: (
+                    type(o) is types.ModuleType or (exclude is not None and exclude(o))
+                ),
+                caller_depth=caller_depth + 1,
+            )
+            if home_path:
+                return home_path
     skip: set[int] = set()
     fr0: types.FrameType | None = sys._getframe()
     for _ in range(caller_depth + 1):

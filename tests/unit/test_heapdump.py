@@ -218,10 +218,10 @@ def test_live_path_and_why_alive_label_the_chain() -> None:
     target = Planted(1)
     HOLDER["deep"] = {"k": [0, 1, 2, target]}
     try:
-        labels = heapdump.live_path(target)
+        labels = heapdump.live_path(target, max_s=60)
         assert labels[:4] == [__name__, ".HOLDER", "['deep']", "['k']"]
         assert labels[4] == "[3]"
-        text = memwarden.why_alive(target)
+        text = memwarden.why_alive(target, max_s=60)
         assert text is not None
         assert text.startswith(f"{__name__}.HOLDER['deep']['k'][3] -> <Planted at 0x")
     finally:
