@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,14 @@ class Outsider:
 HOLDER: dict[str, Any] = {}
 
 
-@pytest.fixture
-def snapshot(tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     HOLDER["items"] = [Planted(5000), Planted(7000)]
     HOLDER["weak"] = weakref.ref(HOLDER["items"][0])
     o = Outsider()
     o.extra = ["outside"]  # type: ignore[attr-defined]
     HOLDER["outsider"] = o
-    path = tmp_path / "x.heapsnapshot"
+    path = tmp_path_factory.mktemp("dump") / "x.heapsnapshot"
     stats = heap.dump(path)
     assert stats.path == path
     data: dict[str, Any] = json.loads(path.read_text())
