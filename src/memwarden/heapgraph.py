@@ -198,12 +198,49 @@ class HeapGraph:
                     order.append(w)
         return order, parent
 
+    def _bfs_order_numpy(self, np: Any, max_levels: int = 2000) -> list[int] | None:
+        """The strong-edge BFS order, a level at a time with numpy (None: too many levels).
+
+        Each level's nodes come after the level before, so every node's BFS parent
+        precedes it, which is all the dominator iteration needs of the numbering.
+        """
+        first = np.asarray(self.first_edge, dtype=np.int64)
+        to = np.asarray(self.edge_to, dtype=np.int64)
+        strong = np.asarray(self.edge_types, dtype=np.int64) != self._weak
+        seen = np.zeros(self.node_count, dtype=bool)
+        seen[0] = True
+        frontier = np.zeros(1, dtype=np.int64)
+        levels = [frontier]
+        while frontier.size:
+            if len(levels) > max_levels:
+                return None
+            starts, ends = first[frontier], first[frontier + 1]
+            lens = ends - starts
+            total = int(lens.sum())
+            if not total:
+                break
+            # Edge indices of every frontier node, in node order.
+            offsets = np.repeat(starts - np.cumsum(lens) + lens, lens)
+            idx = offsets + np.arange(total, dtype=np.int64)
+            targets = to[idx[strong[idx]]]
+            targets = targets[~seen[targets]]
+            if not targets.size:
+                break
+            _u, first_pos = np.unique(targets, return_index=True)
+            frontier = targets[np.sort(first_pos)]
+            seen[frontier] = True
+            levels.append(frontier)
+        order: list[int] = np.concatenate(levels).tolist()
+        return order
+
     def dominators(self) -> list[int]:
         """Each node's immediate dominator (the root's is itself; unreachable: -1)."""
         if self._idom is not None:
             return self._idom
         n = self.node_count
-        order, _parent = self._bfs()
+        np = _numpy()
+        fast = self._bfs_order_numpy(np) if np is not None else None
+        order = fast if fast is not None else self._bfs()[0]
         num = [-1] * n  # BFS number: every tree ancestor has a smaller number
         for i, v in enumerate(order):
             num[v] = i

@@ -225,3 +225,15 @@ def test_predecessors_without_numpy_match(monkeypatch: pytest.MonkeyPatch) -> No
         )
     g2 = build(sizes, [(a, b, "property", "p") for a, b in edges])
     assert g2.retained_sizes() == brute_retained(sizes, edges)
+
+
+def test_deep_chains_fall_back_to_the_plain_walk() -> None:
+    """A chain deeper than the level-at-a-time walk allows still gets exact retained sizes."""
+    n = 2500
+    g = build([0] + [1] * (n - 1), [(i, i + 1, "property", "next") for i in range(n - 1)])
+    np = heapgraph._numpy()
+    if np is not None:
+        assert g._bfs_order_numpy(np) is None
+    assert g.retained_sizes()[1] == n - 1
+    assert g.retained_sizes()[n - 1] == 1
+    assert g.dominators()[n - 1] == n - 2
