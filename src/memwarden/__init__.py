@@ -96,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     "snapshot": "memwarden.snapshots",
     "suspect_leak": "memwarden.leaks",
     "track": "memwarden.monitoring",
+    "why_alive": "memwarden.heapgraph",
 }
 
 __all__ = [
@@ -173,6 +174,7 @@ __all__ = [
     "snapshot",
     "suspect_leak",
     "track",
+    "why_alive",
 ]
 
 
@@ -349,6 +351,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from memwarden.heap import (
         HeapSession as HeapSession,
+    )
+    from memwarden.heapgraph import (
+        why_alive as why_alive,
     )
     from memwarden.incremental import (
         IncrementalEngine as IncrementalEngine,

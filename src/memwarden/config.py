@@ -317,7 +317,7 @@ _ALIASES = {
 }
 _FIELD_NAMES = {f.name for f in fields(MemoryConfig)} - {"sources"}
 # Sub-tables of [tool.memwarden] that belong to other components.
-_OTHER_TABLES = {"lint", "pytest", "report"}
+_OTHER_TABLES = {"heap", "lint", "pytest", "report"}
 
 
 def _from_megabytes(key: str, value: Any) -> Any:

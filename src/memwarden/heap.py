@@ -9,15 +9,21 @@ snapshot diff by ``file:line`` and keeps memwarden's own frames out of it.
 from __future__ import annotations
 
 import gc
+import os
 import tracemalloc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from memwarden import heapdump
 
 __all__ = [
     "AllocationSite",
     "HeapSession",
+    "dump",
     "gc_type_counts",
     "growing_types",
     "memwarden_filters",
@@ -181,3 +187,14 @@ def growing_types(
     grown = [(n, after[n] - before.get(n, 0)) for n in after if after[n] > before.get(n, 0)]
     grown.sort(key=lambda x: x[1], reverse=True)
     return grown[:limit]
+
+
+def dump(path: str | os.PathLike[str], *, collect: bool = True) -> heapdump.DumpStats:
+    """Write a V8 ``.heapsnapshot`` of this process's objects to ``path`` (a new file).
+
+    Chrome DevTools (Memory tab, Load) and memlab read it; ``memwarden heap top|why``
+    analyse it. See :func:`memwarden.heapdump.dump`.
+    """
+    from memwarden import heapdump as _heapdump
+
+    return _heapdump.dump(path, collect=collect)

@@ -21,7 +21,6 @@ import array
 import contextlib
 import ctypes
 import gc
-import itertools
 import linecache
 import logging
 import math
@@ -33,6 +32,8 @@ import types
 import weakref
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from typing import Any
 from memwarden._stats import trend
 from memwarden._units import format_size
 from memwarden.exceptions import ConfigurationError
+from memwarden.heapdump import live_path
 
 __all__ = [
     "LeakDetector",
@@ -569,51 +571,6 @@ def _newest_instance(t: type) -> object | None:
 _MAX_VISIT = 2_000_000
 
 
-def _label(parent: object, child: object, namespace: bool) -> str:
-    """How ``parent`` refers to ``child``: ``.attr``, ``[key]``, ``[i]`` or ``<type>``."""
-    if isinstance(parent, dict):
-        for k, v in parent.items():
-            if v is child:
-                return f".{k}" if namespace and isinstance(k, str) else f"[{k!r}]"
-        return "[<key>]"
-    if isinstance(parent, (list, tuple, deque)):
-        for i, v in enumerate(parent):
-            if v is child:
-                return f"[{i}]"
-    if isinstance(parent, types.FrameType):
-        return f"<frame {parent.f_code.co_name} {parent.f_code.co_filename}:{parent.f_lineno}>"
-    if isinstance(parent, types.FunctionType):
-        return f"<function {parent.__qualname__}>"
-    attrs = getattr(parent, "__dict__", None)
-    if isinstance(attrs, dict) and not isinstance(parent, type):
-        for k, v in attrs.items():
-            if v is child:
-                return f".{k}"
-    return f"<{type(parent).__name__}>"
-
-
-def _chain_labels(objs: list[object]) -> list[str]:
-    labels: list[str] = []
-    first = objs[0]
-    labels.append(first.__name__ if isinstance(first, types.ModuleType) else _describe(first))
-    namespace = False
-    for pa, ch in itertools.pairwise(objs):
-        if isinstance(pa, (types.ModuleType, type)) or (
-            not isinstance(pa, dict) and getattr(pa, "__dict__", None) is ch
-        ):
-            namespace = True  # the next hop is through its __dict__: name it ``.attr``
-            continue
-        labels.append(_label(pa, ch, namespace))
-        namespace = False
-    return labels
-
-
-def _describe(obj: object) -> str:
-    if isinstance(obj, types.FrameType):
-        return f"<frame {obj.f_code.co_name} {obj.f_code.co_filename}:{obj.f_lineno}>"
-    return f"<{type(obj).__name__}>"
-
-
 def referrer_chain(target: object, *, max_visit: int = _MAX_VISIT, max_s: float = 2.0) -> list[str]:
     """Return a chain of labels from a root to ``target``, or ``[]`` if none was found.
 
@@ -627,7 +584,13 @@ def referrer_chain(target: object, *, max_visit: int = _MAX_VISIT, max_s: float 
     # by the module that made them, and a small search there is fast.
     home = sys.modules.get(getattr(type(target), "__module__", "") or "")
     if home is not None:
-        found = _search(target, [home], max_visit=200_000, deadline=deadline, other_modules=False)
+        found = live_path(
+            target,
+            roots=[home],
+            max_visit=200_000,
+            max_s=max(0.0, deadline - time.monotonic()),
+            exclude=_is_module,
+        )
         if found:
             return found
     roots: list[object] = [m for m in list(sys.modules.values()) if m is not None]
@@ -636,65 +599,14 @@ def referrer_chain(target: object, *, max_visit: int = _MAX_VISIT, max_s: float 
         for tid, f in sys._current_frames().items()
         if tid != _current_thread_id() and f.f_code.co_filename != __file__
     )
-    return _search(target, roots, max_visit=max_visit, deadline=deadline)
+    # The same labelled breadth-first search a heap snapshot's paths use.
+    return live_path(
+        target, roots=roots, max_visit=max_visit, max_s=max(0.0, deadline - time.monotonic())
+    )
 
 
-def _search(
-    target: object,
-    roots: list[object],
-    *,
-    max_visit: int,
-    deadline: float,
-    other_modules: bool = True,
-) -> list[str]:
-    me = sys._getframe()
-    skip = {id(me)}
-    parent: dict[int, int] = {}
-    objs: dict[int, object] = {}
-    queue: deque[object] = deque()
-    for r in roots:
-        if id(r) not in objs:
-            objs[id(r)] = r
-            parent[id(r)] = 0
-            queue.append(r)
-    skip.update((id(parent), id(objs), id(queue), id(roots)))
-    target_id = id(target)
-    found = target_id in objs
-    get_referents, is_tracked = gc.get_referents, gc.is_tracked
-    steps = 0
-    while queue and not found and len(objs) < max_visit:
-        steps += 1
-        if steps % 1024 == 0 and time.monotonic() > deadline:
-            break
-        obj = queue.popleft()
-        oid = id(obj)
-        for child in get_referents(obj):
-            cid = id(child)
-            if cid == target_id:
-                objs[cid] = child
-                parent[cid] = oid
-                found = True
-                break
-            # Objects the collector does not track (str, int, flat tuples) refer to
-            # nothing that could lead further: skipping them keeps the walk fast.
-            if cid in objs or cid in skip or not is_tracked(child):
-                continue
-            if type(child) is types.FrameType and child.f_code.co_filename == __file__:
-                continue
-            if not other_modules and type(child) is types.ModuleType:
-                continue
-            objs[cid] = child
-            parent[cid] = oid
-            queue.append(child)
-    if not found:
-        return []
-    chain_ids = [target_id]
-    while parent[chain_ids[-1]] != 0:
-        chain_ids.append(parent[chain_ids[-1]])
-    chain_ids.reverse()
-    labels = _chain_labels([objs[i] for i in chain_ids])
-    labels.append(f"<{type(target).__name__} at {target_id:#x}>")
-    return labels
+def _is_module(obj: object) -> bool:
+    return type(obj) is types.ModuleType
 
 
 def format_chain(labels: Sequence[str]) -> str:

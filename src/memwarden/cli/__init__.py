@@ -29,6 +29,7 @@ EXIT_INTERRUPTED = 130
 COMMANDS: dict[str, str] = {
     "attach": "attach",
     "demo": "demo",
+    "heap": "heap",
     "info": "info",
     "leaks": "leaks",
     "lint": "lint",

@@ -57,6 +57,37 @@ class LiveLine:
             self.stream.flush()
 
 
+_DUMP_BUDGET_SHARE = 0.85
+
+
+def _heap_dump_child(
+    argv: list[str], limit_bytes: int | None, *, wrapped: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The child command and environment for ``--heap-dump-near-limit``.
+
+    The child's governor takes 85% of ``--limit`` as its budget (CRITICAL then comes
+    at about 82% of the limit, leaving room for the dump's own memory before memwarden
+    stops the program) and :mod:`memwarden.heapwatch` dumps when it turns CRITICAL.
+    """
+    if limit_bytes is None:
+        raise click.UsageError("--heap-dump-near-limit needs --limit")
+    if argv[0] != sys.executable and not wrapped:
+        raise click.UsageError("--heap-dump-near-limit needs a Python script or module (-m)")
+    import memwarden
+
+    src = str(Path(memwarden.__file__).resolve().parent.parent)
+    old = os.environ.get("PYTHONPATH", "")
+    env = {
+        "PYTHONPATH": src + (os.pathsep + old if old else ""),
+        "MEMWARDEN_MAX_MEMORY": str(int(limit_bytes * _DUMP_BUDGET_SHARE)),
+        "MEMWARDEN_HEAP_DUMP_DIR": os.environ.get("MEMWARDEN_HEAP_DUMP_DIR") or str(Path.cwd()),
+        "MEMWARDEN_HEAP_DUMP_SIGNAL": os.environ.get("MEMWARDEN_HEAP_DUMP_SIGNAL") or "1",
+    }
+    if wrapped:  # the trace bootstrap installs the dumps itself
+        return argv, env
+    return [sys.executable, "-m", "memwarden.heapwatch", *argv[1:]], env
+
+
 def _default_output(name: str) -> Path:
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name)[:40] or "run"
     return Path(f"memwarden-{stem}.{os.getpid()}.trace.jsonl")
@@ -120,6 +151,14 @@ def _default_output(name: str) -> Path:
     help="--python-heap: stack frames recorded per allocation (more finds your line behind "
     "deeper library calls, and costs more).",
 )
+@click.option(
+    "--heap-dump-near-limit",
+    "heap_dump",
+    is_flag=True,
+    help="Python targets under --limit: write a heap snapshot (.heapsnapshot, into "
+    "$MEMWARDEN_HEAP_DUMP_DIR or the current directory) when memory pressure turns "
+    "CRITICAL near the limit, and on SIGUSR2.",
+)
 @click.option("--label", help="Name of this run in reports [default: the command].")
 @click.option("-q", "--quiet", is_flag=True, help="No live line and no summary.")
 @click.argument("target")
@@ -134,6 +173,7 @@ def command(  # noqa: PLR0917 - click passes options as arguments
     spans: bool,
     top: int,
     frames: int,
+    heap_dump: bool,
     label: str | None,
     quiet: bool,
     target: str,
@@ -173,9 +213,11 @@ def command(  # noqa: PLR0917 - click passes options as arguments
             ) from None
     from memwarden.report.terminal import printable
 
+    if heap_dump:
+        argv, env_dump = _heap_dump_child(argv, limit_bytes, wrapped=bootstrap)
     trace_path = output or _default_output(target)
     t0 = (time.monotonic(), time.time())
-    env = dict(os.environ)
+    env = dict(os.environ, **env_dump) if heap_dump else dict(os.environ)
     if limit_bytes is not None:
         # A governed child budgets against the limit it runs under, so it relieves
         # pressure before the guard has to stop it; an explicit budget is kept.

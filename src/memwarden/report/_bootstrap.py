@@ -354,6 +354,10 @@ def main(argv: list[str] | None = None) -> None:
         atexit.register(session.finish)
         _install_sigterm(session)
         session.start()
+    if os.environ.get("MEMWARDEN_HEAP_DUMP_DIR"):  # memwarden run --heap-dump-near-limit
+        from memwarden.heapwatch import install_from_env
+
+        install_from_env()
     target, rest = args[0], args[1:]
     sys.argv = [target, *rest]
     try:
