@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from memwarden.lint.rules import ModuleIndex
+    from memwarden.lint.index import ModuleIndex
 
 __all__ = ["SEVERITIES", "Finding", "Rule"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
+from memwarden.lint.index import COMPREHENSIONS, FUNCS, ModuleIndex, flat_body
 from memwarden.lint.model import RawFinding, Rule
 
 __all__ = [
@@ -28,223 +28,6 @@ __all__ = [
     "Unparsable",
     "WholeFileRead",
 ]
-
-_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
-_TRY: tuple[type[ast.stmt], ...] = (ast.Try, *([ast.TryStar] if hasattr(ast, "TryStar") else []))
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-# Fields that never hold child nodes (``ctx``: Load/Store/Del are shared singletons); the
-# traversal visits only the others, per node type: indexing is on a cold run's hot path.
-_SCALAR_FIELDS = frozenset(
-    {
-        "ctx",
-        "id",
-        "attr",
-        "name",
-        "arg",
-        "module",
-        "level",
-        "kind",
-        "type_comment",
-        "is_async",
-        "conversion",
-        "simple",
-        "asname",
-        "n",
-        "s",
-    }
-)
-_CHILD_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {
-    ast.Constant: (),  # its `value` is a Python object, never a node
-}
-
-
-class ModuleIndex:
-    """One parsed module with what the rules need: parents, nodes by type, import aliases."""
-
-    def __init__(self, tree: ast.Module) -> None:
-        self.tree = tree
-        self.by_type: dict[type[ast.AST], list[ast.AST]] = {}
-        self.aliases: dict[str, str] = {}
-        self.defined: set[str] = set()  # names bound at module level other than by imports
-        self.function_names: set[str] = set()  # every def anywhere in the module
-        self.words: set[str] = set()  # every attribute name and identifier used
-        self._qualified: dict[int, str | None] = {}  # id(expr) -> qualify(expr); tree is held
-        # One hand-rolled traversal instead of ast.walk + iter_child_nodes: indexing is on
-        # the hot path of a cold run (as costly as parsing when done the obvious way).
-        # Parents live in a side table, not on the nodes: no reference cycles, so a checked
-        # tree is freed by reference counting alone (the checker runs with gc paused).
-        self.parents: dict[int, ast.AST] = {}
-        parents = self.parents
-        by_type = self.by_type
-        stack: list[ast.AST] = [tree]
-        while stack:
-            node = stack.pop()
-            kind = type(node)
-            bucket = by_type.get(kind)
-            if bucket is None:
-                by_type[kind] = [node]
-            else:
-                bucket.append(node)
-            fields = _CHILD_FIELDS.get(kind)
-            if fields is None:
-                fields = _CHILD_FIELDS[kind] = tuple(
-                    f for f in kind._fields if f not in _SCALAR_FIELDS
-                )
-            for name in fields:
-                value = getattr(node, name, None)
-                if isinstance(value, list):
-                    for item in value:
-                        if isinstance(item, ast.AST):
-                            parents[id(item)] = node
-                            stack.append(item)
-                elif isinstance(value, ast.AST):
-                    parents[id(value)] = node
-                    stack.append(value)
-        for node in self.of(ast.Import):
-            assert isinstance(node, ast.Import)
-            for alias in node.names:
-                if alias.asname:
-                    self.aliases[alias.asname] = alias.name
-                else:
-                    top = alias.name.split(".")[0]
-                    self.aliases[top] = top
-        for node in self.of(ast.ImportFrom):
-            assert isinstance(node, ast.ImportFrom)
-            if node.level or not node.module:
-                continue
-            for alias in node.names:
-                if alias.name != "*":
-                    self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        for stmt in _flat_body(tree.body):
-            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
-                self.defined.add(stmt.name)
-            elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                for target in targets:
-                    self.defined.update(_bound_names(target))
-        for node in self.of(*_FUNCS):
-            assert isinstance(node, _FUNCS)
-            self.function_names.add(node.name)
-        for node in self.of(ast.Attribute):
-            assert isinstance(node, ast.Attribute)
-            self.words.add(node.attr)
-        for node in self.of(ast.Name):
-            assert isinstance(node, ast.Name)
-            self.words.add(node.id)
-        self._locals: dict[int, frozenset[str]] = {}
-        self._names: dict[int, dict[str, list[ast.Name]]] = {}
-
-    def of(self, *types: type[ast.AST]) -> list[ast.AST]:
-        """Every node of these types, in ``ast.walk`` order."""
-        if len(types) == 1:
-            return self.by_type.get(types[0], [])
-        return [node for t in types for node in self.by_type.get(t, [])]
-
-    def qualify(self, expr: ast.AST) -> str | None:
-        """The dotted name ``expr`` refers to through imports (``ft.cache`` -> ``functools.cache``).
-
-        A builtin not shadowed at module level is its bare name (``open``); a name defined in
-        the module is ``<module>.name``; anything else that is not a dotted name is ``None``.
-        """
-        key = id(expr)
-        if key in self._qualified:  # several rules ask about every call's callee
-            return self._qualified[key]
-        result: str | None = None
-        if isinstance(expr, ast.Name):
-            if expr.id in self.aliases:
-                result = self.aliases[expr.id]
-            elif expr.id in self.defined:
-                result = f"<module>.{expr.id}"
-            else:
-                result = expr.id
-        elif isinstance(expr, ast.Attribute):
-            base = self.qualify(expr.value)
-            result = None if base is None else f"{base}.{expr.attr}"
-        self._qualified[key] = result
-        return result
-
-    def is_builtin(self, expr: ast.AST, name: str) -> bool:
-        """``expr`` is the builtin ``name``, not shadowed by an import or a module-level binding."""
-        return isinstance(expr, ast.Name) and expr.id == name and self.qualify(expr) == name
-
-    def parent(self, node: ast.AST | None) -> ast.AST | None:
-        """The node ``node`` is a child of (``None`` for the module)."""
-        return None if node is None else self.parents.get(id(node))
-
-    def scope_of(self, node: ast.AST) -> ast.AST:
-        """The nearest enclosing function, lambda, class or module."""
-        parent = self.parent(node)
-        while parent is not None and not isinstance(parent, _SCOPES):
-            parent = self.parent(parent)
-        return parent if parent is not None else node
-
-    def function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-        """The nearest enclosing ``def`` (through classes and lambdas), if any."""
-        parent = self.parent(node)
-        while parent is not None and not isinstance(parent, _FUNCS):
-            parent = self.parent(parent)
-        return parent
-
-    def local_names(self, func: ast.AST) -> frozenset[str]:
-        """Names bound locally in ``func`` (parameters and assignments, minus ``global``)."""
-        cached = self._locals.get(id(func))
-        if cached is not None:
-            return cached
-        bound: set[str] = set()
-        declared: set[str] = set()
-        if isinstance(func, (*_FUNCS, ast.Lambda)):
-            args = func.args
-            for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
-                if arg is not None:
-                    bound.add(arg.arg)
-        for node in ast.walk(func):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                bound.add(node.id)
-            elif isinstance(node, (ast.Global, ast.Nonlocal)):
-                declared.update(node.names)
-        result = frozenset(bound - declared)
-        self._locals[id(func)] = result
-        return result
-
-    def names_in(self, scope: ast.AST, name: str) -> list[ast.Name]:
-        """Every ``Name`` node called ``name`` inside ``scope`` (nested scopes included)."""
-        table = self._names.get(id(scope))
-        if table is None:
-            table = {}
-            nodes = self.of(ast.Name) if scope is self.tree else ast.walk(scope)
-            for node in nodes:
-                if isinstance(node, ast.Name):
-                    table.setdefault(node.id, []).append(node)
-            self._names[id(scope)] = table
-        return table.get(name, [])
-
-
-def _flat_body(body: Iterable[ast.stmt]) -> Iterator[ast.stmt]:
-    """Statements of a block, descending into ``if``/``try``/``with`` but not into defs."""
-    for stmt in body:
-        yield stmt
-        if isinstance(stmt, ast.If):
-            yield from _flat_body(stmt.body)
-            yield from _flat_body(stmt.orelse)
-        elif isinstance(stmt, _TRY):
-            try_stmt: Any = stmt  # ast.Try or, from Python 3.11, ast.TryStar: same fields
-            for block in (try_stmt.body, try_stmt.orelse, try_stmt.finalbody):
-                yield from _flat_body(block)
-            for handler in try_stmt.handlers:
-                yield from _flat_body(handler.body)
-        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-            yield from _flat_body(stmt.body)
-
-
-def _bound_names(target: ast.AST) -> Iterator[str]:
-    if isinstance(target, ast.Name):
-        yield target.id
-    elif isinstance(target, (ast.Tuple, ast.List)):
-        for elt in target.elts:
-            yield from _bound_names(elt)
-    elif isinstance(target, ast.Starred):
-        yield from _bound_names(target.value)
 
 
 def _strip_call(expr: ast.AST) -> ast.AST:
@@ -262,7 +45,7 @@ def _in_loop(module: ModuleIndex, node: ast.AST) -> bool:
     """``node`` runs repeatedly: inside a loop or comprehension of its own function."""
     child: ast.AST | None = node
     parent = module.parent(node)
-    while parent is not None and not isinstance(parent, (*_FUNCS, ast.Lambda, ast.ClassDef)):
+    while parent is not None and not isinstance(parent, (*FUNCS, ast.Lambda, ast.ClassDef)):
         if isinstance(parent, (ast.For, ast.AsyncFor)):
             if child is not parent.iter:
                 return True
@@ -276,7 +59,7 @@ def _in_loop(module: ModuleIndex, node: ast.AST) -> bool:
             # The first iterable is evaluated once, outside the comprehension's loop.
             child, parent = comp, module.parent(comp) if comp is not None else None
             continue
-        elif isinstance(parent, _COMPREHENSIONS):
+        elif isinstance(parent, COMPREHENSIONS):
             return True
         child, parent = parent, module.parent(parent)
     return False
@@ -347,12 +130,11 @@ class CacheOnMethod(Rule):
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for cls in module.of(ast.ClassDef):
-            assert isinstance(cls, ast.ClassDef)
             # A metaclass's instances are classes, which live as long as the cache anyway.
             if any(module.qualify(base) in ("type", "abc.ABCMeta") for base in cls.bases):
                 continue
-            for stmt in _flat_body(cls.body):
-                if not isinstance(stmt, _FUNCS) or stmt.name in _IMPLICIT_CLASS_METHODS:
+            for stmt in flat_body(cls.body):
+                if not isinstance(stmt, FUNCS) or stmt.name in _IMPLICIT_CLASS_METHODS:
                     continue
                 names = [module.qualify(_strip_call(d)) for d in stmt.decorator_list]
                 if any(n in _NOT_INSTANCE_METHOD for n in names):
@@ -487,14 +269,13 @@ class UnboundedCache(Rule):
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         # Module level.
-        for stmt in _flat_body(module.tree.body):
+        for stmt in flat_body(module.tree.body):
             for name, target in _container_targets(module, stmt):
                 uses = self._module_uses(module, name, target)
                 yield from self._verdict(module, f"module-level `{name}`", target, uses)
         # Class level.
         for cls in module.of(ast.ClassDef):
-            assert isinstance(cls, ast.ClassDef)
-            for stmt in _flat_body(cls.body):
+            for stmt in flat_body(cls.body):
                 for name, target in _container_targets(module, stmt):
                     uses = self._class_uses(module, cls, name)
                     yield from self._verdict(
@@ -543,7 +324,6 @@ class UnboundedCache(Rule):
         uses = _Uses()
         owners = {"self", "cls", cls.name}
         for node in module.of(ast.Attribute):
-            assert isinstance(node, ast.Attribute)
             if node.attr != name:
                 continue
             func = module.function_of(node)
@@ -628,7 +408,7 @@ def _runs_at_import(module: ModuleIndex, node: ast.AST) -> bool:
     """``node`` is evaluated when the module is imported (not inside a function body)."""
     child, parent = node, module.parent(node)
     while parent is not None:
-        if isinstance(parent, (*_FUNCS, ast.Lambda)):
+        if isinstance(parent, (*FUNCS, ast.Lambda)):
             body = parent.body if isinstance(parent.body, list) else [parent.body]
             if any(child is stmt for stmt in body):
                 return False  # decorators, defaults and annotations run at definition time
@@ -648,7 +428,7 @@ def _import_time_only(module: ModuleIndex, function: str) -> bool:
             continue
         parent = module.parent(ref)
         used = (isinstance(parent, ast.Call) and parent.func is ref) or (
-            isinstance(parent, (*_FUNCS, ast.ClassDef)) and ref in parent.decorator_list
+            isinstance(parent, (*FUNCS, ast.ClassDef)) and ref in parent.decorator_list
         )
         if not used or not _runs_at_import(module, ref):
             return False
@@ -718,20 +498,17 @@ class WholeFileRead(Rule):
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         opened: set[tuple[int, str]] = set()  # (scope id, name) bound to an opened file
         for node in module.of(ast.withitem):
-            assert isinstance(node, ast.withitem)
             if isinstance(node.optional_vars, ast.Name) and self._is_open(
                 module, node.context_expr
             ):
                 scope = module.scope_of(node.context_expr)
                 opened.add((id(scope), node.optional_vars.id))
-        for node in module.of(ast.Assign):
-            assert isinstance(node, ast.Assign)
-            if self._is_open(module, node.value):
-                for target in node.targets:
+        for assign in module.of(ast.Assign):
+            if self._is_open(module, assign.value):
+                for target in assign.targets:
                     if isinstance(target, ast.Name):
-                        opened.add((id(module.scope_of(node)), target.id))
+                        opened.add((id(module.scope_of(assign)), target.id))
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             func = call.func
             if not isinstance(func, ast.Attribute):
                 continue
@@ -810,7 +587,6 @@ class DeepClone(Rule):
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             qualified = module.qualify(call.func)
             if qualified is None:
                 continue
@@ -902,7 +678,6 @@ class ListenerNotRemoved(Rule):
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         restores_signals = bool({"getsignal", "SIG_DFL", "SIG_IGN"} & module.words)
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             func = call.func
             if not isinstance(func, ast.Attribute):
                 continue
@@ -952,7 +727,7 @@ class ListenerNotRemoved(Rule):
         methods: set[str] = set()
         cls = module.parent(module.function_of(call) or call)
         if isinstance(cls, ast.ClassDef):
-            methods = {s.name for s in cls.body if isinstance(s, _FUNCS)}
+            methods = {s.name for s in cls.body if isinstance(s, FUNCS)}
         for arg in (*call.args, *(k.value for k in call.keywords)):
             if isinstance(arg, ast.Lambda):
                 return True
@@ -1026,7 +801,6 @@ class UnclosedResource(Rule):
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             qualified = module.qualify(call.func)
             if qualified not in _RESOURCES:
                 continue
@@ -1106,7 +880,6 @@ class UnclosedResource(Rule):
     @staticmethod
     def _attribute_managed(module: ModuleIndex, attr: str) -> bool:
         for node in module.of(ast.Attribute):
-            assert isinstance(node, ast.Attribute)
             if node.attr != attr or not isinstance(node.ctx, ast.Load):
                 continue
             parent = module.parent(node)
@@ -1159,7 +932,6 @@ class LoggerPerCall(Rule):
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             if module.qualify(call.func) != "logging.getLogger":
                 continue
             arg = call.args[0] if call.args else None

@@ -26,8 +26,9 @@ from pathlib import Path
 from memwarden.exceptions import ConfigurationError
 from memwarden.incremental import IncrementalEngine
 from memwarden.lint.config import DEFAULT_EXCLUDE, LintConfig
+from memwarden.lint.index import ModuleIndex
 from memwarden.lint.model import Finding, RawFinding
-from memwarden.lint.rules import RULES, ModuleIndex
+from memwarden.lint.rules import RULES
 
 __all__ = ["LintResult", "check_source", "discover", "lint_paths"]
 
@@ -218,13 +219,13 @@ def discover(paths: Iterable[str | os.PathLike[str]], config: LintConfig, root: 
 
 def _fingerprint() -> str:
     from memwarden import __version__
-    from memwarden.lint import model, rules
+    from memwarden.lint import index, model, rules
 
     # Results depend on the rules (memwarden's version, RULES_VERSION, and the rule code
     # itself, so an edited rule never meets results of its old self) and on the parser (the
     # Python version); select/ignore only filter, so they are not part of it.
     digest = hashlib.blake2b(digest_size=16)
-    for module in (model, rules, sys.modules[__name__]):
+    for module in (index, model, rules, sys.modules[__name__]):
         try:
             digest.update(Path(module.__file__ or "").read_bytes())
         except OSError:  # no source on disk (zipapp, frozen): the version has to do
