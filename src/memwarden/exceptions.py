@@ -24,6 +24,7 @@ __all__ = [
     "PressureTimeoutError",
     "TraceFormatError",
     "UndisposedResourceWarning",
+    "UnsafePathError",
 ]
 
 
@@ -145,6 +146,15 @@ class TraceFormatError(MemwardenError, ValueError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class UnsafePathError(MemwardenError, OSError):
+    """memwarden refused a path it would write: a planted symlink, a file or shared
+    directory owned by another user, or a directory anyone may write to."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class CommandError(MemwardenError):
