@@ -115,6 +115,8 @@ class ModuleIndex:
         for node in self.of(ast.Name):
             self.words.add(node.id)
         self._locals: dict[int, frozenset[str]] = {}
+        #: Per-module memo for rules (keys: a tuple naming the rule's question).
+        self.cache: dict[tuple[str, int], object] = {}
         self._names: dict[int, dict[str, list[ast.Name]]] = {}
 
     @overload

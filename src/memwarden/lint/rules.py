@@ -13,7 +13,7 @@ import ast
 import re
 from collections.abc import Iterator
 
-from memwarden.lint.index import COMPREHENSIONS, FUNCS, ModuleIndex, flat_body
+from memwarden.lint.index import COMPREHENSIONS, FUNCS, ModuleIndex, bound_names, flat_body
 from memwarden.lint.model import RawFinding, Rule
 
 __all__ = [
@@ -99,13 +99,15 @@ _IMPLICIT_CLASS_METHODS = frozenset({"__new__", "__init_subclass__", "__class_ge
 
 
 class CacheOnMethod(Rule):
-    """``functools.cache`` / ``lru_cache`` on an instance method keeps every ``self`` alive.
+    """``functools.cache`` / ``lru_cache`` on an instance method keeps instances alive.
 
     The cache belongs to the function, which lives on the class, and ``self`` is part
-    of every cache key. So each instance the method was ever called on stays
-    reachable from the class for as long as the class lives (usually: forever), with
-    everything it references, even with ``maxsize`` set (until evicted) and always
-    with ``maxsize=None`` / ``functools.cache``.
+    of every cache key. With ``functools.cache`` or ``lru_cache(maxsize=None)`` each
+    instance the method was ever called on stays reachable from the class for as long
+    as the class lives (usually: forever), with everything it references: reported as
+    a ``warning``. With a bound (``lru_cache()``, ``maxsize=128``) at most ``maxsize``
+    recent calls, so at most that many instances, are kept until evicted: a smaller,
+    bounded retention, reported as ``info``.
 
     Bad::
 
@@ -121,17 +123,33 @@ class CacheOnMethod(Rule):
 
     or key a module-level cache on something small and immutable (an id, a path), or
     build the cache in ``__init__`` (``self.total = functools.lru_cache()(self._total)``).
-    Not reported: ``staticmethod``, ``classmethod``, ``cached_property``, plain functions.
+    Not reported: ``staticmethod``, ``classmethod`` (and methods whose first parameter is
+    ``cls``), ``cached_property``, plain functions, methods whose cache the module
+    clears (``self.total.cache_clear()``), and classes instantiated once, at module level
+    (a singleton: its one instance lives forever anyway).
     """
 
     code = "MW101"
     name = "cache-on-method"
-    summary = "functools.cache/lru_cache on an instance method keeps every self alive"
+    summary = "functools.cache/lru_cache on an instance method keeps instances alive"
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        cleared: set[str] = set()  # `x.method.cache_clear()` / `method.cache_clear()`
+        for node in module.of(ast.Attribute):
+            if node.attr == "cache_clear":
+                if isinstance(node.value, ast.Attribute):
+                    cleared.add(node.value.attr)
+                elif isinstance(node.value, ast.Name):
+                    cleared.add(node.value.id)
+        calls: dict[str, list[ast.Call]] = {}
+        for call in module.of(ast.Call):
+            if isinstance(call.func, ast.Name):
+                calls.setdefault(call.func.id, []).append(call)
         for cls in module.of(ast.ClassDef):
             # A metaclass's instances are classes, which live as long as the cache anyway.
             if any(module.qualify(base) in ("type", "abc.ABCMeta") for base in cls.bases):
+                continue
+            if _singleton(module, cls, calls):
                 continue
             for stmt in flat_body(cls.body):
                 if not isinstance(stmt, FUNCS) or stmt.name in _IMPLICIT_CLASS_METHODS:
@@ -139,14 +157,64 @@ class CacheOnMethod(Rule):
                 names = [module.qualify(_strip_call(d)) for d in stmt.decorator_list]
                 if any(n in _NOT_INSTANCE_METHOD for n in names):
                     continue
+                params = [*stmt.args.posonlyargs, *stmt.args.args]
+                if not params or params[0].arg in ("cls", "mcs", "klass", "metacls"):
+                    continue  # a class method in all but name (wrapped by classmethod later)
+                if stmt.name in cleared:
+                    continue  # the module clears this cache: the retention is managed
                 for deco, qualified in zip(stmt.decorator_list, names, strict=True):
-                    if qualified in _CACHE_DECORATORS:
+                    if qualified not in _CACHE_DECORATORS:
+                        continue
+                    bound = _cache_bound(deco, qualified)
+                    where = f"`@{_source_name(deco)}` on method `{cls.name}.{stmt.name}`"
+                    if bound is None:
                         yield RawFinding(
                             deco,
-                            f"`@{_source_name(deco)}` on method `{cls.name}.{stmt.name}` keeps "
-                            "every instance it is called on alive (self is in the cache key); "
-                            "use functools.cached_property or a per-instance cache",
+                            f"{where} is unbounded and `self` is in its key: every instance "
+                            "it is called on stays alive as long as the class; use "
+                            "functools.cached_property or a per-instance cache",
                         )
+                    else:
+                        yield RawFinding(
+                            deco,
+                            f"{where} keeps up to {bound} recent calls, each holding its "
+                            "`self`, alive until evicted; a per-instance cache frees them "
+                            "with the instance",
+                            "info",
+                        )
+
+
+def _cache_bound(deco: ast.expr, qualified: str | None) -> int | str | None:
+    """The decorator's ``maxsize`` (``None``: unbounded); ``"maxsize"`` when not a constant."""
+    if qualified == "functools.cache":
+        return None
+    if not isinstance(deco, ast.Call):
+        return 128  # bare @lru_cache: the default maxsize
+    value: ast.expr | None = deco.args[0] if deco.args else None
+    for keyword in deco.keywords:
+        if keyword.arg == "maxsize":
+            value = keyword.value
+    if value is None:
+        return 128
+    if isinstance(value, ast.Constant):
+        if value.value is None:
+            return None
+        if isinstance(value.value, int):
+            return value.value
+    return "maxsize"
+
+
+def _singleton(module: ModuleIndex, cls: ast.ClassDef, calls: dict[str, list[ast.Call]]) -> bool:
+    """``cls`` is instantiated exactly once in the module, at module level, and not subclassed."""
+    made = calls.get(cls.name, [])
+    if len(made) != 1 or module.function_of(made[0]) is not None:
+        return False
+    subclassed = any(
+        isinstance(base, ast.Name) and base.id == cls.name
+        for other in module.of(ast.ClassDef)
+        for base in other.bases
+    )
+    return not subclassed and cls.name not in module.aliases
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,37 +420,42 @@ class UnboundedCache(Rule):
         count_adds: bool = True,
     ) -> None:
         parent = module.parent(node)
-        where = func.name if func is not None else None
         if isinstance(parent, ast.Subscript) and parent.value is node:
             if isinstance(parent.ctx, ast.Del) or isinstance(parent.slice, ast.Slice):
                 uses.removed = True
-            elif isinstance(parent.ctx, ast.Store) and where and count_adds:
-                uses.adders.append(where)
+            elif isinstance(parent.ctx, ast.Store):
+                if count_adds:
+                    _add(module, func, uses, [parent.slice])
             else:
                 # `d[k].append(v)`: grows the value (and a defaultdict's keys) all the same.
                 attr = module.parent(parent)
+                if isinstance(attr, ast.Subscript) and isinstance(attr.ctx, ast.Del):
+                    uses.removed = True  # `del d[k][0]`
+                    return
+                if isinstance(attr, ast.Attribute) and attr.attr in _REMOVE_METHODS:
+                    uses.removed = True  # `d[k].pop()`
+                    return
                 if (
                     isinstance(attr, ast.Attribute)
                     and attr.attr in _ADD_METHODS
                     and isinstance(module.parent(attr), ast.Call)
-                    and where
                     and count_adds
                 ):
-                    uses.adders.append(where)
+                    _add(module, func, uses, [parent.slice])
             return
         if isinstance(parent, ast.Attribute) and parent.value is node:
             if parent.attr in _REMOVE_METHODS:
                 uses.removed = True
             elif parent.attr in _ADD_METHODS:
                 call = module.parent(parent)
-                if isinstance(call, ast.Call) and call.func is parent and where and count_adds:
-                    uses.adders.append(where)
+                if isinstance(call, ast.Call) and call.func is parent and count_adds:
+                    _add(module, func, uses, [*call.args, *(k.value for k in call.keywords)])
             return
         if isinstance(parent, ast.AugAssign) and parent.target is node:
             if isinstance(parent.op, (ast.Sub, ast.BitAnd)):
                 uses.removed = True
-            elif where and count_adds:
-                uses.adders.append(where)
+            elif count_adds:
+                _add(module, func, uses, [parent.value])
             return
         if isinstance(parent, ast.Call) and node is not parent.func:
             callee = module.qualify(parent.func)
@@ -402,6 +475,160 @@ class UnboundedCache(Rule):
             return
         if isinstance(parent, (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Starred)):
             uses.escaped = True
+
+
+#: Adders that run once per class or instance set-up, not per call of the program's traffic.
+_SETUP_METHODS = frozenset({"__init__", "__init_subclass__", "__set_name__", "__class_getitem__"})
+
+
+def _add(
+    module: ModuleIndex,
+    func: ast.FunctionDef | ast.AsyncFunctionDef | None,
+    uses: _Uses,
+    added: list[ast.expr],
+) -> None:
+    """Record ``func`` as an adder when what it adds comes from its inputs.
+
+    A key or item made only of constants, ``self`` state or globals is a fixed slot
+    (``_counter[0] += n``, ``_state["ready"] = True``): it cannot grow with traffic. A
+    decorator's inner function (returned by the function around it) registers the
+    decorated functions: it grows with the code.
+    """
+    if func is None or func.name in _SETUP_METHODS:
+        return
+    outer = module.function_of(func)
+    if outer is not None and any(
+        isinstance(r.value, ast.Name) and r.value.id == func.name
+        for r in ast.walk(outer)
+        if isinstance(r, ast.Return)
+    ):
+        return  # a decorator (or factory) registering what it wraps
+    returned = {
+        r.value.id
+        for r in ast.walk(func)
+        if isinstance(r, ast.Return) and isinstance(r.value, ast.Name)
+    }
+    if any(isinstance(expr, ast.Name) and expr.id in returned for expr in added):
+        return  # `def register(fn): _registry.add(fn); return fn`: a decorator
+    if not any(_from_input(module, func, expr) for expr in added):
+        return
+    uses.adders.append(func.name)
+
+
+def _inputs(
+    module: ModuleIndex, func: ast.FunctionDef | ast.AsyncFunctionDef
+) -> dict[str, frozenset[str]]:
+    """Parameters of ``func`` (not ``self``/``cls``) and the locals computed from them.
+
+    Each name maps to the parameters it comes from, so ``k = python.path`` is known to
+    come from ``python``.
+    """
+    cached = module.cache.get(("inputs", id(func)))
+    if isinstance(cached, dict):
+        return cached
+    args = func.args
+    origins: dict[str, frozenset[str]] = {
+        a.arg: frozenset({a.arg})
+        for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
+        if a is not None and a.arg not in ("self", "cls")
+    }
+    # Two passes propagate through `k = key.lower()`, `for item in items`, `x = f(arg)`.
+    for _ in range(2):
+        for node in ast.walk(func):
+            source: ast.AST | None = None
+            targets: list[ast.AST] = []
+            if isinstance(node, ast.Assign):
+                source, targets = node.value, list(node.targets)
+            elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr):
+                source, targets = node.value, [node.target]
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+                source, targets = node.iter, [node.target]
+            if source is None:
+                continue
+            came_from = _origins(source, origins)
+            if not came_from:
+                continue
+            for target in targets:
+                for name in bound_names(target):
+                    origins[name] = origins.get(name, frozenset()) | came_from
+    module.cache[("inputs", id(func))] = origins
+    return origins
+
+
+def _filled_once(
+    module: ModuleIndex, func: ast.FunctionDef | ast.AsyncFunctionDef, added: list[ast.expr]
+) -> bool:
+    """The add runs under ``if not container:`` (filled once) or in ``for _ in range(N)``."""
+    if not added:
+        return False
+    node: ast.AST | None = added[0]
+    while node is not None and node is not func:
+        parent = module.parent(node)
+        if isinstance(parent, ast.If) and node is not parent.test:
+            test = parent.test
+            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+                return True  # `if not _table: fill it`
+        if isinstance(parent, ast.For) and node is not parent.iter:
+            it = parent.iter
+            if (
+                isinstance(it, ast.Call)
+                and isinstance(it.func, ast.Name)
+                and it.func.id == "range"
+                and all(isinstance(a, ast.Constant) for a in it.args)
+            ):
+                return True
+        node = parent
+    return False
+
+
+def _origins(expr: ast.AST, origins: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The parameters ``expr`` is computed from (``type(x)`` counts as none: classes)."""
+    found: set[str] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("type", "len", "isinstance", "bool")
+        ):
+            continue  # a class, a size, a flag: bounded whatever the argument
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Mod)
+            and isinstance(node.right, ast.Constant)
+            and not isinstance(node.left, ast.Constant)
+        ):
+            continue  # `n % 6`: one of a fixed number of cases
+        if isinstance(node, ast.Name) and node.id in origins:
+            found |= origins[node.id]
+        stack.extend(ast.iter_child_nodes(node))
+    return frozenset(found)
+
+
+def _mentions(expr: ast.AST, names: set[str] | frozenset[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(expr))
+
+
+#: Parameter names whose values come from a domain the program enumerates (names of
+#: modules, backends, formats, dtypes, options, languages …): a memo keyed only by them
+#: is bounded by the code and its configuration, not by traffic.
+_BOUNDED_DOMAIN = re.compile(
+    r"^_*(\w+_)?(name|names|scheme|format|fmt|backend|backends|dtype|dtypes|type|types|typ|"
+    r"kind|method|module|modname|package|pkg|glob|pat|pattern|lang|language|locale|code|"
+    r"alias|option|opt|flag|tag|plat|platform|compiler|encoding|mode|level|cls|klass|"
+    r"func|fn|op|protocol|version|field|attr|executable|python|section|catalog|namespace|"
+    r"config|setting|settings|default)$",
+    re.I,
+)
+
+
+def _from_input(
+    module: ModuleIndex, func: ast.FunctionDef | ast.AsyncFunctionDef, expr: ast.expr
+) -> bool:
+    """``expr`` (a key or an added item) is computed from ``func``'s data inputs."""
+    origins = _origins(expr, _inputs(module, func))
+    return any(not _BOUNDED_DOMAIN.match(name) for name in origins)
 
 
 def _runs_at_import(module: ModuleIndex, node: ast.AST) -> bool:
@@ -471,7 +698,9 @@ class WholeFileRead(Rule):
     and ``Path.read_text()`` / ``Path.read_bytes()``, build one object as big as the
     file (``readlines`` several times bigger: one ``str`` per line). Fine for small
     configuration files, a memory spike for logs, exports and uploads of unknown
-    size. Reported as ``info``: it is advice, not a bug.
+    size. Reported as ``info``: it is advice, not a bug. Not reported: reads of files
+    the code names as configuration, metadata or a small known format (``*.toml``,
+    ``*.json``, ``*.cfg``, ``/proc/…``, ``METADATA`` …) and reads of at most N bytes.
 
     Bad::
 
@@ -498,13 +727,15 @@ class WholeFileRead(Rule):
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         opened: set[tuple[int, str]] = set()  # (scope id, name) bound to an opened file
         for node in module.of(ast.withitem):
-            if isinstance(node.optional_vars, ast.Name) and self._is_open(
-                module, node.context_expr
+            if (
+                isinstance(node.optional_vars, ast.Name)
+                and self._is_open(module, node.context_expr)
+                and not _small_file(node.context_expr)
             ):
                 scope = module.scope_of(node.context_expr)
                 opened.add((id(scope), node.optional_vars.id))
         for assign in module.of(ast.Assign):
-            if self._is_open(module, assign.value):
+            if self._is_open(module, assign.value) and not _small_file(assign.value):
                 for target in assign.targets:
                     if isinstance(target, ast.Name):
                         opened.add((id(module.scope_of(assign)), target.id))
@@ -514,7 +745,7 @@ class WholeFileRead(Rule):
                 continue
             if func.attr in ("read", "readlines") and _whole(call):
                 receiver = func.value
-                if self._is_open(module, receiver) or (
+                if (self._is_open(module, receiver) and not _small_file(receiver)) or (
                     isinstance(receiver, ast.Name)
                     and (id(module.scope_of(call)), receiver.id) in opened
                 ):
@@ -523,7 +754,11 @@ class WholeFileRead(Rule):
                         f"`{func.attr}()` without a size reads the whole file into memory; "
                         "iterate over the file or read fixed-size chunks",
                     )
-            elif func.attr in ("read_text", "read_bytes") and not call.args:
+            elif (
+                func.attr in ("read_text", "read_bytes")
+                and not call.args
+                and not _small_file(func.value)
+            ):
                 yield RawFinding(
                     call,
                     f"`{func.attr}()` loads the whole file into memory; for files of unknown "
@@ -543,6 +778,22 @@ class WholeFileRead(Rule):
             and expr.func.attr == "open"
             and not (isinstance(expr.func.value, ast.Name) and expr.func.value.id in module.aliases)
         )
+
+
+_SMALL_FILE = re.compile(
+    r"(\.(toml|cfg|ini|json|ya?ml|txt|md|rst|pem|crt|key|version|lock|pth|typed|pyi?|"
+    r"in|conf|desc|info|env|html?|css|js|svg)$|^/(proc|sys|etc|dev)/|(^|/)(VERSION|RECORD|"
+    r"METADATA|PKG-INFO|LICENSE|README|Dockerfile)$)",
+    re.I,
+)
+
+
+def _small_file(expr: ast.AST) -> bool:
+    """The path names a configuration file, metadata or a small known format."""
+    return any(
+        isinstance(n, ast.Constant) and isinstance(n.value, str) and _SMALL_FILE.search(n.value)
+        for n in ast.walk(expr)
+    )
 
 
 def _whole(call: ast.Call) -> bool:
@@ -565,12 +816,11 @@ _SERIALIZERS = ("json", "pickle", "_pickle", "cPickle", "marshal", "ujson", "orj
 
 
 class DeepClone(Rule):
-    """Deep-cloning by serialization (or ``copy.deepcopy``) duplicates the whole object graph.
+    """Deep-cloning by a serialization round trip duplicates the whole object graph, twice.
 
     ``json.loads(json.dumps(x))`` and ``pickle.loads(pickle.dumps(x))`` build the full
     serialized text *and* a full copy: peak memory is several times the object, and
-    the copy is usually needed only in part. ``copy.deepcopy(x)`` copies everything
-    reachable (reported as ``info``: sometimes it is what you mean).
+    the copy is usually needed only in part.
 
     Bad::
 
@@ -579,35 +829,42 @@ class DeepClone(Rule):
     Good: copy only what changes (``dict(state)``, ``copy.copy``, a dataclass
     ``replace``), share immutable parts (tuples, frozen dataclasses,
     ``types.MappingProxyType``), or stream the serialization to where it is needed.
+
+    Not reported: round trips where the round trip is the point: in functions that
+    validate, check or test serialization (``validate_*``, ``check_*``, ``*picklable*``,
+    ``*roundtrip*``, ``*serializ*``). ``copy.deepcopy`` is not reported: whether a deep
+    copy is needed cannot be told from the code.
     """
 
     code = "MW301"
     name = "deep-clone"
-    summary = "deep copy through serialization (or deepcopy) duplicates the whole object graph"
+    summary = "a deep copy through a serialization round trip duplicates the object graph"
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
             qualified = module.qualify(call.func)
             if qualified is None:
                 continue
-            if qualified == "copy.deepcopy":
-                yield RawFinding(
-                    call,
-                    "`copy.deepcopy()` copies the whole object graph; copy only what changes "
-                    "or share immutable parts",
-                    "info",
-                )
-                continue
             lib, _, fn = qualified.rpartition(".")
             if fn != "loads" or lib not in _SERIALIZERS or not call.args:
                 continue
             inner = call.args[0]
-            if isinstance(inner, ast.Call) and module.qualify(inner.func) == f"{lib}.dumps":
-                yield RawFinding(
-                    call,
-                    f"`{lib}.loads({lib}.dumps(...))` deep-clones through a full serialized "
-                    "copy; copy only what changes (dict(x), copy.copy, dataclasses.replace)",
-                )
+            if not (isinstance(inner, ast.Call) and module.qualify(inner.func) == f"{lib}.dumps"):
+                continue
+            func = module.function_of(call)
+            if func is not None and _ROUND_TRIP_IS_THE_POINT.search(func.name):
+                continue
+            yield RawFinding(
+                call,
+                f"`{lib}.loads({lib}.dumps(...))` deep-clones through a full serialized "
+                "copy; copy only what changes (dict(x), copy.copy, dataclasses.replace)",
+            )
+
+
+_ROUND_TRIP_IS_THE_POINT = re.compile(
+    r"(^_*(validate|check|test|verify|ensure|assert)|picklab|round_?trip|serializ|serialis)",
+    re.I,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,19 +876,97 @@ _REMOVERS: dict[str, tuple[str, ...]] = {
     "on": ("off", "remove_listener", "removeListener", "remove_all_listeners"),
     "connect": ("disconnect",),
     "subscribe": ("unsubscribe",),
-    "add_done_callback": ("remove_done_callback",),
     "addEventListener": ("removeEventListener",),
     "register": ("unregister", "deregister"),
-    "add_callback": ("remove_callback",),
     "add_handler": ("remove_handler",),
     "addHandler": ("removeHandler",),
     "add_observer": ("remove_observer",),
+    "addObserver": ("removeObserver",),
+    "add_event_listener": ("remove_event_listener",),
+    "observe": ("unobserve",),
     "add_signal_handler": ("remove_signal_handler",),
     "add_reader": ("remove_reader",),
     "add_writer": ("remove_writer",),
     "trace_add": ("trace_remove",),
     "watch": ("unwatch",),
 }
+_SAVED_HANDLER = re.compile(r"(old|prev|orig|saved|previous|original|default)", re.I)
+
+
+def _is_saved_handler(expr: ast.expr) -> bool:
+    """``old_handlers[sig]``, ``previous``, ``self._orig_handler``: a handler being restored."""
+    node: ast.expr = expr.value if isinstance(expr, ast.Subscript) else expr
+    name = (
+        node.id
+        if isinstance(node, ast.Name)
+        else node.attr
+        if isinstance(node, ast.Attribute)
+        else ""
+    )
+    return bool(name) and bool(_SAVED_HANDLER.search(name))
+
+
+def _root(expr: ast.expr) -> ast.expr:
+    while isinstance(expr, ast.Attribute | ast.Subscript | ast.Call):
+        expr = expr.func if isinstance(expr, ast.Call) else expr.value
+    return expr
+
+
+def _long_lived_emitter(module: ModuleIndex, call: ast.Call, receiver: ast.expr) -> bool:
+    """The emitter may outlive the registrant: it came from outside (a parameter, a global).
+
+    Emitters the registrant owns die with it and pin nothing: its own attributes and child
+    widgets (``self.button.clicked.connect``), objects created in the same function
+    (``key = Gtk.EventControllerKey(); key.connect(...)``). An attribute of ``self`` that
+    ``__init__`` set from a parameter (``self._bus = bus``) is someone else's emitter.
+    """
+    root = _root(receiver)
+    if not isinstance(root, ast.Name):
+        return True  # `IOLoop.current().x`, `get_bus().x`: a shared object
+    func = module.function_of(call)
+    if root.id in ("self", "cls"):
+        first = receiver
+        while isinstance(first, ast.Attribute) and not (
+            isinstance(first.value, ast.Name) and first.value.id in ("self", "cls")
+        ):
+            first = first.value
+        attr = first.attr if isinstance(first, ast.Attribute) else None
+        return attr is not None and func is not None and _attr_from_param(func, attr)
+    if func is None:
+        return True
+    args = func.args
+    params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+    if root.id in params:
+        return True
+    if root.id in module.local_names(func):
+        # A local: shared only when fetched from a registry of long-lived objects.
+        for node in ast.walk(func):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == root.id for t in node.targets
+            ):
+                value = node.value
+                if isinstance(value, ast.Call) and module.qualify(value.func) in _SHARED_GETTERS:
+                    return True
+                if isinstance(value, ast.Name | ast.Attribute) and _mentions(value, params):
+                    return True
+        return False
+    return True  # a module global or an import
+
+
+_SHARED_GETTERS = frozenset({"logging.getLogger", "asyncio.get_event_loop"})
+
+
+def _attr_from_param(func: ast.FunctionDef | ast.AsyncFunctionDef, attr: str) -> bool:
+    args = func.args
+    params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} - {"self"}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Assign) and _mentions(node.value, params):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute) and target.attr == attr:
+                    return True
+    return False
+
+
 _HANDLER_PREFIX = re.compile(r"^_*(on[_A-Z]|handle)")
 _HANDLER_SUFFIX = re.compile(r"(callback|handler|listener|_cb|hook|observer|receiver)s?$", re.I)
 
@@ -683,9 +1018,15 @@ class ListenerNotRemoved(Rule):
                 continue
             qualified = module.qualify(func)
             if qualified == "signal.signal":
+                # One slot per signal: a handler replaces the previous one, so only a handler
+                # installed per instance (in __init__) and never restored pins anything.
                 if restores_signals or not isinstance(module.parent(call), ast.Expr):
                     continue  # the old handler is kept or restored
+                if len(call.args) > 1 and _is_saved_handler(call.args[1]):
+                    continue  # `signal.signal(sig, old_handlers[sig])`: the restore itself
                 removal = "a restore of the previous handler (signal.getsignal)"
+                if _in_loop(module, call):
+                    continue
             elif func.attr in _REMOVERS:
                 if any(name in module.words for name in _REMOVERS[func.attr]):
                     continue
@@ -698,6 +1039,8 @@ class ListenerNotRemoved(Rule):
                     or module.aliases.get(receiver.id, "atexit") != "atexit"
                 ):
                     continue
+                if not _long_lived_emitter(module, call, receiver):
+                    continue
                 if not self._passes_callback(module, call):
                     continue
                 removal = " / ".join(f"`{r}`" for r in _REMOVERS[func.attr][:2])
@@ -708,8 +1051,9 @@ class ListenerNotRemoved(Rule):
                 continue
             yield RawFinding(
                 call,
-                f"`{_source_name(func)}(...)` registers a callback {where} and nothing here "
-                f"removes it ({removal}): the emitter keeps every callback, and its object, alive",
+                f"`{_source_name(func)}(...)` registers a callback {where} on an emitter that "
+                f"outlives it, and nothing in this module removes it ({removal}): the emitter "
+                "keeps every callback, and the object it is bound to, alive",
             )
 
     @staticmethod
@@ -903,7 +1247,7 @@ _NAME_ATTRS = frozenset({"__name__", "__module__", "__qualname__"})
 
 
 class LoggerPerCall(Rule):
-    """``logging.getLogger(name)`` with a computed name inside a function creates loggers forever.
+    """``logging.getLogger(name)`` with a name built per call from data creates loggers forever.
 
     The logging module keeps every logger it ever created in
     ``logging.Logger.manager.loggerDict``; loggers are never freed. A name built
@@ -922,13 +1266,17 @@ class LoggerPerCall(Rule):
         def handle(request):
             log.info("handling", extra={"request_id": request.id})
 
-    Not reported: constant names, ``__name__``, ``__module__``/``__qualname__``
-    (and f-strings made only of those), and ``getLogger()`` (the root logger).
+    Reported only where the name is *built* in the call (an f-string, ``%``, ``+``,
+    ``.format``) from a value that is not itself a name (a module, class or logger
+    name). Not reported: constant names, ``__name__``, ``__module__``/``__qualname__``,
+    a class's ``__name__`` (bounded by the code), a name passed through
+    (``getLogger(name)``, ``getLogger(record.name)``: the caller's existing names), and
+    ``getLogger()`` (the root logger).
     """
 
     code = "MW601"
     name = "logger-per-call"
-    summary = "logging.getLogger() with a non-constant name inside a function"
+    summary = "logging.getLogger() with a name built per call from data"
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
@@ -942,12 +1290,56 @@ class LoggerPerCall(Rule):
                 continue
             if module.function_of(call) is None:
                 continue
+            data = _data_parts(arg)
+            if not data:
+                continue
             yield RawFinding(
                 call,
-                f"`getLogger({_source_name(arg)})` inside a function creates a logger per "
-                "distinct name and loggers are never freed; use a module-level logger and put "
-                "the data in the log record",
+                f"`getLogger({_source_name(arg)})` builds a logger name from "
+                f"`{_source_name(data[0])}` on every call: one logger per distinct value, "
+                "and loggers are never freed; use a module-level logger and put the data in "
+                "the log record",
             )
+
+
+_NAMEISH = re.compile(r"(^|_)(name|modname|qualname|module|logger|prefix|namespace)s?$", re.I)
+
+
+def _nameish(expr: ast.expr) -> bool:
+    """A value that is itself a name of code or of a logger (bounded by the program)."""
+    if isinstance(expr, ast.Name):
+        return expr.id.isupper() or bool(_NAMEISH.search(expr.id.strip("_")))
+    if isinstance(expr, ast.Attribute):
+        return expr.attr in _NAME_ATTRS or bool(_NAMEISH.search(expr.attr.strip("_")))
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "str":
+        return len(expr.args) == 1 and _nameish(expr.args[0])
+    return isinstance(expr, ast.Constant)
+
+
+def _data_parts(expr: ast.expr) -> list[ast.expr]:
+    """The non-name values a logger name is built from (empty: not built, or only names)."""
+    parts: list[ast.expr] = []
+    if isinstance(expr, ast.JoinedStr):
+        parts = [v.value for v in expr.values if isinstance(v, ast.FormattedValue)]
+    elif isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Mod):
+        right = expr.right
+        parts = list(right.elts) if isinstance(right, ast.Tuple) else [right]
+    elif isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        return _data_parts(expr.left) + _data_parts(expr.right) or [
+            side
+            for side in (expr.left, expr.right)
+            if not isinstance(side, ast.BinOp | ast.JoinedStr) and not _nameish(side)
+        ]
+    elif (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Attribute)
+        and expr.func.attr in ("format", "join")
+        and isinstance(expr.func.value, ast.Constant)
+    ):
+        parts = [*expr.args, *(k.value for k in expr.keywords)]
+    else:
+        return []
+    return [p for p in parts if not _nameish(p) and not _constant_name(p)]
 
 
 def _constant_name(expr: ast.AST) -> bool:
