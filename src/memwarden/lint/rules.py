@@ -503,6 +503,11 @@ def _add(
         if isinstance(r, ast.Return)
     ):
         return  # a decorator (or factory) registering what it wraps
+    params = {a.arg for a in (*func.args.posonlyargs, *func.args.args)}
+    if "parser" in params and params & {"option", "opt_str", "opt"}:
+        return  # an optparse callback: runs once per command-line option
+    if _filled_once(module, func, added):
+        return
     returned = {
         r.value.id
         for r in ast.walk(func)
@@ -960,10 +965,60 @@ def _attr_from_param(func: ast.FunctionDef | ast.AsyncFunctionDef, attr: str) ->
     args = func.args
     params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} - {"self"}
     for node in ast.walk(func):
-        if isinstance(node, ast.Assign) and _mentions(node.value, params):
-            for target in node.targets:
-                if isinstance(target, ast.Attribute) and target.attr == attr:
-                    return True
+        # `self._bus = bus` / `self._loop = options.loop`: a parameter's object, not one
+        # built here (`self.edit = QLineEdit(text, parent)` is the instance's own child).
+        if isinstance(node, ast.Assign) and isinstance(_root(node.value), ast.Name):
+            root = _root(node.value)
+            direct = isinstance(node.value, ast.Name | ast.Attribute)
+            if direct and isinstance(root, ast.Name) and root.id in params:
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and target.attr == attr:
+                        return True
+    return False
+
+
+def _guarded_once(module: ModuleIndex, call: ast.Call) -> bool:
+    """``call`` runs under ``if not <flag>:`` inside its function: a once-only registration."""
+    node: ast.AST | None = call
+    func = module.function_of(call)
+    while node is not None and node is not func:
+        parent = module.parent(node)
+        if (
+            isinstance(parent, ast.If)
+            and node is not parent.test
+            and node in parent.body
+            and isinstance(parent.test, ast.UnaryOp)
+            and isinstance(parent.test.op, ast.Not)
+        ):
+            return True
+        node = parent
+    return False
+
+
+def _varies_per_iteration(module: ModuleIndex, call: ast.Call) -> bool:
+    """In a loop, the callback is a new object each time (it uses the loop's variables).
+
+    Registering one shared handler on each of several emitters adds one entry per
+    emitter, not one per iteration of traffic: not a growing list.
+    """
+    loop_names: set[str] = set()
+    node: ast.AST | None = module.parent(call)
+    while node is not None and not isinstance(node, (*FUNCS, ast.Lambda, ast.ClassDef)):
+        if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            loop_names.update(bound_names(node.target))
+        elif isinstance(node, COMPREHENSIONS):
+            for gen in node.generators:
+                loop_names.update(bound_names(gen.target))
+        elif isinstance(node, ast.While):
+            return True  # a `while` loop's iterations are unbounded by construction
+        node = module.parent(node)
+    for arg in (*call.args, *(k.value for k in call.keywords)):
+        if isinstance(arg, ast.Lambda):
+            return True
+        if isinstance(arg, ast.Call) and (module.qualify(arg.func) or "").endswith("partial"):
+            return True
+        if _mentions(arg, loop_names):
+            return True
     return False
 
 
@@ -1059,10 +1114,12 @@ class ListenerNotRemoved(Rule):
     @staticmethod
     def _where(module: ModuleIndex, call: ast.Call) -> str | None:
         func = module.function_of(call)
+        if _guarded_once(module, call):
+            return None  # `if not self._registered: register(...)`: once
         if func is not None and func.name == "__init__" and module.scope_of(call) is func:
             return "in `__init__`"
         # A loop at module or class level runs once, at import: bounded by the code.
-        if func is not None and _in_loop(module, call):
+        if func is not None and _in_loop(module, call) and _varies_per_iteration(module, call):
             return "in a loop"
         return None
 

@@ -1,0 +1,417 @@
+"""``memwarden lint`` on a labelled real-world corpus: precision per rule, time against pylint.
+
+The corpus is data, not copies: ``bench/lint_corpus/packages.txt`` pins the
+distributions, whose wheels are downloaded from PyPI and unpacked (``.py`` files only)
+into ``bench/.cache/lint-corpus/<name>==<version>/``; ``bench/lint_corpus/labels.csv``
+holds one verdict per finding, written by reading the flagged code:
+
+    package,path,line,rule,verdict,line_hash,reason
+    dask==2024.8.0,dask/base.py,1223,MW102,true,3f2a…,"every object tokenized is kept"
+
+A label matches a finding by package, path, rule and line; when the line moved, by the
+hash of the flagged line's text (``line_hash``). A finding without a label fails the
+bench until it is labelled (``python bench/bench_lint_corpus.py --draft`` prints draft
+rows to fill in). MW201 (whole-file read) is advice, reported as counts apart and not
+labelled.
+
+Timing: whole CLI processes on the same files, alternated: memwarden cold (empty
+cache), ruff ``--select B019``, pylint ``--enable=method-cache-max-size-none`` (W1518)
+with ``-j 2``; then warm memwarden re-runs. Medians are reported.
+
+    python bench/run.py lint_corpus
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "bench" / "lint_corpus"
+PACKAGES = CORPUS / "packages.txt"
+LABELS = CORPUS / "labels.csv"
+CACHE = ROOT / "bench" / ".cache" / "lint-corpus"
+VENV_BIN = Path(sys.executable).parent
+INFORMATIONAL = frozenset({"MW201"})
+FIELDS = ("package", "path", "line", "rule", "verdict", "line_hash", "reason")
+PYLINT_TIMEOUT_S = 1800
+RUFF = [str(VENV_BIN / "ruff"), "check", "--select", "B019", "--no-cache", "--isolated"]
+RUFF += ["--exit-zero", "--output-format", "concise"]
+PYLINT = [str(VENV_BIN / "pylint"), "--disable=all", "--enable=method-cache-max-size-none"]
+PYLINT += ["-j", "2", "--persistent=n", "-sn", "--exit-zero"]
+
+
+def pinned(path: Path = PACKAGES) -> list[str]:
+    """The ``name==version`` lines of the package list."""
+    specs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            specs.append(line)
+    return specs
+
+
+def fetch(specs: list[str], cache: Path = CACHE) -> dict[str, Path]:
+    """Download and unpack each pinned wheel once; return ``spec -> directory``.
+
+    Raises:
+        RuntimeError: ``pip download`` failed (offline, or the pin does not exist).
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    ignore = cache.parent / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# downloaded by the benches: never committed\n*\n")
+    # The corpus is its own project: paths are shown relative to it, and no settings of
+    # the repository around it ([tool.memwarden.lint] exclusions) apply.
+    project = cache / "pyproject.toml"
+    if not project.exists():
+        project.write_text("# the lint corpus: default settings\n")
+    wheels = cache / "_wheels"
+    out: dict[str, Path] = {}
+    for spec in specs:
+        target = cache / spec
+        if (target / ".complete").is_file():
+            out[spec] = target
+            continue
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-d",
+                    tmp,
+                    spec,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=600,
+            )
+            found = sorted(Path(tmp).glob("*.whl"))
+            if proc.returncode != 0 or not found:
+                raise RuntimeError(f"pip download {spec} failed: {proc.stderr.strip()[-500:]}")
+            wheels.mkdir(exist_ok=True)
+            wheel = wheels / found[0].name
+            found[0].replace(wheel)
+        target.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.namelist():
+                # Only sources, and only paths inside the target (a wheel is untrusted data).
+                if member.endswith((".py", ".pyi")) and ".." not in Path(member).parts:
+                    archive.extract(member, target)
+        (target / ".complete").write_text(wheel.name + "\n")
+        out[spec] = target
+    return out
+
+
+def line_hash(text: str) -> str:
+    """A short hash of a line's text (stripped), to recognise a flagged line that moved."""
+    return hashlib.blake2b(text.strip().encode(), digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True)
+class Label:
+    package: str
+    path: str
+    line: int
+    rule: str
+    verdict: bool
+    line_hash: str
+    reason: str
+
+
+def load_labels(path: Path = LABELS) -> list[Label]:
+    """Every label row.
+
+    Raises:
+        ValueError: a malformed row (names the row).
+    """
+    labels = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        for number, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                verdict = {"true": True, "false": False}[row["verdict"].strip().lower()]
+                labels.append(
+                    Label(
+                        row["package"],
+                        row["path"],
+                        int(row["line"]),
+                        row["rule"],
+                        verdict,
+                        row["line_hash"],
+                        row["reason"],
+                    )
+                )
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"{path}:{number}: bad label row {row!r} ({exc})") from exc
+    return labels
+
+
+@dataclass
+class Comparison:
+    """Findings matched against labels, per rule."""
+
+    true: Counter[str] = field(default_factory=Counter)
+    false: Counter[str] = field(default_factory=Counter)
+    informational: Counter[str] = field(default_factory=Counter)
+    unlabelled: list[dict[str, object]] = field(default_factory=list)
+    moved: int = 0
+    stale: list[Label] = field(default_factory=list)
+
+    def precision(self, rule: str) -> float | None:
+        n = self.true[rule] + self.false[rule]
+        return self.true[rule] / n if n else None
+
+
+def split_path(shown: str) -> tuple[str, str]:
+    """``"dask==2024.8.0/dask/base.py"`` -> (``dask==2024.8.0``, ``dask/base.py``)."""
+    package, _, rest = shown.partition("/")
+    return package, rest
+
+
+def compare(findings: list[dict[str, object]], labels: list[Label], root: Path) -> Comparison:
+    """Match each finding (``--format json`` rows, paths relative to ``root``) to its label."""
+    exact = {(lb.package, lb.path, lb.rule, lb.line): lb for lb in labels}
+    by_hash: dict[tuple[str, str, str, str], list[Label]] = {}
+    for lb in labels:
+        by_hash.setdefault((lb.package, lb.path, lb.rule, lb.line_hash), []).append(lb)
+    used: set[int] = set()
+    result = Comparison()
+    lines_of: dict[str, list[str]] = {}
+    for f in findings:
+        code = str(f["code"])
+        if code in INFORMATIONAL:
+            result.informational[code] += 1
+            continue
+        shown = str(f["path"])
+        package, rel = split_path(shown)
+        line = int(str(f["line"]))
+        if shown not in lines_of:
+            try:
+                lines_of[shown] = (root / shown).read_text("utf-8", "replace").splitlines()
+            except OSError:
+                lines_of[shown] = []
+        text = lines_of[shown][line - 1] if 0 < line <= len(lines_of[shown]) else ""
+        label = exact.get((package, rel, code, line))
+        if label is None:
+            candidates = [
+                lb
+                for lb in by_hash.get((package, rel, code, line_hash(text)), [])
+                if id(lb) not in used
+            ]
+            label = candidates[0] if candidates else None
+            if label is not None:
+                result.moved += 1
+        if label is None:
+            result.unlabelled.append({**f, "package": package, "rel": rel, "text": text})
+            continue
+        used.add(id(label))
+        (result.true if label.verdict else result.false)[code] += 1
+    result.stale = [lb for lb in labels if id(lb) not in used]
+    return result
+
+
+def draft_rows(unlabelled: list[dict[str, object]]) -> str:
+    """CSV rows (verdict ``?``) for findings without a label, to be read and filled in."""
+    out = []
+    for f in unlabelled:
+        row = [
+            str(f["package"]),
+            str(f["rel"]),
+            str(f["line"]),
+            str(f["code"]),
+            "?",
+            line_hash(str(f["text"])),
+            str(f["message"])[:90],
+        ]
+        out.append(",".join(json.dumps(v) if "," in v or '"' in v else v for v in row))
+    return "\n".join(out)
+
+
+def _timed(cmd: list[str], timeout_s: float = 900) -> tuple[float, float, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout_s, env=env, check=False
+    )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode not in (0, 1) and "memwarden" in cmd:
+        raise RuntimeError(f"{cmd[:4]} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return wall, cpu, proc.stdout
+
+
+def lint(root: Path, cache: Path | None, out: Path) -> tuple[float, float, dict[str, object]]:
+    """One ``memwarden lint`` CLI process over ``root`` (JSON written to ``out``)."""
+    cmd = [sys.executable, "-m", "memwarden", "lint", ".", "--format", "json"]
+    cmd += ["-o", str(out), "-q", "--exit-zero"]
+    cmd += ["--no-cache"] if cache is None else ["--cache-dir", str(cache)]
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        wall, cpu, _ = _timed(cmd)
+    finally:
+        os.chdir(cwd)
+    doc: dict[str, object] = json.loads(out.read_text())
+    return wall, cpu, doc
+
+
+def _linted_files(root: Path) -> list[str]:
+    sys.path.insert(0, str(ROOT / "src"))
+    from memwarden.lint.config import LintConfig
+    from memwarden.lint.runner import discover
+
+    return discover([root], LintConfig(), root)
+
+
+def run(rounds: int = 3) -> str:
+    specs = pinned()
+    dirs = fetch(specs)
+    root = CACHE
+    labels = load_labels()
+    work = Path(tempfile.mkdtemp(prefix="mw-bench-lintc-"))
+    files = _linted_files(root)
+    listing = work / "files.txt"
+    listing.write_text("\n".join(files) + "\n")
+    load_before = os.getloadavg()[0]
+    cold, cold_cpu, ruff, pylint, pylint_cpu, warm = [], [], [], [], [], []
+    out = work / "out.json"
+    doc: dict[str, object] = {}
+    ruff_hits = pylint_hits = 0
+    for i in range(rounds):
+        wall, cpu, doc = lint(root, None, out)
+        cold.append(wall)
+        cold_cpu.append(cpu)
+        wall, _, text = _timed([*RUFF, *files])
+        ruff.append(wall)
+        ruff_hits = sum(1 for line in text.splitlines() if "B019" in line)
+        if i < 2:  # pylint is the slow one: two rounds are enough for a median of two
+            wall, cpu, text = _timed(
+                [*PYLINT, *files],
+                timeout_s=PYLINT_TIMEOUT_S,
+            )
+            pylint.append(wall)
+            pylint_cpu.append(cpu)
+            pylint_hits = sum(1 for line in text.splitlines() if "W1518" in line)
+    cache = work / "cache"
+    lint(root, cache, out)  # fill the cache
+    for _ in range(rounds):
+        wall, _, warm_doc = lint(root, cache, out)
+        warm.append(wall)
+        warm_summary = warm_doc["summary"]
+        assert isinstance(warm_summary, dict)
+        assert warm_summary["checked"] == 0, warm_summary
+    load_after = os.getloadavg()[0]
+    summary = doc["summary"]
+    assert isinstance(summary, dict)
+    findings = doc["findings"]
+    assert isinstance(findings, list)
+    result = compare(findings, labels, root)
+    by_package = Counter(split_path(str(f["path"]))[0] for f in findings)
+    n_files = int(summary["files"])
+    per_package = Counter(Path(f).relative_to(root).parts[0] for f in files)
+
+    cold_m, pylint_m, warm_m = (statistics.median(v) for v in (cold, pylint, warm))
+    ok = lambda good: "**met**" if good else "**missed**"  # noqa: E731
+    lines = [
+        "## lint: labelled real-world corpus (precision per rule, time vs ruff and pylint)",
+        "",
+        f"`memwarden lint` (default settings: tests and fixtures excluded) over {n_files} `.py` "
+        f"files of {len(dirs)} pinned wheels from PyPI (`bench/lint_corpus/packages.txt`), "
+        "every finding compared with `bench/lint_corpus/labels.csv`, whose verdicts were "
+        "written by reading the flagged code. Load average "
+        f"{load_before:.1f} before, {load_after:.1f} after (shared machine: medians of "
+        "alternated rounds).",
+        "",
+        "| rule | findings | true | false | precision | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    rules = sorted(set(result.true) | set(result.false))
+    for rule in rules:
+        p = result.precision(rule)
+        n = result.true[rule] + result.false[rule]
+        lines.append(
+            f"| {rule} | {n} | {result.true[rule]} | {result.false[rule]} | "
+            f"{p:.0%} | >= 90%: {ok(p is not None and p >= 0.9)} |"
+        )
+    for rule, n in sorted(result.informational.items()):
+        lines.append(f"| {rule} (informational, not labelled) | {n} | – | – | – | – |")
+    quiet = sorted({"MW101", "MW102", "MW301", "MW401", "MW501", "MW601"} - set(rules))
+    lines += [
+        "",
+        f"- Rules with no finding on the corpus: {', '.join(quiet) or 'none'}.",
+        f"- Unlabelled findings: {len(result.unlabelled)}"
+        + (" (the bench **fails** until they are labelled)" if result.unlabelled else "")
+        + f"; labels matched by line hash after a move: {result.moved}; stale labels "
+        f"(no finding any more): {len(result.stale)}.",
+        "- Files per package: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(per_package.items()))
+        + ".",
+        "- Findings per package: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(by_package.items()))
+        + ".",
+        f"- Cache-on-method on the same files: memwarden MW101 "
+        f"{result.true['MW101'] + result.false['MW101']} (unbounded ones as warnings, bounded "
+        f"ones as info), ruff B019 {ruff_hits}, pylint W1518 {pylint_hits} (W1518 flags only "
+        "`maxsize=None`/`cache`).",
+        "",
+        "| run (same files) | wall, median | CPU s (median) | vs pylint | target |",
+        "|---|---|---|---|---|",
+        f"| memwarden cold (all rules, `--no-cache`) | {cold_m:.2f} s | "
+        f"{statistics.median(cold_cpu):.1f} | {cold_m / pylint_m:.2f}x | within 2x of pylint: "
+        f"{ok(cold_m <= 2 * pylint_m)} |",
+        f"| memwarden warm (nothing changed) | {warm_m:.2f} s | – | {warm_m / cold_m:.1%} of "
+        f"cold | <= 5% of cold: {ok(warm_m <= 0.05 * cold_m)} |",
+        f"| ruff `--select B019` | {statistics.median(ruff):.2f} s | – | "
+        f"{statistics.median(ruff) / pylint_m:.2f}x | – |",
+        f"| pylint W1518 only, `-j 2` | {pylint_m:.2f} s | {statistics.median(pylint_cpu):.1f}"
+        " | 1 | – |",
+        "",
+        "Reproduce: `python bench/run.py lint_corpus` (downloads the wheels once into "
+        "`bench/.cache/`).",
+    ]
+    if result.unlabelled:
+        print(draft_rows(result.unlabelled), file=sys.stderr)
+        raise SystemExit(
+            f"{len(result.unlabelled)} finding(s) have no label in {LABELS}: read the code, "
+            "add a row for each (draft rows printed above), and run again"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _main() -> None:
+    if "--draft" in sys.argv:
+        root = CACHE
+        fetch(pinned())
+        with tempfile.TemporaryDirectory() as tmp:
+            _, _, doc = lint(root, None, Path(tmp) / "out.json")
+        findings = doc["findings"]
+        assert isinstance(findings, list)
+        result = compare(findings, load_labels() if LABELS.exists() else [], root)
+        print(draft_rows(result.unlabelled))
+        return
+    print(run())
+
+
+if __name__ == "__main__":
+    _main()
