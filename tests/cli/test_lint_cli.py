@@ -246,3 +246,51 @@ def test_help_names_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for code, rule in RULES.items():
         assert f"{code} {rule.name}" in out
+
+
+def test_baseline_round_trip_shows_only_new_findings(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--write-baseline records today's findings (exit 0); --baseline then shows only new ones."""
+    assert main(["lint", "--no-cache", "--write-baseline", "base.json"]) == 0
+    capsys.readouterr()
+    assert main(["lint", "--no-cache", "--baseline", "base.json"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "2 in the baseline" in err
+    with (project / "pkg" / "clean.py").open("a") as fh:
+        fh.write("\nimport json\n\ndef again(y):\n    return json.loads(json.dumps(y))\n")
+    assert main(["lint", "--no-cache", "--baseline", "base.json"]) == 1
+    out, _ = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == ["pkg/clean.py"]
+
+
+def test_bad_baseline_is_a_usage_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "base.json").write_text("not json")
+    assert main(["lint", "--no-cache", "--baseline", "base.json"]) == 2
+    assert "--baseline base.json: cannot read it" in capsys.readouterr().err
+
+
+def test_include_tests_flag(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tests/ below the linted directory is skipped by default and linted with the flag."""
+    (project / "tests").mkdir()
+    (project / "tests" / "test_it.py").write_text(LEAKY)
+    assert main(["lint", "--no-cache", "-q", "--format", "json"]) == 1
+    paths = {f["path"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert paths == {"pkg/leaky.py"}
+    assert main(["lint", "--no-cache", "-q", "--format", "json", "--include-tests"]) == 1
+    paths = {f["path"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert paths == {"pkg/leaky.py", "tests/test_it.py"}
+
+
+def test_symlinked_cache_is_a_usage_error_naming_it(
+    project: Path, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A planted .memwarden-cache symlink is refused with a message, not followed."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (project / ".memwarden-cache").symlink_to(elsewhere)
+    assert main(["lint", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert ".memwarden-cache" in err
+    assert "symlink" in err
+    assert list(elsewhere.iterdir()) == []
