@@ -48,6 +48,8 @@ INFORMATIONAL = frozenset({"MW201"})
 FIELDS = ("package", "path", "line", "rule", "verdict", "line_hash", "reason")
 PYLINT_TIMEOUT_S = 2400
 PYLINT_ROUNDS = int(os.environ.get("MW_BENCH_PYLINT_ROUNDS", "1"))
+PIP_DOWNLOAD = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+PIP_DOWNLOAD += ["--disable-pip-version-check", "-q", "-d"]
 RUFF = [str(VENV_BIN / "ruff"), "check", "--select", "B019", "--no-cache", "--isolated"]
 RUFF += ["--exit-zero", "--output-format", "concise"]
 PYLINT = [str(VENV_BIN / "pylint"), "--disable=all", "--enable=method-cache-max-size-none"]
@@ -80,47 +82,45 @@ def fetch(specs: list[str], cache: Path = CACHE) -> dict[str, Path]:
     if not project.exists():
         project.write_text("# the lint corpus: default settings\n")
     wheels = cache / "_wheels"
+    wheels.mkdir(exist_ok=True)
+    missing = [spec for spec in specs if not (cache / spec / ".complete").is_file()]
+    if missing:
+        # One pip process for every missing wheel: pip's start-up is most of the cost.
+        proc = subprocess.run(
+            [*PIP_DOWNLOAD, str(wheels), *missing],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"pip download failed: {proc.stderr.strip()[-500:]}")
     out: dict[str, Path] = {}
     for spec in specs:
         target = cache / spec
-        if (target / ".complete").is_file():
-            out[spec] = target
-            continue
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--only-binary=:all:",
-                    "--disable-pip-version-check",
-                    "-q",
-                    "-d",
-                    tmp,
-                    spec,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=600,
-            )
-            found = sorted(Path(tmp).glob("*.whl"))
-            if proc.returncode != 0 or not found:
-                raise RuntimeError(f"pip download {spec} failed: {proc.stderr.strip()[-500:]}")
-            wheels.mkdir(exist_ok=True)
-            wheel = wheels / found[0].name
-            found[0].replace(wheel)
-        target.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as archive:
-            for member in archive.namelist():
-                # Only sources, and only paths inside the target (a wheel is untrusted data).
-                if member.endswith((".py", ".pyi")) and ".." not in Path(member).parts:
-                    archive.extract(member, target)
-        (target / ".complete").write_text(wheel.name + "\n")
+        if spec in missing:
+            name, _, version = spec.partition("==")
+            found = [
+                w
+                for w in wheels.glob("*.whl")
+                if _normalize(w.name.split("-")[0]) == _normalize(name)
+                and w.name.split("-")[1] == version
+            ]
+            if not found:
+                raise RuntimeError(f"pip download {spec}: no wheel found in {wheels}")
+            target.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(found[0]) as archive:
+                for member in archive.namelist():
+                    # Only sources, only inside the target (a wheel is untrusted data).
+                    if member.endswith((".py", ".pyi")) and ".." not in Path(member).parts:
+                        archive.extract(member, target)
+            (target / ".complete").write_text(found[0].name + "\n")
         out[spec] = target
     return out
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
 
 
 def line_hash(text: str) -> str:
@@ -333,7 +333,10 @@ def run(rounds: int = 3) -> str:
     per_package = Counter(Path(f).relative_to(root).parts[0] for f in files)
 
     cold_m, pylint_m, warm_m = (statistics.median(v) for v in (cold, pylint, warm))
-    ok = lambda good: "**met**" if good else "**missed**"  # noqa: E731
+
+    def ok(good: bool) -> str:
+        return "**met**" if good else "**missed**"
+
     lines = [
         "## lint: labelled real-world corpus (precision per rule, time vs ruff and pylint)",
         "",
