@@ -1,9 +1,9 @@
 """A small pinned part of the labelled lint corpus, end to end (wheels from PyPI).
 
-The full corpus (twenty packages, thousands of files) runs in ``bench/bench_lint_corpus.py``;
-this test downloads two small wheels of it (once, into ``bench/.cache/``) and checks that every finding on them has a
-label, that no label went stale, and that the labels' verdicts hold. Without network
-access it is skipped, saying so.
+The full corpus (twenty packages, thousands of files) runs in
+``bench/bench_lint_corpus.py``; this test downloads two small wheels of it (once, into
+``bench/.cache/``) and checks that every finding on them has a label, that no label went
+stale, and that the labels' verdicts hold. Without network access it is skipped, saying so.
 """
 
 from __future__ import annotations
