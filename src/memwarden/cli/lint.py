@@ -144,7 +144,9 @@ def command(  # noqa: PLR0917 - click passes every option positionally
     # A ConfigurationError here or below reaches main(), which exits 2 (usage).
     base = load_lint_config(config_path or pyproject)
     config = base.merged(select=select, ignore=ignore, exclude=exclude, include_tests=include_tests)
-    baseline = Baseline.load(baseline_path) if baseline_path is not None else None
+    # --write-baseline records every current finding, so an existing baseline is not applied.
+    use_baseline = baseline_path is not None and write_baseline is None
+    baseline = Baseline.load(baseline_path) if use_baseline and baseline_path else None
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CommandError(f"no such file or directory: {', '.join(missing)}", exit_code=2)
