@@ -285,67 +285,37 @@ def _linted_files(root: Path) -> list[str]:
     return discover([root], LintConfig(), root)
 
 
-def run(rounds: int = 3) -> str:
-    specs = pinned()
-    dirs = fetch(specs)
-    root = CACHE
-    labels = load_labels()
-    work = Path(tempfile.mkdtemp(prefix="mw-bench-lintc-"))
-    files = _linted_files(root)
-    listing = work / "files.txt"
-    listing.write_text("\n".join(files) + "\n")
-    load_before = os.getloadavg()[0]
-    cold, cold_cpu, ruff, pylint, pylint_cpu, warm = [], [], [], [], [], []
-    out = work / "out.json"
-    doc: dict[str, object] = {}
-    ruff_hits = pylint_hits = 0
-    for i in range(rounds):
-        wall, cpu, doc = lint(root, None, out)
-        cold.append(wall)
-        cold_cpu.append(cpu)
-        wall, _, text = _timed([*RUFF, *files])
-        ruff.append(wall)
-        ruff_hits = sum(1 for line in text.splitlines() if "B019" in line)
-        if i < PYLINT_ROUNDS:  # pylint is the slow one (~0.2 s a file)
-            wall, cpu, text = _timed(
-                [*PYLINT, *files],
-                timeout_s=PYLINT_TIMEOUT_S,
-            )
-            pylint.append(wall)
-            pylint_cpu.append(cpu)
-            pylint_hits = sum(1 for line in text.splitlines() if "W1518" in line)
-    cache = work / "cache"
-    lint(root, cache, out)  # fill the cache
-    for _ in range(rounds):
-        wall, _, warm_doc = lint(root, cache, out)
-        warm.append(wall)
-        warm_summary = warm_doc["summary"]
-        assert isinstance(warm_summary, dict)
-        assert warm_summary["checked"] == 0, warm_summary
-    load_after = os.getloadavg()[0]
+def _ok(good: bool) -> str:
+    return "**met**" if good else "**missed**"
+
+
+def precision_lines(
+    doc: dict[str, object], files: list[str], root: Path, ruff_hits: int, pylint_hits: int
+) -> list[str]:
+    """The precision table and notes for one cold run's JSON document.
+
+    Raises:
+        SystemExit: findings without a label (their draft rows go to standard error).
+    """
     summary = doc["summary"]
     assert isinstance(summary, dict)
     findings = doc["findings"]
     assert isinstance(findings, list)
-    result = compare(findings, labels, root)
+    result = compare(findings, load_labels(), root)
+    if result.unlabelled:
+        print(draft_rows(result.unlabelled), file=sys.stderr)
+        raise SystemExit(
+            f"{len(result.unlabelled)} finding(s) have no label in {LABELS}: read the code, "
+            "add a row for each (draft rows printed above), and run again"
+        )
     by_package = Counter(split_path(str(f["path"]))[0] for f in findings)
-    n_files = int(summary["files"])
     per_package = Counter(Path(f).relative_to(root).parts[0] for f in files)
-
-    cold_m, pylint_m, warm_m = (statistics.median(v) for v in (cold, pylint, warm))
-
-    def ok(good: bool) -> str:
-        return "**met**" if good else "**missed**"
-
     lines = [
-        "## lint: labelled real-world corpus (precision per rule, time vs ruff and pylint)",
-        "",
-        f"`memwarden lint` (default settings: tests and fixtures excluded) over {n_files} `.py` "
-        f"files of {len(dirs)} pinned wheels from PyPI (`bench/lint_corpus/packages.txt`), "
-        "every finding compared with `bench/lint_corpus/labels.csv`, whose verdicts were "
-        "written by reading the flagged code. Load average "
-        f"{load_before:.1f} before, {load_after:.1f} after (shared machine: medians of "
-        "alternated rounds).",
+        f"`memwarden lint` (default settings: tests and fixtures excluded) over "
+        f"{int(summary['files'])} `.py` files of {len(per_package)} pinned wheels from PyPI "
+        "(`bench/lint_corpus/packages.txt`), every finding compared with "
+        "`bench/lint_corpus/labels.csv`, whose verdicts were written by reading the flagged "
+        "code.",
         "",
         "| rule | findings | true | false | precision | target |",
         "|---|---|---|---|---|---|",
@@ -356,7 +326,7 @@ def run(rounds: int = 3) -> str:
         n = result.true[rule] + result.false[rule]
         lines.append(
             f"| {rule} | {n} | {result.true[rule]} | {result.false[rule]} | "
-            f"{p:.0%} | >= 90%: {ok(p is not None and p >= 0.9)} |"
+            f"{p:.0%} | >= 90%: {_ok(p is not None and p >= 0.9)} |"
         )
     for rule, n in sorted(result.informational.items()):
         lines.append(f"| {rule} (informational, not labelled) | {n} | – | – | – | – |")
@@ -364,42 +334,95 @@ def run(rounds: int = 3) -> str:
     lines += [
         "",
         f"- Rules with no finding on the corpus: {', '.join(quiet) or 'none'}.",
-        f"- Unlabelled findings: {len(result.unlabelled)}"
-        + (" (the bench **fails** until they are labelled)" if result.unlabelled else "")
-        + f"; labels matched by line hash after a move: {result.moved}; stale labels "
-        f"(no finding any more): {len(result.stale)}.",
+        f"- Unlabelled findings: {len(result.unlabelled)}; labels matched by line hash after "
+        f"a move: {result.moved}; stale labels (no finding any more): {len(result.stale)}.",
         "- Files per package: "
         + ", ".join(f"{k} {v}" for k, v in sorted(per_package.items()))
         + ".",
         "- Findings per package: "
         + ", ".join(f"{k} {v}" for k, v in sorted(by_package.items()))
         + ".",
-        f"- Cache-on-method on the same files: memwarden MW101 "
-        f"{result.true['MW101'] + result.false['MW101']} (unbounded ones as warnings, bounded "
-        f"ones as info), ruff B019 {ruff_hits}, pylint W1518 {pylint_hits} (W1518 flags only "
-        "`maxsize=None`/`cache`).",
+    ]
+    if ruff_hits >= 0:
+        lines.append(
+            f"- Cache-on-method on the same files: memwarden MW101 "
+            f"{result.true['MW101'] + result.false['MW101']} (unbounded ones as warnings, "
+            f"bounded ones as info), ruff B019 {ruff_hits}, pylint W1518 "
+            + (f"{pylint_hits}" if pylint_hits >= 0 else "(timed out)")
+            + " (W1518 flags only `maxsize=None`/`cache`)."
+        )
+    return lines
+
+
+def run(rounds: int = 3) -> str:
+    specs = pinned()
+    fetch(specs)
+    root = CACHE
+    load_labels()  # a malformed label file fails before the long part
+    work = Path(tempfile.mkdtemp(prefix="mw-bench-lintc-"))
+    files = _linted_files(root)
+    load_before = os.getloadavg()[0]
+    cold: list[float] = []
+    cold_cpu: list[float] = []
+    ruff: list[float] = []
+    pylint: list[float] = []
+    pylint_cpu: list[float] = []
+    warm: list[float] = []
+    out = work / "out.json"
+    doc: dict[str, object] = {}
+    ruff_hits = pylint_hits = -1
+    pylint_timed_out = False
+    for i in range(rounds):
+        wall, cpu, doc = lint(root, None, out)
+        cold.append(wall)
+        cold_cpu.append(cpu)
+        wall, _, text = _timed([*RUFF, *files])
+        ruff.append(wall)
+        ruff_hits = sum(1 for line in text.splitlines() if "B019" in line)
+        if i < PYLINT_ROUNDS:  # pylint is the slow one (~0.2 s a file)
+            try:
+                wall, cpu, text = _timed([*PYLINT, *files], timeout_s=PYLINT_TIMEOUT_S)
+                pylint_hits = sum(1 for line in text.splitlines() if "W1518" in line)
+            except subprocess.TimeoutExpired:
+                wall, cpu, pylint_timed_out = float(PYLINT_TIMEOUT_S), float("nan"), True
+            pylint.append(wall)
+            pylint_cpu.append(cpu)
+    cache = work / "cache"
+    lint(root, cache, out)  # fill the cache
+    for _ in range(rounds):
+        wall, _, warm_doc = lint(root, cache, out)
+        warm.append(wall)
+        warm_summary = warm_doc["summary"]
+        assert isinstance(warm_summary, dict)
+        assert warm_summary["checked"] == 0, warm_summary
+    load_after = os.getloadavg()[0]
+    cold_m, pylint_m, warm_m = (statistics.median(v) for v in (cold, pylint, warm))
+    at_least = "> " if pylint_timed_out else ""
+    lines = [
+        "## lint: labelled real-world corpus (precision per rule, time vs ruff and pylint)",
+        "",
+        *precision_lines(doc, files, root, ruff_hits, -1 if pylint_timed_out else pylint_hits),
+        "",
+        f"Time, whole CLI processes on the same files (load average {load_before:.1f} before, "
+        f"{load_after:.1f} after: a shared machine; medians of alternated rounds, pylint "
+        f"{len(pylint)} round(s)):",
         "",
         "| run (same files) | wall, median | CPU s (median) | vs pylint | target |",
         "|---|---|---|---|---|",
         f"| memwarden cold (all rules, `--no-cache`) | {cold_m:.2f} s | "
-        f"{statistics.median(cold_cpu):.1f} | {cold_m / pylint_m:.2f}x | within 2x of pylint: "
-        f"{ok(cold_m <= 2 * pylint_m)} |",
+        f"{statistics.median(cold_cpu):.1f} | {'< ' if at_least else ''}"
+        f"{cold_m / pylint_m:.3f}x | within 2x of pylint: {_ok(cold_m <= 2 * pylint_m)} |",
         f"| memwarden warm (nothing changed) | {warm_m:.2f} s | – | {warm_m / cold_m:.1%} of "
-        f"cold | <= 5% of cold: {ok(warm_m <= 0.05 * cold_m)} |",
+        f"cold | <= 5% of cold: {_ok(warm_m <= 0.05 * cold_m)} |",
         f"| ruff `--select B019` | {statistics.median(ruff):.2f} s | – | "
-        f"{statistics.median(ruff) / pylint_m:.2f}x | – |",
-        f"| pylint W1518 only, `-j 2` | {pylint_m:.2f} s | {statistics.median(pylint_cpu):.1f}"
-        " | 1 | – |",
+        f"{statistics.median(ruff) / pylint_m:.3f}x | – |",
+        f"| pylint W1518 only, `-j 2` | {at_least}{pylint_m:.2f} s | "
+        f"{statistics.median(pylint_cpu):.1f} | 1 | – |",
         "",
         "Reproduce: `python bench/run.py lint_corpus` (downloads the wheels once into "
-        "`bench/.cache/`).",
+        "`bench/.cache/`); the precision table alone, without the slow pylint run: "
+        "`python bench/bench_lint_corpus.py --precision`.",
     ]
-    if result.unlabelled:
-        print(draft_rows(result.unlabelled), file=sys.stderr)
-        raise SystemExit(
-            f"{len(result.unlabelled)} finding(s) have no label in {LABELS}: read the code, "
-            "add a row for each (draft rows printed above), and run again"
-        )
     return "\n".join(lines) + "\n"
 
 
@@ -413,6 +436,13 @@ def _main() -> None:
         assert isinstance(findings, list)
         result = compare(findings, load_labels() if LABELS.exists() else [], root)
         print(draft_rows(result.unlabelled))
+        return
+    if "--precision" in sys.argv:
+        fetch(pinned())
+        files = _linted_files(CACHE)
+        with tempfile.TemporaryDirectory() as tmp:
+            _, _, doc = lint(CACHE, None, Path(tmp) / "out.json")
+        print("\n".join(precision_lines(doc, files, CACHE, -1, -1)))
         return
     print(run())
 
