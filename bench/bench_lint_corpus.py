@@ -277,6 +277,12 @@ def lint(root: Path, cache: Path | None, out: Path) -> tuple[float, float, dict[
     return wall, cpu, doc
 
 
+def _lint_cmd(files: list[str], cache: Path | None, out: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "memwarden", "lint", *files, "--format", "json"]
+    cmd += ["-o", str(out), "-q", "--exit-zero"]
+    return cmd + (["--no-cache"] if cache is None else ["--cache-dir", str(cache)])
+
+
 def _linted_files(root: Path) -> list[str]:
     sys.path.insert(0, str(ROOT / "src"))
     from memwarden.lint.config import LintConfig
@@ -436,6 +442,32 @@ def _main() -> None:
         assert isinstance(findings, list)
         result = compare(findings, load_labels() if LABELS.exists() else [], root)
         print(draft_rows(result.unlabelled))
+        return
+    if "--subset" in sys.argv:
+        # Timing only, on every STEP-th file (both tools on the same files), for a quick
+        # figure when pylint over the whole corpus takes too long on a loaded machine.
+        step = int(sys.argv[sys.argv.index("--subset") + 1])
+        fetch(pinned())
+        files = _linted_files(CACHE)[::step]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.json"
+            rows: dict[str, list[float]] = {
+                "memwarden cold": [],
+                "pylint W1518": [],
+                "ruff B019": [],
+            }
+            for _ in range(2):
+                rows["memwarden cold"].append(_timed(_lint_cmd(files, None, out))[0])
+                rows["pylint W1518"].append(_timed([*PYLINT, *files], PYLINT_TIMEOUT_S)[0])
+                rows["ruff B019"].append(_timed([*RUFF, *files])[0])
+            cache = Path(tmp) / "cache"
+            _timed(_lint_cmd(files, cache, out))
+            rows["memwarden warm"] = [_timed(_lint_cmd(files, cache, out))[0] for _ in range(2)]
+        base = statistics.median(rows["pylint W1518"])
+        print(f"{len(files)} files (every {step}th), load {os.getloadavg()[0]:.1f}:")
+        for name, values in rows.items():
+            m = statistics.median(values)
+            print(f"| {name} | {m:.2f} s | {m / base:.3f}x pylint |")
         return
     if "--precision" in sys.argv:
         fetch(pinned())
