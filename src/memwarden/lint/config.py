@@ -34,6 +34,7 @@ DEFAULT_EXCLUDE = (
     ".ruff_cache",
     ".pytest_cache",
     ".memwarden-cache",
+    ".cache",
     "node_modules",
     "build",
     "dist",
