@@ -240,9 +240,12 @@ def _digest_of_path(key: str) -> str:
 class _Store:
     """The sqlite3 side of the engine: one row per (fingerprint, key)."""
 
-    def __init__(self, directory: Path, fingerprint: str) -> None:
+    def __init__(
+        self, directory: Path, fingerprint: str, busy_timeout_s: float = _BUSY_TIMEOUT_S
+    ) -> None:
         self.path = directory / DB_NAME
         self.fingerprint = fingerprint
+        self.busy_timeout_s = busy_timeout_s
         self.orphans: list[str] = []  # keys of rows whose files are gone (found by a bulk load)
         self._conn: sqlite3.Connection | None = None
         try:
@@ -262,7 +265,7 @@ class _Store:
             try:
                 conn = sqlite3.connect(
                     self.path,
-                    timeout=_BUSY_TIMEOUT_S,
+                    timeout=self.busy_timeout_s,
                     isolation_level=None,
                     check_same_thread=False,
                 )
@@ -285,6 +288,17 @@ class _Store:
                 if attempt == 0 and "locked" not in str(exc) and "busy" not in str(exc):
                     self._discard()
         return None
+
+    def _heal(self, exc: sqlite3.DatabaseError) -> None:
+        """A damaged database (not a locked one) is rebuilt from scratch, once per run."""
+        text = str(exc)
+        if "locked" in text or "busy" in text or getattr(self, "_healed", False):
+            return
+        self._healed = True
+        log.warning("rebuilding damaged cache %s", self.path)
+        self.close()
+        self._discard()
+        self._conn = self._open()
 
     def _discard(self) -> None:
         for suffix in ("", "-wal", "-shm"):
@@ -324,6 +338,7 @@ class _Store:
                 ).fetchall()
         except sqlite3.DatabaseError as exc:
             log.warning("ignoring unreadable cache %s: %s", self.path, exc)
+            self._heal(exc)
 
     def save(
         self,
@@ -370,6 +385,7 @@ class _Store:
         except sqlite3.DatabaseError as exc:
             # A cache that cannot be written costs speed next time, never correctness now.
             log.warning("could not update cache %s: %s", self.path, exc)
+            self._heal(exc)
 
     def clear(self) -> None:
         if self._conn is None:
@@ -407,6 +423,8 @@ class IncrementalEngine(Generic[R]):
             process-wide governor), ``None`` for none, or a :class:`Governor`.
         register: ``False`` is ``governor=None``.
         name: a label for logs and the governor.
+        busy_timeout_s: how long to wait for a cache another process holds locked
+            before going on without it.
 
     Raises:
         ConfigurationError: a bad ``max_memory_bytes`` or ``jobs``.
@@ -425,6 +443,7 @@ class IncrementalEngine(Generic[R]):
         governor: Governor | DefaultType | None = DEFAULT,
         register: bool = True,
         name: str | None = None,
+        busy_timeout_s: float = _BUSY_TIMEOUT_S,
     ) -> None:
         self._compute = compute
         self._depends_on = depends_on
@@ -451,7 +470,11 @@ class IncrementalEngine(Generic[R]):
         self._lru: BoundedLRU[str, _Entry] = BoundedLRU(None, self.max_memory_bytes, sized=True)
         self._lock = threading.RLock()
         self.stats = EngineStats()
-        self._store = _Store(Path(cache_dir), self.fingerprint) if cache_dir is not None else None
+        self._store = (
+            _Store(Path(cache_dir), self.fingerprint, busy_timeout_s)
+            if cache_dir is not None
+            else None
+        )
         self.name = name or f"IncrementalEngine@{id(self):x}"
         self._registration: Any = _register(self, governor if register else None)
 

@@ -30,10 +30,8 @@ import time
 import tracemalloc
 import types
 import weakref
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Generator, Sequence
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

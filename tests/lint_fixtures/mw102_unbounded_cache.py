@@ -18,6 +18,9 @@ _handed_over = {}
 _only_read = {"a": 1}
 _filled_at_import = {}
 _codecs = {}
+_counter = [0]
+_by_kind = {}
+_table = []
 __all__ = []
 
 
@@ -75,6 +78,21 @@ def register_codec(name, codec):
     _codecs[name] = codec  # a registry filled by registration calls, not by traffic
 
 
+def count(n):
+    _counter[0] += n  # a fixed slot
+
+
+def by_kind(kind, value):
+    _by_kind[kind] = value  # keyed by a name from a domain the program enumerates
+
+
+def table(n):
+    if not _table:
+        for i in range(20):
+            _table.append(i * n)  # filled once
+    return _table
+
+
 def read(x):
     return _only_read.get(x)
 
@@ -90,12 +108,16 @@ def shadowing(x):
 
 
 class Registry:
-    handlers = {}  # expect: MW102
+    handlers = {}  # one slot per event name: a registry, bounded by the names
+    requests = []  # expect: MW102
     plugins = []
     names = set()
 
     def on_event(self, name, handler):
         self.handlers[name] = handler
+
+    def record(self, request):
+        self.requests.append(request)
 
     def register(self, name):
         type(self).plugins.append(name)

@@ -13,9 +13,7 @@ def clones(state):
     b = pickle.loads(pickle.dumps(state))  # expect: MW301
     c = loads(dumps(state))  # expect: MW301
     d = pk.loads(pk.dumps(state, protocol=5))  # expect: MW301
-    e = copy.deepcopy(state)  # expect: MW301
-    f = deepcopy(state)  # expect: MW301
-    return a, b, c, d, e, f
+    return a, b, c, d
 
 
 async def async_clone(state):
@@ -28,7 +26,17 @@ def fine(state, text):
     c = copy.copy(state)
     d = dict(state)
     e = json.loads(pickle.dumps(state))  # mixed libraries: not a round trip
-    return a, b, c, d, e
+    f = copy.deepcopy(state)  # whether a deep copy is needed cannot be told from the code
+    g = deepcopy(state)
+    return a, b, c, d, e, f, g
+
+
+def check_picklable(obj):
+    return pickle.loads(pickle.dumps(obj))  # the round trip is the point
+
+
+def validate_roundtrip(doc):
+    return json.loads(json.dumps(doc)) == doc
 
 
 class Store:

@@ -10,10 +10,12 @@ def on_tick(event):
 
 
 class Widget:
-    def __init__(self, bus, button, future, emitter):
+    def __init__(self, bus, button, future, emitter, loop):
         bus.subscribe("tick", self.on_tick)  # expect: MW401
         button.addEventListener("click", lambda e: e)  # expect: MW401
-        future.add_done_callback(self._done)  # expect: MW401
+        future.add_done_callback(self._done)  # one-shot: a future calls it once and drops it
+        loop.call_soon(self._done)  # one-shot scheduling
+        self.loop.add_callback(self._done)  # tornado's one-shot add_callback
         emitter.on("data", partial(self.handle, 1))  # expect: MW401
         emitter.add_listener("x", on_tick)  # expect: MW401
         self.sock = None
@@ -73,6 +75,28 @@ class Handlers:
 
     def on_term(self, signum, frame):
         return signum
+
+
+class Saver:
+    def __init__(self, bus):
+        self._bus = bus
+        self._bus.subscribe("tick", self.on_tick)  # expect: MW401
+        self.button = make_button()
+        self.button.clicked.connect(self.on_tick)  # its own child widget dies with it
+        local = make_button()
+        local.connect("pressed", self.on_tick)  # created here: owned
+
+    def on_tick(self, e):
+        return e
+
+
+def make_button():
+    return None
+
+
+def restore(signals, old_handlers):
+    for sig in signals:
+        signal.signal(sig, old_handlers[sig])  # the restore itself
 
 
 class Outer:

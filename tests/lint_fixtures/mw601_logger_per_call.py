@@ -11,12 +11,12 @@ SUBSYSTEM = "app.db"
 def per_request(request):
     a = logging.getLogger(f"app.request.{request.id}")  # expect: MW601
     b = lg.getLogger("job-" + str(request.id))  # expect: MW601
-    c = getLogger(name=request.user)  # expect: MW601
+    c = getLogger(name="user.{}".format(request.user))  # expect: MW601
     return a, b, c
 
 
 async def async_handler(task):
-    return logging.getLogger(task.name)  # expect: MW601
+    return logging.getLogger(f"task.{task.id}")  # expect: MW601
 
 
 def fine(obj):
@@ -26,7 +26,9 @@ def fine(obj):
     d = logging.getLogger(type(obj).__module__ + "." + type(obj).__qualname__)
     e = logging.getLogger()
     f = logging.getLogger(SUBSYSTEM)
-    return a, b, c, d, e, f
+    g = logging.getLogger(obj.name)  # a name passed through: the caller's existing names
+    h = logging.getLogger("django.security.%s" % obj.__class__.__name__)  # bounded by classes
+    return a, b, c, d, e, f, g, h
 
 
 class Service:

@@ -61,16 +61,25 @@ def test_rule_docstrings_are_user_explanations() -> None:
 
 
 def test_info_severity_for_advice_rules() -> None:
-    """MW201 and deepcopy (MW301) are reported as info; a serialization clone as a warning."""
+    """MW201 and a bounded cache on a method (MW101) are info; a serialization clone a warning."""
     src = (
-        "import copy, json\n"
+        "import functools, json\n"
         "def f(x, p):\n"
         "    p.read_text()\n"
-        "    copy.deepcopy(x)\n"
         "    json.loads(json.dumps(x))\n"
+        "class C:\n"
+        "    @functools.lru_cache(maxsize=64)\n"
+        "    def a(self): ...\n"
+        "    @functools.cache\n"
+        "    def b(self): ...\n"
     )
     severities = {(f.code, f.line): f.severity for f in check_source(src)}
-    assert severities == {("MW201", 3): "info", ("MW301", 4): "info", ("MW301", 5): "warning"}
+    assert severities == {
+        ("MW201", 3): "info",
+        ("MW301", 4): "warning",
+        ("MW101", 6): "info",
+        ("MW101", 8): "warning",
+    }
 
 
 def test_unparsable_source_is_reported_not_raised() -> None:
@@ -85,16 +94,17 @@ def test_unparsable_source_is_reported_not_raised() -> None:
 
 def test_columns_count_characters_not_bytes() -> None:
     """A finding after non-ASCII text on the same line has a character-based 1-based column."""
-    src = "import copy\ns = 'éé'; y = copy.deepcopy(s)\n"
+    src = "import json\ns = 'éé'; y = json.loads(json.dumps(s))\n"
     (finding,) = check_source(src)
     assert finding.line == 2
-    assert finding.column == src.splitlines()[1].index("copy.deepcopy") + 1
+    assert finding.column == src.splitlines()[1].index("json.loads") + 1
 
 
 def test_select_and_ignore_filter_findings(tmp_path: Path) -> None:
     """select keeps only matching codes (prefixes work), ignore drops them, MW000 stays visible."""
     (tmp_path / "a.py").write_text(
-        "import copy, logging\ndef f(x):\n    copy.deepcopy(x)\n    logging.getLogger(x)\n"
+        "import json, logging\ndef f(x):\n    json.loads(json.dumps(x))\n"
+        "    logging.getLogger(f'job.{x.id}')\n"
     )
     (tmp_path / "b.py").write_text("def broken(:\n")
     every = lint_paths([tmp_path], root=tmp_path, jobs=1)
@@ -169,7 +179,7 @@ def test_discovery_skips_default_and_configured_excludes(tmp_path: Path) -> None
 def test_unreadable_file_is_mw000_and_the_run_goes_on(tmp_path: Path) -> None:
     """A file that vanishes or cannot be read is reported as MW000 while other files are checked."""
     good = tmp_path / "good.py"
-    good.write_text("import copy\ncopy.deepcopy(1)\n")
+    good.write_text("import json\njson.loads(json.dumps(1))\n")
     locked = tmp_path / "locked.py"
     locked.write_text("x = 1\n")
     locked.chmod(0)

@@ -18,7 +18,7 @@ from memwarden.config import read_tool_table
 from memwarden.exceptions import ConfigurationError
 from memwarden.lint.rules import RULES
 
-__all__ = ["DEFAULT_EXCLUDE", "LintConfig", "load_lint_config"]
+__all__ = ["DEFAULT_EXCLUDE", "TEST_DIRECTORIES", "TEST_FILES", "LintConfig", "load_lint_config"]
 
 #: Directories never searched when a directory is linted (explicit file arguments still are).
 DEFAULT_EXCLUDE = (
@@ -34,12 +34,22 @@ DEFAULT_EXCLUDE = (
     ".ruff_cache",
     ".pytest_cache",
     ".memwarden-cache",
+    ".cache",
     "node_modules",
     "build",
     "dist",
     "site-packages",
     ".eggs",
 )
+
+
+#: Below a linted directory, directories of tests and fixtures skipped unless
+#: ``include_tests`` (``--include-tests``): test code builds throw-away state on purpose.
+TEST_DIRECTORIES = frozenset(
+    {"tests", "test", "testing_fixtures", "fixtures", "lint_fixtures", "__tests__"}
+)
+#: File names (globs) of tests skipped the same way.
+TEST_FILES = ("test_*.py", "*_test.py", "tests.py", "conftest.py")
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class LintConfig:
         select: codes or code prefixes to report; empty means every rule.
         ignore: codes or prefixes never reported (wins over ``select``).
         exclude: glob patterns of files and directories to skip.
+        include_tests: also lint tests and fixtures found below a linted directory.
         source: where the settings came from (for error messages).
     """
 
@@ -57,6 +68,7 @@ class LintConfig:
     ignore: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     source: str = "defaults"
+    include_tests: bool = False
 
     def enabled(self, code: str) -> bool:
         """Whether findings of ``code`` are reported."""
@@ -90,6 +102,7 @@ class LintConfig:
         select: Sequence[str] = (),
         ignore: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        include_tests: bool = False,
         source: str = "command line",
     ) -> LintConfig:
         """This configuration with command-line options applied.
@@ -104,6 +117,7 @@ class LintConfig:
             ignore=self.ignore + _codes(ignore, "ignore", source),
             exclude=self.exclude + tuple(exclude),
             source=self.source if not (select or ignore or exclude) else f"{self.source}+{source}",
+            include_tests=self.include_tests or include_tests,
         )
 
 
@@ -145,7 +159,7 @@ def load_lint_config(pyproject: str | Path | None) -> LintConfig:
     source = f"{path} [tool.memwarden.lint]"
     if not isinstance(section, dict):
         raise ConfigurationError(f"{source}: must be a table", source=str(path))
-    known = {"select", "ignore", "exclude"}
+    known = {"select", "ignore", "exclude", "include_tests"}
     for key in section:
         if key.replace("-", "_") not in known:
             raise ConfigurationError(
@@ -162,7 +176,15 @@ def load_lint_config(pyproject: str | Path | None) -> LintConfig:
             value=exclude,
             source=str(path),
         )
+    include_tests = section.get("include-tests", section.get("include_tests", False))
+    if not isinstance(include_tests, bool):
+        raise ConfigurationError(
+            f"include-tests={include_tests!r} ({source}): expected true or false",
+            value=include_tests,
+            source=str(path),
+        )
     return LintConfig(
+        include_tests=include_tests,
         select=_codes(section.get("select", []), "select", source),
         ignore=_codes(section.get("ignore", []), "ignore", source),
         exclude=tuple(exclude),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from memwarden.lint.rules import ModuleIndex
+    from memwarden.lint.index import ModuleIndex
 
 __all__ = ["SEVERITIES", "Finding", "Rule"]
 
@@ -43,19 +43,22 @@ class Finding:
         ]
 
     @classmethod
-    def from_row(cls, path: str, row: list[object]) -> Finding:
-        """The inverse of :meth:`to_row`."""
+    def from_row(cls, path: str, row: object) -> Finding:
+        """The inverse of :meth:`to_row`.
+
+        Raises:
+            ValueError: a damaged row (wrong length, wrong types, unknown severity): the
+                caller checks the file again instead of trusting it.
+        """
+        if not isinstance(row, list | tuple) or len(row) != 7:
+            raise ValueError(f"damaged cache row {row!r}: expected 7 fields")
         line, column, code, message, severity, end_line, end_column = row
-        return cls(
-            path,
-            int(str(line)),
-            int(str(column)),
-            str(code),
-            str(message),
-            str(severity),
-            int(str(end_line)),
-            int(str(end_column)),
-        )
+        numbers = (line, column, end_line, end_column)
+        if not all(type(n) is int and 0 <= n < 2**31 for n in numbers):
+            raise ValueError(f"damaged cache row {row!r}: positions must be integers")
+        if not (isinstance(code, str) and isinstance(message, str)) or severity not in SEVERITIES:
+            raise ValueError(f"damaged cache row {row!r}: bad code, message or severity")
+        return cls(path, line, column, code, message, str(severity), end_line, end_column)
 
     def to_dict(self) -> dict[str, object]:
         """The finding as a JSON object (the ``--format json`` shape)."""

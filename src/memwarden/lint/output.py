@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from memwarden.lint.model import Finding
 from memwarden.lint.rules import RULES
 from memwarden.lint.runner import LintResult
 
-__all__ = ["FORMATS", "render", "to_json", "to_sarif", "to_text"]
+__all__ = ["FORMATS", "escape_control", "render", "to_json", "to_sarif", "to_text"]
 
 FORMATS = ("text", "json", "sarif")
 
@@ -19,12 +21,31 @@ _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 _INFO_URI = "https://github.com/memwarden/memwarden/blob/main/docs/lint.md"
 
 
+# C0 and C1 control characters and DEL; a file name may hold any of them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``).
+
+    A newline in a file name would otherwise start a forged finding line, and an escape
+    sequence would reach the terminal (clear the screen, set the window title).
+    """
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def to_text(result: LintResult) -> str:
-    """One line per finding: ``path:line:col: CODE message`` (info findings say so)."""
+    """One line per finding: ``path:line:col: CODE message`` (info findings say so).
+
+    Control characters in paths and messages are escaped: one finding is one line.
+    """
     lines = []
     for f in result.findings:
         tag = " [info]" if f.severity == "info" else ""
-        lines.append(f"{f.path}:{f.line}:{f.column}: {f.code}{tag} {f.message}")
+        lines.append(
+            f"{escape_control(f.path)}:{f.line}:{f.column}: {f.code}{tag} "
+            f"{escape_control(f.message)}"
+        )
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -35,6 +56,7 @@ def summary(result: LintResult) -> dict[str, int]:
         "findings": len(result.findings),
         "checked": result.checked,
         "cached": result.cached,
+        "baselined": result.baselined,
     }
 
 
@@ -50,10 +72,12 @@ def to_json(result: LintResult, version: str) -> str:
 
 
 def _artifact(path: str) -> dict[str, Any]:
+    # URIs, not paths: `#`, `%`, `?`, spaces and newlines in a file name are
+    # percent-encoded (RFC 3986), so a viewer resolves the file the finding is about.
     p = Path(path)
     if p.is_absolute():
-        return {"uri": p.as_uri()}
-    return {"uri": p.as_posix(), "uriBaseId": "%SRCROOT%"}
+        return {"uri": "file://" + quote(p.as_posix(), safe="/")}
+    return {"uri": quote(p.as_posix(), safe="/"), "uriBaseId": "%SRCROOT%"}
 
 
 def _result(f: Finding, index: dict[str, int]) -> dict[str, Any]:
@@ -113,7 +137,9 @@ def to_sarif(result: LintResult, version: str) -> str:
                         "rules": rules,
                     }
                 },
-                "originalUriBaseIds": {"%SRCROOT%": {"uri": result.root.as_uri() + "/"}},
+                "originalUriBaseIds": {
+                    "%SRCROOT%": {"uri": "file://" + quote(result.root.as_posix(), safe="/") + "/"}
+                },
                 "columnKind": "unicodeCodePoints",
                 "results": [_result(f, index) for f in result.findings],
             }

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
+from memwarden.lint.index import COMPREHENSIONS, FUNCS, ModuleIndex, bound_names, flat_body
 from memwarden.lint.model import RawFinding, Rule
 
 __all__ = [
@@ -28,223 +28,6 @@ __all__ = [
     "Unparsable",
     "WholeFileRead",
 ]
-
-_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Module)
-_TRY: tuple[type[ast.stmt], ...] = (ast.Try, *([ast.TryStar] if hasattr(ast, "TryStar") else []))
-_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
-# Fields that never hold child nodes (``ctx``: Load/Store/Del are shared singletons); the
-# traversal visits only the others, per node type: indexing is on a cold run's hot path.
-_SCALAR_FIELDS = frozenset(
-    {
-        "ctx",
-        "id",
-        "attr",
-        "name",
-        "arg",
-        "module",
-        "level",
-        "kind",
-        "type_comment",
-        "is_async",
-        "conversion",
-        "simple",
-        "asname",
-        "n",
-        "s",
-    }
-)
-_CHILD_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {
-    ast.Constant: (),  # its `value` is a Python object, never a node
-}
-
-
-class ModuleIndex:
-    """One parsed module with what the rules need: parents, nodes by type, import aliases."""
-
-    def __init__(self, tree: ast.Module) -> None:
-        self.tree = tree
-        self.by_type: dict[type[ast.AST], list[ast.AST]] = {}
-        self.aliases: dict[str, str] = {}
-        self.defined: set[str] = set()  # names bound at module level other than by imports
-        self.function_names: set[str] = set()  # every def anywhere in the module
-        self.words: set[str] = set()  # every attribute name and identifier used
-        self._qualified: dict[int, str | None] = {}  # id(expr) -> qualify(expr); tree is held
-        # One hand-rolled traversal instead of ast.walk + iter_child_nodes: indexing is on
-        # the hot path of a cold run (as costly as parsing when done the obvious way).
-        # Parents live in a side table, not on the nodes: no reference cycles, so a checked
-        # tree is freed by reference counting alone (the checker runs with gc paused).
-        self.parents: dict[int, ast.AST] = {}
-        parents = self.parents
-        by_type = self.by_type
-        stack: list[ast.AST] = [tree]
-        while stack:
-            node = stack.pop()
-            kind = type(node)
-            bucket = by_type.get(kind)
-            if bucket is None:
-                by_type[kind] = [node]
-            else:
-                bucket.append(node)
-            fields = _CHILD_FIELDS.get(kind)
-            if fields is None:
-                fields = _CHILD_FIELDS[kind] = tuple(
-                    f for f in kind._fields if f not in _SCALAR_FIELDS
-                )
-            for name in fields:
-                value = getattr(node, name, None)
-                if isinstance(value, list):
-                    for item in value:
-                        if isinstance(item, ast.AST):
-                            parents[id(item)] = node
-                            stack.append(item)
-                elif isinstance(value, ast.AST):
-                    parents[id(value)] = node
-                    stack.append(value)
-        for node in self.of(ast.Import):
-            assert isinstance(node, ast.Import)
-            for alias in node.names:
-                if alias.asname:
-                    self.aliases[alias.asname] = alias.name
-                else:
-                    top = alias.name.split(".")[0]
-                    self.aliases[top] = top
-        for node in self.of(ast.ImportFrom):
-            assert isinstance(node, ast.ImportFrom)
-            if node.level or not node.module:
-                continue
-            for alias in node.names:
-                if alias.name != "*":
-                    self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        for stmt in _flat_body(tree.body):
-            if isinstance(stmt, (*_FUNCS, ast.ClassDef)):
-                self.defined.add(stmt.name)
-            elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                for target in targets:
-                    self.defined.update(_bound_names(target))
-        for node in self.of(*_FUNCS):
-            assert isinstance(node, _FUNCS)
-            self.function_names.add(node.name)
-        for node in self.of(ast.Attribute):
-            assert isinstance(node, ast.Attribute)
-            self.words.add(node.attr)
-        for node in self.of(ast.Name):
-            assert isinstance(node, ast.Name)
-            self.words.add(node.id)
-        self._locals: dict[int, frozenset[str]] = {}
-        self._names: dict[int, dict[str, list[ast.Name]]] = {}
-
-    def of(self, *types: type[ast.AST]) -> list[ast.AST]:
-        """Every node of these types, in ``ast.walk`` order."""
-        if len(types) == 1:
-            return self.by_type.get(types[0], [])
-        return [node for t in types for node in self.by_type.get(t, [])]
-
-    def qualify(self, expr: ast.AST) -> str | None:
-        """The dotted name ``expr`` refers to through imports (``ft.cache`` -> ``functools.cache``).
-
-        A builtin not shadowed at module level is its bare name (``open``); a name defined in
-        the module is ``<module>.name``; anything else that is not a dotted name is ``None``.
-        """
-        key = id(expr)
-        if key in self._qualified:  # several rules ask about every call's callee
-            return self._qualified[key]
-        result: str | None = None
-        if isinstance(expr, ast.Name):
-            if expr.id in self.aliases:
-                result = self.aliases[expr.id]
-            elif expr.id in self.defined:
-                result = f"<module>.{expr.id}"
-            else:
-                result = expr.id
-        elif isinstance(expr, ast.Attribute):
-            base = self.qualify(expr.value)
-            result = None if base is None else f"{base}.{expr.attr}"
-        self._qualified[key] = result
-        return result
-
-    def is_builtin(self, expr: ast.AST, name: str) -> bool:
-        """``expr`` is the builtin ``name``, not shadowed by an import or a module-level binding."""
-        return isinstance(expr, ast.Name) and expr.id == name and self.qualify(expr) == name
-
-    def parent(self, node: ast.AST | None) -> ast.AST | None:
-        """The node ``node`` is a child of (``None`` for the module)."""
-        return None if node is None else self.parents.get(id(node))
-
-    def scope_of(self, node: ast.AST) -> ast.AST:
-        """The nearest enclosing function, lambda, class or module."""
-        parent = self.parent(node)
-        while parent is not None and not isinstance(parent, _SCOPES):
-            parent = self.parent(parent)
-        return parent if parent is not None else node
-
-    def function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-        """The nearest enclosing ``def`` (through classes and lambdas), if any."""
-        parent = self.parent(node)
-        while parent is not None and not isinstance(parent, _FUNCS):
-            parent = self.parent(parent)
-        return parent
-
-    def local_names(self, func: ast.AST) -> frozenset[str]:
-        """Names bound locally in ``func`` (parameters and assignments, minus ``global``)."""
-        cached = self._locals.get(id(func))
-        if cached is not None:
-            return cached
-        bound: set[str] = set()
-        declared: set[str] = set()
-        if isinstance(func, (*_FUNCS, ast.Lambda)):
-            args = func.args
-            for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
-                if arg is not None:
-                    bound.add(arg.arg)
-        for node in ast.walk(func):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                bound.add(node.id)
-            elif isinstance(node, (ast.Global, ast.Nonlocal)):
-                declared.update(node.names)
-        result = frozenset(bound - declared)
-        self._locals[id(func)] = result
-        return result
-
-    def names_in(self, scope: ast.AST, name: str) -> list[ast.Name]:
-        """Every ``Name`` node called ``name`` inside ``scope`` (nested scopes included)."""
-        table = self._names.get(id(scope))
-        if table is None:
-            table = {}
-            nodes = self.of(ast.Name) if scope is self.tree else ast.walk(scope)
-            for node in nodes:
-                if isinstance(node, ast.Name):
-                    table.setdefault(node.id, []).append(node)
-            self._names[id(scope)] = table
-        return table.get(name, [])
-
-
-def _flat_body(body: Iterable[ast.stmt]) -> Iterator[ast.stmt]:
-    """Statements of a block, descending into ``if``/``try``/``with`` but not into defs."""
-    for stmt in body:
-        yield stmt
-        if isinstance(stmt, ast.If):
-            yield from _flat_body(stmt.body)
-            yield from _flat_body(stmt.orelse)
-        elif isinstance(stmt, _TRY):
-            try_stmt: Any = stmt  # ast.Try or, from Python 3.11, ast.TryStar: same fields
-            for block in (try_stmt.body, try_stmt.orelse, try_stmt.finalbody):
-                yield from _flat_body(block)
-            for handler in try_stmt.handlers:
-                yield from _flat_body(handler.body)
-        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-            yield from _flat_body(stmt.body)
-
-
-def _bound_names(target: ast.AST) -> Iterator[str]:
-    if isinstance(target, ast.Name):
-        yield target.id
-    elif isinstance(target, (ast.Tuple, ast.List)):
-        for elt in target.elts:
-            yield from _bound_names(elt)
-    elif isinstance(target, ast.Starred):
-        yield from _bound_names(target.value)
 
 
 def _strip_call(expr: ast.AST) -> ast.AST:
@@ -262,7 +45,7 @@ def _in_loop(module: ModuleIndex, node: ast.AST) -> bool:
     """``node`` runs repeatedly: inside a loop or comprehension of its own function."""
     child: ast.AST | None = node
     parent = module.parent(node)
-    while parent is not None and not isinstance(parent, (*_FUNCS, ast.Lambda, ast.ClassDef)):
+    while parent is not None and not isinstance(parent, (*FUNCS, ast.Lambda, ast.ClassDef)):
         if isinstance(parent, (ast.For, ast.AsyncFor)):
             if child is not parent.iter:
                 return True
@@ -276,7 +59,7 @@ def _in_loop(module: ModuleIndex, node: ast.AST) -> bool:
             # The first iterable is evaluated once, outside the comprehension's loop.
             child, parent = comp, module.parent(comp) if comp is not None else None
             continue
-        elif isinstance(parent, _COMPREHENSIONS):
+        elif isinstance(parent, COMPREHENSIONS):
             return True
         child, parent = parent, module.parent(parent)
     return False
@@ -316,13 +99,15 @@ _IMPLICIT_CLASS_METHODS = frozenset({"__new__", "__init_subclass__", "__class_ge
 
 
 class CacheOnMethod(Rule):
-    """``functools.cache`` / ``lru_cache`` on an instance method keeps every ``self`` alive.
+    """``functools.cache`` / ``lru_cache`` on an instance method keeps instances alive.
 
     The cache belongs to the function, which lives on the class, and ``self`` is part
-    of every cache key. So each instance the method was ever called on stays
-    reachable from the class for as long as the class lives (usually: forever), with
-    everything it references, even with ``maxsize`` set (until evicted) and always
-    with ``maxsize=None`` / ``functools.cache``.
+    of every cache key. With ``functools.cache`` or ``lru_cache(maxsize=None)`` each
+    instance the method was ever called on stays reachable from the class for as long
+    as the class lives (usually: forever), with everything it references: reported as
+    a ``warning``. With a bound (``lru_cache()``, ``maxsize=128``) at most ``maxsize``
+    recent calls, so at most that many instances, are kept until evicted: a smaller,
+    bounded retention, reported as ``info``.
 
     Bad::
 
@@ -338,33 +123,98 @@ class CacheOnMethod(Rule):
 
     or key a module-level cache on something small and immutable (an id, a path), or
     build the cache in ``__init__`` (``self.total = functools.lru_cache()(self._total)``).
-    Not reported: ``staticmethod``, ``classmethod``, ``cached_property``, plain functions.
+    Not reported: ``staticmethod``, ``classmethod`` (and methods whose first parameter is
+    ``cls``), ``cached_property``, plain functions, methods whose cache the module
+    clears (``self.total.cache_clear()``), and classes instantiated once, at module level
+    (a singleton: its one instance lives forever anyway).
     """
 
     code = "MW101"
     name = "cache-on-method"
-    summary = "functools.cache/lru_cache on an instance method keeps every self alive"
+    summary = "functools.cache/lru_cache on an instance method keeps instances alive"
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
+        cleared: set[str] = set()  # `x.method.cache_clear()` / `method.cache_clear()`
+        for node in module.of(ast.Attribute):
+            if node.attr == "cache_clear":
+                if isinstance(node.value, ast.Attribute):
+                    cleared.add(node.value.attr)
+                elif isinstance(node.value, ast.Name):
+                    cleared.add(node.value.id)
+        calls: dict[str, list[ast.Call]] = {}
+        for call in module.of(ast.Call):
+            if isinstance(call.func, ast.Name):
+                calls.setdefault(call.func.id, []).append(call)
         for cls in module.of(ast.ClassDef):
-            assert isinstance(cls, ast.ClassDef)
             # A metaclass's instances are classes, which live as long as the cache anyway.
             if any(module.qualify(base) in ("type", "abc.ABCMeta") for base in cls.bases):
                 continue
-            for stmt in _flat_body(cls.body):
-                if not isinstance(stmt, _FUNCS) or stmt.name in _IMPLICIT_CLASS_METHODS:
+            if _singleton(module, cls, calls):
+                continue
+            for stmt in flat_body(cls.body):
+                if not isinstance(stmt, FUNCS) or stmt.name in _IMPLICIT_CLASS_METHODS:
                     continue
                 names = [module.qualify(_strip_call(d)) for d in stmt.decorator_list]
                 if any(n in _NOT_INSTANCE_METHOD for n in names):
                     continue
+                params = [*stmt.args.posonlyargs, *stmt.args.args]
+                if not params or params[0].arg in ("cls", "mcs", "klass", "metacls"):
+                    continue  # a class method in all but name (wrapped by classmethod later)
+                if stmt.name in cleared:
+                    continue  # the module clears this cache: the retention is managed
                 for deco, qualified in zip(stmt.decorator_list, names, strict=True):
-                    if qualified in _CACHE_DECORATORS:
+                    if qualified not in _CACHE_DECORATORS:
+                        continue
+                    bound = _cache_bound(deco, qualified)
+                    where = f"`@{_source_name(deco)}` on method `{cls.name}.{stmt.name}`"
+                    if bound is None:
                         yield RawFinding(
                             deco,
-                            f"`@{_source_name(deco)}` on method `{cls.name}.{stmt.name}` keeps "
-                            "every instance it is called on alive (self is in the cache key); "
-                            "use functools.cached_property or a per-instance cache",
+                            f"{where} is unbounded and `self` is in its key: every instance "
+                            "it is called on stays alive as long as the class; use "
+                            "functools.cached_property or a per-instance cache",
                         )
+                    else:
+                        yield RawFinding(
+                            deco,
+                            f"{where} keeps up to {bound} recent calls, each holding its "
+                            "`self`, alive until evicted; a per-instance cache frees them "
+                            "with the instance",
+                            "info",
+                        )
+
+
+def _cache_bound(deco: ast.expr, qualified: str | None) -> int | str | None:
+    """The decorator's ``maxsize`` (``None``: unbounded); ``"maxsize"`` when not a constant."""
+    if qualified == "functools.cache":
+        return None
+    if not isinstance(deco, ast.Call):
+        return 128  # bare @lru_cache: the default maxsize
+    value: ast.expr | None = deco.args[0] if deco.args else None
+    for keyword in deco.keywords:
+        if keyword.arg == "maxsize":
+            value = keyword.value
+    if value is None:
+        return 128
+    if isinstance(value, ast.Constant):
+        if value.value is None:
+            return None
+        if isinstance(value.value, int):
+            return value.value
+    return "maxsize"
+
+
+def _singleton(module: ModuleIndex, cls: ast.ClassDef, calls: dict[str, list[ast.Call]]) -> bool:
+    """``cls`` is instantiated exactly once in the module, at module level, and not subclassed."""
+    made = calls.get(cls.name, [])
+    if len(made) != 1 or module.function_of(made[0]) is not None:
+        return False
+    subclassed = any(
+        isinstance(base, ast.Name) and base.id == cls.name
+        for other in module.of(ast.ClassDef)
+        for base in other.bases
+    )
+    return not subclassed and cls.name not in module.aliases
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,14 +337,13 @@ class UnboundedCache(Rule):
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         # Module level.
-        for stmt in _flat_body(module.tree.body):
+        for stmt in flat_body(module.tree.body):
             for name, target in _container_targets(module, stmt):
                 uses = self._module_uses(module, name, target)
                 yield from self._verdict(module, f"module-level `{name}`", target, uses)
         # Class level.
         for cls in module.of(ast.ClassDef):
-            assert isinstance(cls, ast.ClassDef)
-            for stmt in _flat_body(cls.body):
+            for stmt in flat_body(cls.body):
                 for name, target in _container_targets(module, stmt):
                     uses = self._class_uses(module, cls, name)
                     yield from self._verdict(
@@ -543,7 +392,6 @@ class UnboundedCache(Rule):
         uses = _Uses()
         owners = {"self", "cls", cls.name}
         for node in module.of(ast.Attribute):
-            assert isinstance(node, ast.Attribute)
             if node.attr != name:
                 continue
             func = module.function_of(node)
@@ -572,37 +420,42 @@ class UnboundedCache(Rule):
         count_adds: bool = True,
     ) -> None:
         parent = module.parent(node)
-        where = func.name if func is not None else None
         if isinstance(parent, ast.Subscript) and parent.value is node:
             if isinstance(parent.ctx, ast.Del) or isinstance(parent.slice, ast.Slice):
                 uses.removed = True
-            elif isinstance(parent.ctx, ast.Store) and where and count_adds:
-                uses.adders.append(where)
+            elif isinstance(parent.ctx, ast.Store):
+                if count_adds:
+                    _add(module, func, uses, [parent.slice])
             else:
                 # `d[k].append(v)`: grows the value (and a defaultdict's keys) all the same.
                 attr = module.parent(parent)
+                if isinstance(attr, ast.Subscript) and isinstance(attr.ctx, ast.Del):
+                    uses.removed = True  # `del d[k][0]`
+                    return
+                if isinstance(attr, ast.Attribute) and attr.attr in _REMOVE_METHODS:
+                    uses.removed = True  # `d[k].pop()`
+                    return
                 if (
                     isinstance(attr, ast.Attribute)
                     and attr.attr in _ADD_METHODS
                     and isinstance(module.parent(attr), ast.Call)
-                    and where
                     and count_adds
                 ):
-                    uses.adders.append(where)
+                    _add(module, func, uses, [parent.slice])
             return
         if isinstance(parent, ast.Attribute) and parent.value is node:
             if parent.attr in _REMOVE_METHODS:
                 uses.removed = True
             elif parent.attr in _ADD_METHODS:
                 call = module.parent(parent)
-                if isinstance(call, ast.Call) and call.func is parent and where and count_adds:
-                    uses.adders.append(where)
+                if isinstance(call, ast.Call) and call.func is parent and count_adds:
+                    _add(module, func, uses, [*call.args, *(k.value for k in call.keywords)])
             return
         if isinstance(parent, ast.AugAssign) and parent.target is node:
             if isinstance(parent.op, (ast.Sub, ast.BitAnd)):
                 uses.removed = True
-            elif where and count_adds:
-                uses.adders.append(where)
+            elif count_adds:
+                _add(module, func, uses, [parent.value])
             return
         if isinstance(parent, ast.Call) and node is not parent.func:
             callee = module.qualify(parent.func)
@@ -624,11 +477,170 @@ class UnboundedCache(Rule):
             uses.escaped = True
 
 
+#: Adders that run once per class or instance set-up, not per call of the program's traffic.
+_SETUP_METHODS = frozenset({"__init__", "__init_subclass__", "__set_name__", "__class_getitem__"})
+
+
+def _add(
+    module: ModuleIndex,
+    func: ast.FunctionDef | ast.AsyncFunctionDef | None,
+    uses: _Uses,
+    added: list[ast.expr],
+) -> None:
+    """Record ``func`` as an adder when what it adds comes from its inputs.
+
+    A key or item made only of constants, ``self`` state or globals is a fixed slot
+    (``_counter[0] += n``, ``_state["ready"] = True``): it cannot grow with traffic. A
+    decorator's inner function (returned by the function around it) registers the
+    decorated functions: it grows with the code.
+    """
+    if func is None or func.name in _SETUP_METHODS:
+        return
+    outer = module.function_of(func)
+    if outer is not None and any(
+        isinstance(r.value, ast.Name) and r.value.id == func.name
+        for r in ast.walk(outer)
+        if isinstance(r, ast.Return)
+    ):
+        return  # a decorator (or factory) registering what it wraps
+    params = {a.arg for a in (*func.args.posonlyargs, *func.args.args)}
+    if "parser" in params and params & {"option", "opt_str", "opt"}:
+        return  # an optparse callback: runs once per command-line option
+    if _filled_once(module, func, added):
+        return
+    returned = {
+        r.value.id
+        for r in ast.walk(func)
+        if isinstance(r, ast.Return) and isinstance(r.value, ast.Name)
+    }
+    if any(isinstance(expr, ast.Name) and expr.id in returned for expr in added):
+        return  # `def register(fn): _registry.add(fn); return fn`: a decorator
+    if not any(_from_input(module, func, expr) for expr in added):
+        return
+    uses.adders.append(func.name)
+
+
+def _inputs(
+    module: ModuleIndex, func: ast.FunctionDef | ast.AsyncFunctionDef
+) -> dict[str, frozenset[str]]:
+    """Parameters of ``func`` (not ``self``/``cls``) and the locals computed from them.
+
+    Each name maps to the parameters it comes from, so ``k = python.path`` is known to
+    come from ``python``.
+    """
+    cached = module.cache.get(("inputs", id(func)))
+    if isinstance(cached, dict):
+        return cached
+    args = func.args
+    origins: dict[str, frozenset[str]] = {
+        a.arg: frozenset({a.arg})
+        for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
+        if a is not None and a.arg not in ("self", "cls")
+    }
+    # Two passes propagate through `k = key.lower()`, `for item in items`, `x = f(arg)`.
+    for _ in range(2):
+        for node in ast.walk(func):
+            source: ast.AST | None = None
+            targets: list[ast.AST] = []
+            if isinstance(node, ast.Assign):
+                source, targets = node.value, list(node.targets)
+            elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr):
+                source, targets = node.value, [node.target]
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+                source, targets = node.iter, [node.target]
+            if source is None:
+                continue
+            came_from = _origins(source, origins)
+            if not came_from:
+                continue
+            for target in targets:
+                for name in bound_names(target):
+                    origins[name] = origins.get(name, frozenset()) | came_from
+    module.cache[("inputs", id(func))] = origins
+    return origins
+
+
+def _filled_once(
+    module: ModuleIndex, func: ast.FunctionDef | ast.AsyncFunctionDef, added: list[ast.expr]
+) -> bool:
+    """The add runs under ``if not container:`` (filled once) or in ``for _ in range(N)``."""
+    if not added:
+        return False
+    node: ast.AST | None = added[0]
+    while node is not None and node is not func:
+        parent = module.parent(node)
+        if isinstance(parent, ast.If) and node is not parent.test:
+            test = parent.test
+            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+                return True  # `if not _table: fill it`
+        if isinstance(parent, ast.For) and node is not parent.iter:
+            it = parent.iter
+            if (
+                isinstance(it, ast.Call)
+                and isinstance(it.func, ast.Name)
+                and it.func.id == "range"
+                and all(isinstance(a, ast.Constant) for a in it.args)
+            ):
+                return True
+        node = parent
+    return False
+
+
+def _origins(expr: ast.AST, origins: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The parameters ``expr`` is computed from (``type(x)`` counts as none: classes)."""
+    found: set[str] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("type", "len", "isinstance", "bool")
+        ):
+            continue  # a class, a size, a flag: bounded whatever the argument
+        if (
+            isinstance(node, ast.BinOp)
+            and isinstance(node.op, ast.Mod)
+            and isinstance(node.right, ast.Constant)
+            and not isinstance(node.left, ast.Constant)
+        ):
+            continue  # `n % 6`: one of a fixed number of cases
+        if isinstance(node, ast.Name) and node.id in origins:
+            found |= origins[node.id]
+        stack.extend(ast.iter_child_nodes(node))
+    return frozenset(found)
+
+
+def _mentions(expr: ast.AST, names: set[str] | frozenset[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(expr))
+
+
+#: Parameter names whose values come from a domain the program enumerates (names of
+#: modules, backends, formats, dtypes, options, languages …): a memo keyed only by them
+#: is bounded by the code and its configuration, not by traffic.
+_BOUNDED_DOMAIN = re.compile(
+    r"^_*(\w+_)?(name|names|scheme|format|fmt|backend|backends|dtype|dtypes|type|types|typ|"
+    r"kind|method|module|modname|package|pkg|glob|pat|pattern|lang|language|locale|code|"
+    r"alias|option|opt|flag|tag|plat|platform|compiler|encoding|mode|level|cls|klass|"
+    r"func|fn|op|protocol|version|field|attr|executable|python|section|catalog|namespace|"
+    r"config|setting|settings|default)$",
+    re.I,
+)
+
+
+def _from_input(
+    module: ModuleIndex, func: ast.FunctionDef | ast.AsyncFunctionDef, expr: ast.expr
+) -> bool:
+    """``expr`` (a key or an added item) is computed from ``func``'s data inputs."""
+    origins = _origins(expr, _inputs(module, func))
+    return any(not _BOUNDED_DOMAIN.match(name) for name in origins)
+
+
 def _runs_at_import(module: ModuleIndex, node: ast.AST) -> bool:
     """``node`` is evaluated when the module is imported (not inside a function body)."""
     child, parent = node, module.parent(node)
     while parent is not None:
-        if isinstance(parent, (*_FUNCS, ast.Lambda)):
+        if isinstance(parent, (*FUNCS, ast.Lambda)):
             body = parent.body if isinstance(parent.body, list) else [parent.body]
             if any(child is stmt for stmt in body):
                 return False  # decorators, defaults and annotations run at definition time
@@ -648,7 +660,7 @@ def _import_time_only(module: ModuleIndex, function: str) -> bool:
             continue
         parent = module.parent(ref)
         used = (isinstance(parent, ast.Call) and parent.func is ref) or (
-            isinstance(parent, (*_FUNCS, ast.ClassDef)) and ref in parent.decorator_list
+            isinstance(parent, (*FUNCS, ast.ClassDef)) and ref in parent.decorator_list
         )
         if not used or not _runs_at_import(module, ref):
             return False
@@ -691,7 +703,9 @@ class WholeFileRead(Rule):
     and ``Path.read_text()`` / ``Path.read_bytes()``, build one object as big as the
     file (``readlines`` several times bigger: one ``str`` per line). Fine for small
     configuration files, a memory spike for logs, exports and uploads of unknown
-    size. Reported as ``info``: it is advice, not a bug.
+    size. Reported as ``info``: it is advice, not a bug. Not reported: reads of files
+    the code names as configuration, metadata or a small known format (``*.toml``,
+    ``*.json``, ``*.cfg``, ``/proc/…``, ``METADATA`` …) and reads of at most N bytes.
 
     Bad::
 
@@ -718,26 +732,25 @@ class WholeFileRead(Rule):
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         opened: set[tuple[int, str]] = set()  # (scope id, name) bound to an opened file
         for node in module.of(ast.withitem):
-            assert isinstance(node, ast.withitem)
-            if isinstance(node.optional_vars, ast.Name) and self._is_open(
-                module, node.context_expr
+            if (
+                isinstance(node.optional_vars, ast.Name)
+                and self._is_open(module, node.context_expr)
+                and not _small_file(node.context_expr)
             ):
                 scope = module.scope_of(node.context_expr)
                 opened.add((id(scope), node.optional_vars.id))
-        for node in module.of(ast.Assign):
-            assert isinstance(node, ast.Assign)
-            if self._is_open(module, node.value):
-                for target in node.targets:
+        for assign in module.of(ast.Assign):
+            if self._is_open(module, assign.value) and not _small_file(assign.value):
+                for target in assign.targets:
                     if isinstance(target, ast.Name):
-                        opened.add((id(module.scope_of(node)), target.id))
+                        opened.add((id(module.scope_of(assign)), target.id))
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             func = call.func
             if not isinstance(func, ast.Attribute):
                 continue
             if func.attr in ("read", "readlines") and _whole(call):
                 receiver = func.value
-                if self._is_open(module, receiver) or (
+                if (self._is_open(module, receiver) and not _small_file(receiver)) or (
                     isinstance(receiver, ast.Name)
                     and (id(module.scope_of(call)), receiver.id) in opened
                 ):
@@ -746,7 +759,11 @@ class WholeFileRead(Rule):
                         f"`{func.attr}()` without a size reads the whole file into memory; "
                         "iterate over the file or read fixed-size chunks",
                     )
-            elif func.attr in ("read_text", "read_bytes") and not call.args:
+            elif (
+                func.attr in ("read_text", "read_bytes")
+                and not call.args
+                and not _small_file(func.value)
+            ):
                 yield RawFinding(
                     call,
                     f"`{func.attr}()` loads the whole file into memory; for files of unknown "
@@ -766,6 +783,22 @@ class WholeFileRead(Rule):
             and expr.func.attr == "open"
             and not (isinstance(expr.func.value, ast.Name) and expr.func.value.id in module.aliases)
         )
+
+
+_SMALL_FILE = re.compile(
+    r"(\.(toml|cfg|ini|json|ya?ml|txt|md|rst|pem|crt|key|version|lock|pth|typed|pyi?|"
+    r"in|conf|desc|info|env|html?|css|js|svg)$|^/(proc|sys|etc|dev)/|(^|/)(VERSION|RECORD|"
+    r"METADATA|PKG-INFO|LICENSE|README|Dockerfile)$)",
+    re.I,
+)
+
+
+def _small_file(expr: ast.AST) -> bool:
+    """The path names a configuration file, metadata or a small known format."""
+    return any(
+        isinstance(n, ast.Constant) and isinstance(n.value, str) and _SMALL_FILE.search(n.value)
+        for n in ast.walk(expr)
+    )
 
 
 def _whole(call: ast.Call) -> bool:
@@ -788,12 +821,11 @@ _SERIALIZERS = ("json", "pickle", "_pickle", "cPickle", "marshal", "ujson", "orj
 
 
 class DeepClone(Rule):
-    """Deep-cloning by serialization (or ``copy.deepcopy``) duplicates the whole object graph.
+    """Deep-cloning by a serialization round trip duplicates the whole object graph, twice.
 
     ``json.loads(json.dumps(x))`` and ``pickle.loads(pickle.dumps(x))`` build the full
     serialized text *and* a full copy: peak memory is several times the object, and
-    the copy is usually needed only in part. ``copy.deepcopy(x)`` copies everything
-    reachable (reported as ``info``: sometimes it is what you mean).
+    the copy is usually needed only in part.
 
     Bad::
 
@@ -802,36 +834,42 @@ class DeepClone(Rule):
     Good: copy only what changes (``dict(state)``, ``copy.copy``, a dataclass
     ``replace``), share immutable parts (tuples, frozen dataclasses,
     ``types.MappingProxyType``), or stream the serialization to where it is needed.
+
+    Not reported: round trips where the round trip is the point: in functions that
+    validate, check or test serialization (``validate_*``, ``check_*``, ``*picklable*``,
+    ``*roundtrip*``, ``*serializ*``). ``copy.deepcopy`` is not reported: whether a deep
+    copy is needed cannot be told from the code.
     """
 
     code = "MW301"
     name = "deep-clone"
-    summary = "deep copy through serialization (or deepcopy) duplicates the whole object graph"
+    summary = "a deep copy through a serialization round trip duplicates the object graph"
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             qualified = module.qualify(call.func)
             if qualified is None:
-                continue
-            if qualified == "copy.deepcopy":
-                yield RawFinding(
-                    call,
-                    "`copy.deepcopy()` copies the whole object graph; copy only what changes "
-                    "or share immutable parts",
-                    "info",
-                )
                 continue
             lib, _, fn = qualified.rpartition(".")
             if fn != "loads" or lib not in _SERIALIZERS or not call.args:
                 continue
             inner = call.args[0]
-            if isinstance(inner, ast.Call) and module.qualify(inner.func) == f"{lib}.dumps":
-                yield RawFinding(
-                    call,
-                    f"`{lib}.loads({lib}.dumps(...))` deep-clones through a full serialized "
-                    "copy; copy only what changes (dict(x), copy.copy, dataclasses.replace)",
-                )
+            if not (isinstance(inner, ast.Call) and module.qualify(inner.func) == f"{lib}.dumps"):
+                continue
+            func = module.function_of(call)
+            if func is not None and _ROUND_TRIP_IS_THE_POINT.search(func.name):
+                continue
+            yield RawFinding(
+                call,
+                f"`{lib}.loads({lib}.dumps(...))` deep-clones through a full serialized "
+                "copy; copy only what changes (dict(x), copy.copy, dataclasses.replace)",
+            )
+
+
+_ROUND_TRIP_IS_THE_POINT = re.compile(
+    r"(^_*(validate|check|test|verify|ensure|assert)|picklab|round_?trip|serializ|serialis)",
+    re.I,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -843,19 +881,147 @@ _REMOVERS: dict[str, tuple[str, ...]] = {
     "on": ("off", "remove_listener", "removeListener", "remove_all_listeners"),
     "connect": ("disconnect",),
     "subscribe": ("unsubscribe",),
-    "add_done_callback": ("remove_done_callback",),
     "addEventListener": ("removeEventListener",),
     "register": ("unregister", "deregister"),
-    "add_callback": ("remove_callback",),
     "add_handler": ("remove_handler",),
     "addHandler": ("removeHandler",),
     "add_observer": ("remove_observer",),
+    "addObserver": ("removeObserver",),
+    "add_event_listener": ("remove_event_listener",),
+    "observe": ("unobserve",),
     "add_signal_handler": ("remove_signal_handler",),
     "add_reader": ("remove_reader",),
     "add_writer": ("remove_writer",),
     "trace_add": ("trace_remove",),
     "watch": ("unwatch",),
 }
+_SAVED_HANDLER = re.compile(r"(old|prev|orig|saved|previous|original|default)", re.I)
+
+
+def _is_saved_handler(expr: ast.expr) -> bool:
+    """``old_handlers[sig]``, ``previous``, ``self._orig_handler``: a handler being restored."""
+    node: ast.expr = expr.value if isinstance(expr, ast.Subscript) else expr
+    name = (
+        node.id
+        if isinstance(node, ast.Name)
+        else node.attr
+        if isinstance(node, ast.Attribute)
+        else ""
+    )
+    return bool(name) and bool(_SAVED_HANDLER.search(name))
+
+
+def _root(expr: ast.expr) -> ast.expr:
+    while isinstance(expr, ast.Attribute | ast.Subscript | ast.Call):
+        expr = expr.func if isinstance(expr, ast.Call) else expr.value
+    return expr
+
+
+def _long_lived_emitter(module: ModuleIndex, call: ast.Call, receiver: ast.expr) -> bool:
+    """The emitter may outlive the registrant: it came from outside (a parameter, a global).
+
+    Emitters the registrant owns die with it and pin nothing: its own attributes and child
+    widgets (``self.button.clicked.connect``), objects created in the same function
+    (``key = Gtk.EventControllerKey(); key.connect(...)``). An attribute of ``self`` that
+    ``__init__`` set from a parameter (``self._bus = bus``) is someone else's emitter.
+    """
+    root = _root(receiver)
+    if not isinstance(root, ast.Name):
+        return True  # `IOLoop.current().x`, `get_bus().x`: a shared object
+    func = module.function_of(call)
+    if root.id in ("self", "cls"):
+        first = receiver
+        while isinstance(first, ast.Attribute) and not (
+            isinstance(first.value, ast.Name) and first.value.id in ("self", "cls")
+        ):
+            first = first.value
+        attr = first.attr if isinstance(first, ast.Attribute) else None
+        return attr is not None and func is not None and _attr_from_param(func, attr)
+    if func is None:
+        return True
+    args = func.args
+    params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
+    if root.id in params:
+        return True
+    if root.id in module.local_names(func):
+        # A local: shared only when fetched from a registry of long-lived objects.
+        for node in ast.walk(func):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == root.id for t in node.targets
+            ):
+                value = node.value
+                if isinstance(value, ast.Call) and module.qualify(value.func) in _SHARED_GETTERS:
+                    return True
+                if isinstance(value, ast.Name | ast.Attribute) and _mentions(value, params):
+                    return True
+        return False
+    return True  # a module global or an import
+
+
+_SHARED_GETTERS = frozenset({"logging.getLogger", "asyncio.get_event_loop"})
+
+
+def _attr_from_param(func: ast.FunctionDef | ast.AsyncFunctionDef, attr: str) -> bool:
+    args = func.args
+    params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} - {"self"}
+    for node in ast.walk(func):
+        # `self._bus = bus` / `self._loop = options.loop`: a parameter's object, not one
+        # built here (`self.edit = QLineEdit(text, parent)` is the instance's own child).
+        if isinstance(node, ast.Assign) and isinstance(_root(node.value), ast.Name):
+            root = _root(node.value)
+            direct = isinstance(node.value, ast.Name | ast.Attribute)
+            if direct and isinstance(root, ast.Name) and root.id in params:
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and target.attr == attr:
+                        return True
+    return False
+
+
+def _guarded_once(module: ModuleIndex, call: ast.Call) -> bool:
+    """``call`` runs under ``if not <flag>:`` inside its function: a once-only registration."""
+    node: ast.AST | None = call
+    func = module.function_of(call)
+    while node is not None and node is not func:
+        parent = module.parent(node)
+        if (
+            isinstance(parent, ast.If)
+            and node is not parent.test
+            and node in parent.body
+            and isinstance(parent.test, ast.UnaryOp)
+            and isinstance(parent.test.op, ast.Not)
+        ):
+            return True
+        node = parent
+    return False
+
+
+def _varies_per_iteration(module: ModuleIndex, call: ast.Call) -> bool:
+    """In a loop, the callback is a new object each time (it uses the loop's variables).
+
+    Registering one shared handler on each of several emitters adds one entry per
+    emitter, not one per iteration of traffic: not a growing list.
+    """
+    loop_names: set[str] = set()
+    node: ast.AST | None = module.parent(call)
+    while node is not None and not isinstance(node, (*FUNCS, ast.Lambda, ast.ClassDef)):
+        if isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            loop_names.update(bound_names(node.target))
+        elif isinstance(node, COMPREHENSIONS):
+            for gen in node.generators:
+                loop_names.update(bound_names(gen.target))
+        elif isinstance(node, ast.While):
+            return True  # a `while` loop's iterations are unbounded by construction
+        node = module.parent(node)
+    for arg in (*call.args, *(k.value for k in call.keywords)):
+        if isinstance(arg, ast.Lambda):
+            return True
+        if isinstance(arg, ast.Call) and (module.qualify(arg.func) or "").endswith("partial"):
+            return True
+        if _mentions(arg, loop_names):
+            return True
+    return False
+
+
 _HANDLER_PREFIX = re.compile(r"^_*(on[_A-Z]|handle)")
 _HANDLER_SUFFIX = re.compile(r"(callback|handler|listener|_cb|hook|observer|receiver)s?$", re.I)
 
@@ -902,15 +1068,20 @@ class ListenerNotRemoved(Rule):
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         restores_signals = bool({"getsignal", "SIG_DFL", "SIG_IGN"} & module.words)
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             func = call.func
             if not isinstance(func, ast.Attribute):
                 continue
             qualified = module.qualify(func)
             if qualified == "signal.signal":
+                # One slot per signal: a handler replaces the previous one, so only a handler
+                # installed per instance (in __init__) and never restored pins anything.
                 if restores_signals or not isinstance(module.parent(call), ast.Expr):
                     continue  # the old handler is kept or restored
+                if len(call.args) > 1 and _is_saved_handler(call.args[1]):
+                    continue  # `signal.signal(sig, old_handlers[sig])`: the restore itself
                 removal = "a restore of the previous handler (signal.getsignal)"
+                if _in_loop(module, call):
+                    continue
             elif func.attr in _REMOVERS:
                 if any(name in module.words for name in _REMOVERS[func.attr]):
                     continue
@@ -923,6 +1094,8 @@ class ListenerNotRemoved(Rule):
                     or module.aliases.get(receiver.id, "atexit") != "atexit"
                 ):
                     continue
+                if not _long_lived_emitter(module, call, receiver):
+                    continue
                 if not self._passes_callback(module, call):
                     continue
                 removal = " / ".join(f"`{r}`" for r in _REMOVERS[func.attr][:2])
@@ -933,17 +1106,20 @@ class ListenerNotRemoved(Rule):
                 continue
             yield RawFinding(
                 call,
-                f"`{_source_name(func)}(...)` registers a callback {where} and nothing here "
-                f"removes it ({removal}): the emitter keeps every callback, and its object, alive",
+                f"`{_source_name(func)}(...)` registers a callback {where} on an emitter that "
+                f"outlives it, and nothing in this module removes it ({removal}): the emitter "
+                "keeps every callback, and the object it is bound to, alive",
             )
 
     @staticmethod
     def _where(module: ModuleIndex, call: ast.Call) -> str | None:
         func = module.function_of(call)
+        if _guarded_once(module, call):
+            return None  # `if not self._registered: register(...)`: once
         if func is not None and func.name == "__init__" and module.scope_of(call) is func:
             return "in `__init__`"
         # A loop at module or class level runs once, at import: bounded by the code.
-        if func is not None and _in_loop(module, call):
+        if func is not None and _in_loop(module, call) and _varies_per_iteration(module, call):
             return "in a loop"
         return None
 
@@ -952,7 +1128,7 @@ class ListenerNotRemoved(Rule):
         methods: set[str] = set()
         cls = module.parent(module.function_of(call) or call)
         if isinstance(cls, ast.ClassDef):
-            methods = {s.name for s in cls.body if isinstance(s, _FUNCS)}
+            methods = {s.name for s in cls.body if isinstance(s, FUNCS)}
         for arg in (*call.args, *(k.value for k in call.keywords)):
             if isinstance(arg, ast.Lambda):
                 return True
@@ -1026,7 +1202,6 @@ class UnclosedResource(Rule):
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             qualified = module.qualify(call.func)
             if qualified not in _RESOURCES:
                 continue
@@ -1106,7 +1281,6 @@ class UnclosedResource(Rule):
     @staticmethod
     def _attribute_managed(module: ModuleIndex, attr: str) -> bool:
         for node in module.of(ast.Attribute):
-            assert isinstance(node, ast.Attribute)
             if node.attr != attr or not isinstance(node.ctx, ast.Load):
                 continue
             parent = module.parent(node)
@@ -1130,7 +1304,7 @@ _NAME_ATTRS = frozenset({"__name__", "__module__", "__qualname__"})
 
 
 class LoggerPerCall(Rule):
-    """``logging.getLogger(name)`` with a computed name inside a function creates loggers forever.
+    """``logging.getLogger(name)`` with a name built per call from data creates loggers forever.
 
     The logging module keeps every logger it ever created in
     ``logging.Logger.manager.loggerDict``; loggers are never freed. A name built
@@ -1149,17 +1323,20 @@ class LoggerPerCall(Rule):
         def handle(request):
             log.info("handling", extra={"request_id": request.id})
 
-    Not reported: constant names, ``__name__``, ``__module__``/``__qualname__``
-    (and f-strings made only of those), and ``getLogger()`` (the root logger).
+    Reported only where the name is *built* in the call (an f-string, ``%``, ``+``,
+    ``.format``) from a value that is not itself a name (a module, class or logger
+    name). Not reported: constant names, ``__name__``, ``__module__``/``__qualname__``,
+    a class's ``__name__`` (bounded by the code), a name passed through
+    (``getLogger(name)``, ``getLogger(record.name)``: the caller's existing names), and
+    ``getLogger()`` (the root logger).
     """
 
     code = "MW601"
     name = "logger-per-call"
-    summary = "logging.getLogger() with a non-constant name inside a function"
+    summary = "logging.getLogger() with a name built per call from data"
 
     def check(self, module: ModuleIndex) -> Iterator[RawFinding]:
         for call in module.of(ast.Call):
-            assert isinstance(call, ast.Call)
             if module.qualify(call.func) != "logging.getLogger":
                 continue
             arg = call.args[0] if call.args else None
@@ -1170,12 +1347,56 @@ class LoggerPerCall(Rule):
                 continue
             if module.function_of(call) is None:
                 continue
+            data = _data_parts(arg)
+            if not data:
+                continue
             yield RawFinding(
                 call,
-                f"`getLogger({_source_name(arg)})` inside a function creates a logger per "
-                "distinct name and loggers are never freed; use a module-level logger and put "
-                "the data in the log record",
+                f"`getLogger({_source_name(arg)})` builds a logger name from "
+                f"`{_source_name(data[0])}` on every call: one logger per distinct value, "
+                "and loggers are never freed; use a module-level logger and put the data in "
+                "the log record",
             )
+
+
+_NAMEISH = re.compile(r"(^|_)(name|modname|qualname|module|logger|prefix|namespace)s?$", re.I)
+
+
+def _nameish(expr: ast.expr) -> bool:
+    """A value that is itself a name of code or of a logger (bounded by the program)."""
+    if isinstance(expr, ast.Name):
+        return expr.id.isupper() or bool(_NAMEISH.search(expr.id.strip("_")))
+    if isinstance(expr, ast.Attribute):
+        return expr.attr in _NAME_ATTRS or bool(_NAMEISH.search(expr.attr.strip("_")))
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "str":
+        return len(expr.args) == 1 and _nameish(expr.args[0])
+    return isinstance(expr, ast.Constant)
+
+
+def _data_parts(expr: ast.expr) -> list[ast.expr]:
+    """The non-name values a logger name is built from (empty: not built, or only names)."""
+    parts: list[ast.expr] = []
+    if isinstance(expr, ast.JoinedStr):
+        parts = [v.value for v in expr.values if isinstance(v, ast.FormattedValue)]
+    elif isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Mod):
+        right = expr.right
+        parts = list(right.elts) if isinstance(right, ast.Tuple) else [right]
+    elif isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        return _data_parts(expr.left) + _data_parts(expr.right) or [
+            side
+            for side in (expr.left, expr.right)
+            if not isinstance(side, ast.BinOp | ast.JoinedStr) and not _nameish(side)
+        ]
+    elif (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Attribute)
+        and expr.func.attr in ("format", "join")
+        and isinstance(expr.func.value, ast.Constant)
+    ):
+        parts = [*expr.args, *(k.value for k in expr.keywords)]
+    else:
+        return []
+    return [p for p in parts if not _nameish(p) and not _constant_name(p)]
 
 
 def _constant_name(expr: ast.AST) -> bool:

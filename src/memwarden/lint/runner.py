@@ -10,12 +10,18 @@ configuration.
 from __future__ import annotations
 
 import ast
+import collections
+import contextlib
+import dataclasses
+import fnmatch
 import gc
 import hashlib
 import io
+import json
 import logging
 import os
 import re
+import stat
 import sys
 import tokenize
 import warnings
@@ -23,18 +29,37 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from memwarden.exceptions import ConfigurationError
+from memwarden._files import check_owned_file, create_new, safe_directory, write_output
+from memwarden.exceptions import ConfigurationError, UnsafePathError
 from memwarden.incremental import IncrementalEngine
-from memwarden.lint.config import DEFAULT_EXCLUDE, LintConfig
+from memwarden.lint.config import DEFAULT_EXCLUDE, TEST_DIRECTORIES, TEST_FILES, LintConfig
+from memwarden.lint.index import ModuleIndex
 from memwarden.lint.model import Finding, RawFinding
-from memwarden.lint.rules import RULES, ModuleIndex
+from memwarden.lint.rules import RULES
 
-__all__ = ["LintResult", "check_source", "discover", "lint_paths"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "Baseline",
+    "LintResult",
+    "check_source",
+    "discover",
+    "lint_paths",
+]
 
 log = logging.getLogger("memwarden.lint")
 
 #: Bumped whenever a rule's behaviour changes, so cached results of older rules are not reused.
-RULES_VERSION = 1
+RULES_VERSION = 2
+
+#: Files larger than this are not read (one MW000 finding says so): source files are
+#: rarely over a few hundred KiB, and an unbounded read of a planted ``x.py`` would be
+#: an out-of-memory kill.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+#: How long a run waits for a cache locked by another process before going without it.
+CACHE_BUSY_TIMEOUT_S = 2.0
+
+_SILENCE = " (if intended: `# memwarden: ignore[{code}] <reason>` on that line)"
 
 _SUPPRESS = re.compile(r"#\s*memwarden:\s*ignore(?:\[([^\]]*)\])?", re.IGNORECASE)
 _SUFFIXES = (".py", ".pyi")
@@ -108,7 +133,11 @@ def _check(data: bytes, path: str) -> list[Finding]:
             )
         ]
     except (ValueError, RecursionError, MemoryError) as exc:
-        return [Finding(path, 1, 1, "MW000", f"cannot parse: {exc}", "error")]
+        # MemoryError and RecursionError from the parser carry no text: say what they mean.
+        detail = str(exc) or "nested too deeply or too large for the parser"
+        return [
+            Finding(path, 1, 1, "MW000", f"cannot parse: {detail} ({type(exc).__name__})", "error")
+        ]
     lines = data.splitlines()
     try:
         index = ModuleIndex(tree)
@@ -148,7 +177,7 @@ def _check(data: bytes, path: str) -> list[Finding]:
                 line,
                 _column(lines, line, getattr(found.node, "col_offset", 0)),
                 code,
-                found.message,
+                found.message + _SILENCE.format(code=code),
                 found.severity or severity,
                 end_line,
                 _column(lines, end_line, end_col) if end_col is not None else 0,
@@ -173,6 +202,8 @@ class LintResult:
     """Files checked in this run (the rest came from the cache)."""
     cached: int = 0
     root: Path = field(default_factory=Path.cwd)
+    baselined: int = 0
+    """Findings hidden because the baseline lists them."""
 
     @property
     def exit_code(self) -> int:
@@ -180,8 +211,19 @@ class LintResult:
         return 1 if self.findings else 0
 
 
+def _is_test_path(relative: Path) -> bool:
+    """``relative`` (below a linted directory) is a test file or lies in a test directory."""
+    if any(part in TEST_DIRECTORIES for part in relative.parts[:-1]):
+        return True
+    return any(fnmatch.fnmatchcase(relative.name, pattern) for pattern in TEST_FILES)
+
+
 def discover(paths: Iterable[str | os.PathLike[str]], config: LintConfig, root: Path) -> list[str]:
     """The Python files to lint under ``paths``, absolute, sorted, excluded ones removed.
+
+    Directories are walked without following symlinked directories. Below a directory
+    given, tests and fixtures (``tests/``, ``test_*.py``, ``conftest.py`` …) are skipped
+    unless ``config.include_tests``; a file or directory named explicitly is linted.
 
     Raises:
         ConfigurationError: a path that does not exist.
@@ -197,34 +239,106 @@ def discover(paths: Iterable[str | os.PathLike[str]], config: LintConfig, root: 
 
     for given in paths:
         path = Path(given).absolute()
-        if path.is_file():
+        if path.is_file() or (path.exists() and not path.is_dir()):
             if not excluded(path):
-                found.add(str(path))
+                found.add(str(path))  # a FIFO or device named explicitly is reported later
             continue
         if not path.is_dir():
             raise ConfigurationError(f"{given}: no such file or directory", value=str(given))
         for dirpath, dirnames, filenames in os.walk(path):
             here = Path(dirpath)
             dirnames[:] = sorted(
-                d for d in dirnames if d not in DEFAULT_EXCLUDE and not excluded(here / d)
+                d
+                for d in dirnames
+                if d not in DEFAULT_EXCLUDE
+                and not excluded(here / d)
+                and (config.include_tests or d not in TEST_DIRECTORIES)
             )
             for name in filenames:
                 if name.endswith(_SUFFIXES):
                     candidate = here / name
+                    if not config.include_tests and _is_test_path(candidate.relative_to(path)):
+                        continue
                     if not excluded(candidate):
                         found.add(str(candidate))
     return sorted(found)
 
 
+def _screen(files: Sequence[str], root: Path) -> tuple[list[str], list[Finding]]:
+    """Keep regular files of at most :data:`MAX_FILE_BYTES`; the others become MW000 findings.
+
+    A symlink to ``/dev/zero`` or a FIFO named ``x.py`` would make a read never end
+    (or exhaust memory): only regular files are read, after a size check.
+    """
+    readable: list[str] = []
+    skipped: list[Finding] = []
+    for key in files:
+        shown = _display(key, root)
+        try:
+            st = os.stat(key)  # noqa: PTH116 - a str key, as the engine gets it
+        except OSError as exc:
+            skipped.append(
+                Finding(shown, 1, 1, "MW000", f"cannot read: {exc.strerror or exc}", "error")
+            )
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(st.st_mode)
+                else "a device"
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket"
+                if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file"
+            )
+            skipped.append(
+                Finding(shown, 1, 1, "MW000", f"not checked: {kind}, not a regular file", "error")
+            )
+            continue
+        if st.st_size > MAX_FILE_BYTES:
+            skipped.append(
+                Finding(
+                    shown,
+                    1,
+                    1,
+                    "MW000",
+                    f"not checked: {st.st_size} bytes, over the {MAX_FILE_BYTES}-byte limit "
+                    "for a source file",
+                    "error",
+                )
+            )
+            continue
+        readable.append(key)
+    return readable, skipped
+
+
+def _check_file_bounded(key: str) -> list[Finding]:
+    """Check one file directly (outside the engine), reading at most the size limit."""
+    try:
+        fd = os.open(key, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return [Finding(key, 1, 1, "MW000", "not checked: not a regular file", "error")]
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return [Finding(key, 1, 1, "MW000", f"cannot read: {exc.strerror or exc}", "error")]
+    if len(data) > MAX_FILE_BYTES:
+        return [Finding(key, 1, 1, "MW000", "not checked: over the size limit", "error")]
+    return check_source(data, key)
+
+
 def _fingerprint() -> str:
     from memwarden import __version__
-    from memwarden.lint import model, rules
+    from memwarden.lint import index, model, rules
 
     # Results depend on the rules (memwarden's version, RULES_VERSION, and the rule code
     # itself, so an edited rule never meets results of its old self) and on the parser (the
     # Python version); select/ignore only filter, so they are not part of it.
     digest = hashlib.blake2b(digest_size=16)
-    for module in (model, rules, sys.modules[__name__]):
+    for module in (index, model, rules, sys.modules[__name__]):
         try:
             digest.update(Path(module.__file__ or "").read_bytes())
         except OSError:  # no source on disk (zipapp, frozen): the version has to do
@@ -235,6 +349,48 @@ def _fingerprint() -> str:
     )
 
 
+def _prepare_cache(cache_dir: str | os.PathLike[str]) -> Path:
+    """The cache directory, made safe: ours, not a symlink, and its files not symlinks.
+
+    A cloned repository can contain a ``.memwarden-cache`` that is a symlink (or holds
+    symlinks named like the database or ``.gitignore``) pointing at the user's files;
+    writing through them would overwrite those. The ``.gitignore`` is created here,
+    exclusively and without following symlinks.
+
+    Raises:
+        ConfigurationError: the directory or one of its files is a symlink, not ours, or
+            not what it should be; the message names the path and what to do.
+    """
+    from memwarden.incremental import DB_NAME
+
+    try:
+        directory = safe_directory(cache_dir, purpose="lint cache directory", create=True)
+        for name in (".gitignore", DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+            check_owned_file(directory / name, purpose="lint cache file")
+    except UnsafePathError as exc:
+        raise ConfigurationError(
+            f"{exc} (use --cache-dir DIR or --no-cache)", value=str(cache_dir)
+        ) from exc
+    except OSError as exc:
+        log.warning("cache directory %s unusable, not persisting: %s", cache_dir, exc)
+        return Path(cache_dir)
+    ignore = directory / ".gitignore"
+    with contextlib.suppress(FileExistsError, OSError):
+        fd = create_new(ignore)
+        try:
+            os.write(fd, b"# written by memwarden: the cache is never committed\n*\n")
+        finally:
+            os.close(fd)
+    return directory
+
+
+def _rows_to_findings(shown: str, rows: object) -> list[Finding]:
+    """Findings from cached rows; ``ValueError`` when the rows are damaged."""
+    if not isinstance(rows, list):
+        raise ValueError(f"cached value is {type(rows).__name__}, not a list")
+    return [Finding.from_row(shown, row) for row in rows]
+
+
 def lint_paths(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -242,6 +398,7 @@ def lint_paths(
     cache_dir: str | os.PathLike[str] | None = None,
     jobs: int | None = None,
     root: str | os.PathLike[str] | None = None,
+    baseline: Baseline | None = None,
 ) -> LintResult:
     """Lint the Python files under ``paths``.
 
@@ -252,48 +409,160 @@ def lint_paths(
         jobs: worker processes (default: every core).
         root: the project root that exclusions and displayed paths are relative to
             (default: the current directory).
+        baseline: findings already known (``--baseline``): they are counted in
+            :attr:`LintResult.baselined`, not reported.
 
     Returns:
         A :class:`LintResult` whose findings are sorted by path, line, column.
 
     Raises:
-        ConfigurationError: a path that does not exist, a bad ``jobs``.
+        ConfigurationError: a path that does not exist, a bad ``jobs``, an unsafe cache
+            directory.
     """
     cfg = config or LintConfig()
     base = Path(root).absolute() if root is not None else Path.cwd()
     files = discover(paths, cfg, base)
+    readable, findings = _screen(files, base)
+    cache = _prepare_cache(cache_dir) if cache_dir is not None else None
     engine: IncrementalEngine[list[list[object]]] = IncrementalEngine(
         _check_file,
-        cache_dir=cache_dir,
+        cache_dir=cache,
         fingerprint=_fingerprint(),
         jobs=jobs,
         register=False,  # lives for one call: nothing for the governor to relieve later
         name="memwarden.lint",
+        busy_timeout_s=CACHE_BUSY_TIMEOUT_S,
     )
     try:
-        report = engine.run(files)
+        report = engine.run(readable)
+        damaged: list[str] = []
+        for key in readable:
+            shown = _display(key, base)
+            if key in report.errors:
+                findings.append(
+                    Finding(shown, 1, 1, "MW000", f"cannot read: {report.errors[key]}", "error")
+                )
+                continue
+            try:
+                found = _rows_to_findings(shown, report.results.get(key))
+            except (ValueError, TypeError) as exc:
+                # A damaged cache row must neither crash the run nor hide findings: the
+                # file is checked again, and the engine forgets the bad entry.
+                log.warning("damaged cached result for %s (%s); checking it again", key, exc)
+                damaged.append(key)
+                found = [dataclasses.replace(f, path=shown) for f in _check_file_bounded(key)]
+            findings.extend(f for f in found if cfg.enabled(f.code))
+        for key in damaged:
+            engine.invalidate(key)
     finally:
         engine.close()
-    findings: list[Finding] = []
-    for key in files:
-        shown = _display(key, base)
-        if key in report.errors:
-            findings.append(
-                Finding(shown, 1, 1, "MW000", f"cannot read: {report.errors[key]}", "error")
-            )
-            continue
-        for row in report.results[key]:
-            finding = Finding.from_row(shown, row)
-            if cfg.enabled(finding.code):
-                findings.append(finding)
     findings.sort()
+    baselined = 0
+    if baseline is not None:
+        findings, baselined = baseline.filter(findings, base)
     return LintResult(
         findings,
         files,
         checked=len(report.computed),
         cached=report.reused,
         root=base,
+        baselined=baselined,
     )
+
+
+class Baseline:
+    """Findings a team has accepted (``--write-baseline``), so a run shows only new ones.
+
+    Entries are keyed by path, code and a hash of the flagged line's text (not the line
+    number), so findings stay matched when code above them moves; a finding whose line
+    text changes counts as new. Identical entries are counted, not merged: a second
+    copy of a known finding on another line is new.
+    """
+
+    VERSION = 1
+
+    def __init__(self, entries: Iterable[tuple[str, str, str]] = ()) -> None:
+        self.entries: collections.Counter[tuple[str, str, str]] = collections.Counter(entries)
+
+    @staticmethod
+    def key(finding: Finding, root: Path, lines: dict[str, list[str]]) -> tuple[str, str, str]:
+        """(path, code, hash of the stripped source line) of ``finding``."""
+        text = lines.get(finding.path)
+        if text is None:
+            source = Path(finding.path)
+            source = source if source.is_absolute() else root / source
+            try:
+                raw = source.read_bytes()[: MAX_FILE_BYTES + 1]
+                text = raw.decode("utf-8", "replace").splitlines()
+            except OSError:
+                text = []
+            lines[finding.path] = text
+        line = text[finding.line - 1].strip() if 0 < finding.line <= len(text) else ""
+        digest = hashlib.blake2b(line.encode(), digest_size=8).hexdigest()
+        return finding.path, finding.code, digest
+
+    def filter(self, findings: Sequence[Finding], root: Path) -> tuple[list[Finding], int]:
+        """The findings not in the baseline, and how many were."""
+        remaining = collections.Counter(self.entries)
+        lines: dict[str, list[str]] = {}
+        new: list[Finding] = []
+        known = 0
+        for finding in findings:
+            key = self.key(finding, root, lines)
+            if remaining[key] > 0:
+                remaining[key] -= 1
+                known += 1
+            else:
+                new.append(finding)
+        return new, known
+
+    @classmethod
+    def of(cls, findings: Sequence[Finding], root: Path) -> Baseline:
+        """A baseline accepting exactly ``findings``."""
+        lines: dict[str, list[str]] = {}
+        return cls(cls.key(f, root, lines) for f in findings)
+
+    def dumps(self) -> str:
+        """The baseline file's text (JSON, sorted, one entry per finding)."""
+        rows = [
+            {"path": p, "code": c, "line_hash": h}
+            for (p, c, h), n in sorted(self.entries.items())
+            for _ in range(n)
+        ]
+        return json.dumps({"memwarden-baseline": self.VERSION, "findings": rows}, indent=1) + "\n"
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the baseline to ``path`` (replaced atomically; a symlink is not followed)."""
+        write_output(path, self.dumps())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Baseline:
+        """Read a baseline file.
+
+        Raises:
+            ConfigurationError: it cannot be read or is not a memwarden baseline.
+        """
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"--baseline {path}: cannot read it ({exc})", value=str(path)
+            ) from exc
+        rows = doc.get("findings") if isinstance(doc, dict) else None
+        if not isinstance(rows, list) or doc.get("memwarden-baseline") != cls.VERSION:
+            raise ConfigurationError(
+                f"--baseline {path}: not a memwarden baseline (write one with --write-baseline)",
+                value=str(path),
+            )
+        entries = []
+        for row in rows:
+            if not (
+                isinstance(row, dict)
+                and all(isinstance(row.get(k), str) for k in ("path", "code", "line_hash"))
+            ):
+                raise ConfigurationError(f"--baseline {path}: bad entry {row!r}", value=str(path))
+            entries.append((row["path"], row["code"], row["line_hash"]))
+        return cls(entries)
 
 
 def _display(key: str, root: Path) -> str:
