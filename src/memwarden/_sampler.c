@@ -591,10 +591,12 @@ forget(void *ptr)
 
 /* --- the hooks ---------------------------------------------------------------- */
 
-static void *
-hook_malloc(void *ctx, size_t size)
+/* The hooks take their domain from an argument bound per domain below, never from
+ * `ctx`: PyMem_SetAllocator is not atomic, so a thread calling PyMem_RawMalloc without
+ * the GIL while the hooks are being installed may pair our function with the old ctx. */
+static inline void *
+hook_malloc(mw_domain *d, size_t size)
 {
-    mw_domain *d = (mw_domain *)ctx;
     /* pymalloc serves large requests with PyMem_RawMalloc, i.e. through our RAW hook:
      * the guard keeps that inner call from being counted a second time. */
     int busy = tl_busy;
@@ -607,10 +609,9 @@ hook_malloc(void *ctx, size_t size)
     return ptr;
 }
 
-static void *
-hook_calloc(void *ctx, size_t nelem, size_t elsize)
+static inline void *
+hook_calloc(mw_domain *d, size_t nelem, size_t elsize)
 {
-    mw_domain *d = (mw_domain *)ctx;
     int busy = tl_busy;
     tl_busy = 1;
     void *ptr = d->prev.calloc(d->prev.ctx, nelem, elsize);
@@ -622,10 +623,9 @@ hook_calloc(void *ctx, size_t nelem, size_t elsize)
     return ptr;
 }
 
-static void *
-hook_realloc(void *ctx, void *ptr, size_t new_size)
+static inline void *
+hook_realloc(mw_domain *d, void *ptr, size_t new_size)
 {
-    mw_domain *d = (mw_domain *)ctx;
     /* The old block leaves the table first: once realloc returns, another thread may
      * already receive the same address from malloc.  (Should realloc fail, the old
      * block stays allocated but untracked: a rare, small undercount.) */
@@ -640,13 +640,34 @@ hook_realloc(void *ctx, void *ptr, size_t new_size)
     return ptr2;
 }
 
-static void
-hook_free(void *ctx, void *ptr)
+static inline void
+hook_free(mw_domain *d, void *ptr)
 {
-    mw_domain *d = (mw_domain *)ctx;
     forget(ptr);
     d->prev.free(d->prev.ctx, ptr);
 }
+
+#define MW_DOMAIN_HOOKS(NAME)                                                   \
+    static void *NAME##_malloc(void *ctx, size_t size)                          \
+    {                                                                           \
+        return hook_malloc(&g_##NAME, size);                                    \
+    }                                                                           \
+    static void *NAME##_calloc(void *ctx, size_t nelem, size_t elsize)          \
+    {                                                                           \
+        return hook_calloc(&g_##NAME, nelem, elsize);                           \
+    }                                                                           \
+    static void *NAME##_realloc(void *ctx, void *ptr, size_t new_size)          \
+    {                                                                           \
+        return hook_realloc(&g_##NAME, ptr, new_size);                          \
+    }                                                                           \
+    static void NAME##_free(void *ctx, void *ptr)                               \
+    {                                                                           \
+        hook_free(&g_##NAME, ptr);                                              \
+    }
+
+MW_DOMAIN_HOOKS(raw)
+MW_DOMAIN_HOOKS(mem)
+MW_DOMAIN_HOOKS(obj)
 
 /* --- tables: allocation, clearing --------------------------------------------- */
 
@@ -779,17 +800,15 @@ atfork_child(void)
 static void
 install_hooks(void)
 {
+    PyMemAllocatorEx hooks[3] = {
+        {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
+        {NULL, mem_malloc, mem_calloc, mem_realloc, mem_free},
+        {NULL, obj_malloc, obj_calloc, obj_realloc, obj_free},
+    };
     mw_domain *domains[3] = {&g_raw, &g_mem, &g_obj};
     for (int k = 0; k < 3; k++) {
-        PyMemAllocatorEx alloc = {
-            .ctx = domains[k],
-            .malloc = hook_malloc,
-            .calloc = hook_calloc,
-            .realloc = hook_realloc,
-            .free = hook_free,
-        };
         PyMem_GetAllocator(domains[k]->domain, &domains[k]->prev);
-        PyMem_SetAllocator(domains[k]->domain, &alloc);
+        PyMem_SetAllocator(domains[k]->domain, &hooks[k]);
     }
 }
 
