@@ -55,6 +55,7 @@ __all__ = [
     "ProfilerError",
     "StackSample",
     "backend",
+    "clear",
     "current_tag",
     "dumps",
     "is_running",
@@ -524,6 +525,16 @@ _session: _Session | None = None
 _atexit_registered = False
 
 
+def _after_fork_in_child() -> None:
+    # Another thread may have held a lock at fork(); it does not exist in the child.
+    global _lock, _tag_lock
+    _lock = threading.RLock()
+    _tag_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _choose_backend(requested: str | None) -> BackendName:
     wanted = requested or os.environ.get("MEMWARDEN_PROFILER_BACKEND") or "auto"
     source = "backend=" if requested else "MEMWARDEN_PROFILER_BACKEND"
@@ -644,6 +655,22 @@ def stop() -> None:
 
 
 _session_snapshots: dict[str, tracemalloc.Snapshot] = {}
+
+
+def clear() -> None:
+    """Forget the last profile and free the native tables (after :func:`stop`).
+
+    Raises:
+        ProfilerError: the profiler is running.
+    """
+    global _session
+    with _lock:
+        if _session is not None and _session.running:
+            raise ProfilerError("the profiler is running: stop() it before clear()")
+        if _native is not None:
+            _native.clear()
+        _session_snapshots.clear()
+        _session = None
 
 
 def is_running() -> bool:

@@ -308,6 +308,14 @@ def test_start_stop_cycles_reset_the_tables() -> None:
     profiler.start()
     with pytest.raises(ProfilerError, match="already running"):
         profiler.start()
+    with pytest.raises(ProfilerError, match="before clear"):
+        profiler.clear()
+    profiler.stop()
+    profiler.clear()
+    with pytest.raises(ProfilerError, match="has not been started"):
+        profiler.snapshot()
+    with pytest.raises(ProfilerError, match="has not been started"):
+        profiler.stats()
 
 
 def test_bad_arguments_are_named() -> None:
