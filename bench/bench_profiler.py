@@ -61,11 +61,14 @@ RUNNER = textwrap.dedent(
                     for s in snap.statistics("lineno")}
 
         def watch():
-            while not stop.wait(0.02):
+            while not stop.wait(0.005):
                 # Highs of the exact figure: choosing instants by the estimate's own highs
                 # would favour moments when the estimate happens to run high.
                 live = tracemalloc.get_traced_memory()[0]
-                if live >= near and live > best[0] * 1.02:
+                # 5 % steps near the peak; coarse 50 % steps below it, so that a
+                # program whose peak is too brief to be caught still gets a pair.
+                step = 1.05 if live >= near else 1.5
+                if live >= 2**20 and live > best[0] * step:
                     best[0] = live
                     est = {e.key: [e.size_bytes, e.error_bytes] for e in
                            p.snapshot("live").top("line", None, frame_filter=None)}
@@ -226,9 +229,9 @@ def run() -> str:
             def med(mode: str, key: str, res: dict[str, list[dict[str, Any]]] = res) -> float:
                 return float(statistics.median(r[key] for r in res[mode]))
 
-            # The watcher pairs the two profiles at every new high above 60 % of the peak
-            # seen in the timing runs; the last pair is the one nearest the peak.
-            near = 0.6 * med("native", "peak_estimate_bytes")
+            # The watcher pairs the two profiles at every 5 % new high above 30 % of the
+            # peak seen in the timing runs; the last pair is the one nearest the peak.
+            near = 0.3 * med("native", "peak_estimate_bytes")
             acc = _once("accuracy", runner, work, spec, {**env, "BENCH_NEAR_PEAK": str(near)})
             if "pair" in acc:
                 n_sites, n_ok, n_2se, worst, errors = _accuracy(acc["pair"])
