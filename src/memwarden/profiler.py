@@ -91,9 +91,9 @@ def _load_native() -> tuple[Any, str | None]:
 
 _native, _NATIVE_ERROR = _load_native()
 
-#: Mean sampling interval. 512 KiB keeps the cost within a few percent on
-#: allocation-heavy programs while a site holding 1 % of a 200 MiB heap still gets
-#: ~40 samples (±16 %); see docs/profiling.md for the measurements.
+#: Mean sampling interval (Go's heap profiler default too). A site of B bytes gets
+#: about B / interval samples, i.e. a relative error near 1 / sqrt(B / interval);
+#: see docs/profiling.md for the measured cost and accuracy.
 DEFAULT_INTERVAL_BYTES = 512 * 1024
 DEFAULT_MAX_FRAMES = 64
 MAX_FRAMES_LIMIT = 256
