@@ -635,11 +635,11 @@ def start(
             )
             _session = _Session("native", interval, max_frames)
         else:
+            # An outer tracemalloc session is joined, never cleared or stopped: its
+            # traces from before start() stay in the profile.
             started = not tracemalloc.is_tracing()
             if started:
                 tracemalloc.start(max_frames)
-            else:
-                tracemalloc.clear_traces()
             _session = _Session("tracemalloc", 0, max_frames, started_tracemalloc=started)
         if not _atexit_registered:
             # The hooks come out before interpreter finalisation.
