@@ -60,7 +60,8 @@
 #endif
 
 #define MW_MAX_FRAMES_LIMIT 256
-#define MW_FILTER_BITS 19
+/* 64 KiB of counters: small enough to stay in cache, since every free reads it. */
+#define MW_FILTER_BITS 16
 #define MW_FILTER_SIZE (1u << MW_FILTER_BITS)
 #define MW_EMPTY UINT32_MAX
 
@@ -160,10 +161,18 @@ static int g_atfork_registered;
 static uint8_t g_filter[MW_FILTER_SIZE];
 static uint64_t g_seed_counter;
 
-static _Thread_local int tl_busy;
-static _Thread_local int64_t tl_countdown;
-static _Thread_local uint32_t tl_generation;
-static _Thread_local uint64_t tl_rng;
+/* initial-exec: every allocation reads these, and the default model for a shared
+ * object goes through __tls_get_addr.  The 28 bytes fit in the static TLS surplus
+ * that glibc keeps for modules loaded with dlopen. */
+#if defined(__GNUC__)
+#define MW_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+#else
+#define MW_TLS _Thread_local
+#endif
+static MW_TLS int tl_busy;
+static MW_TLS int64_t tl_countdown;
+static MW_TLS uint32_t tl_generation;
+static MW_TLS uint64_t tl_rng;
 
 /* --- helpers ------------------------------------------------------------------ */
 
@@ -591,10 +600,12 @@ forget(void *ptr)
 
 /* --- the hooks ---------------------------------------------------------------- */
 
-static void *
-hook_malloc(void *ctx, size_t size)
+/* The hooks take their domain from an argument bound per domain below, never from
+ * `ctx`: PyMem_SetAllocator is not atomic, so a thread calling PyMem_RawMalloc without
+ * the GIL while the hooks are being installed may pair our function with the old ctx. */
+static inline void *
+hook_malloc(mw_domain *d, size_t size)
 {
-    mw_domain *d = (mw_domain *)ctx;
     /* pymalloc serves large requests with PyMem_RawMalloc, i.e. through our RAW hook:
      * the guard keeps that inner call from being counted a second time. */
     int busy = tl_busy;
@@ -607,10 +618,9 @@ hook_malloc(void *ctx, size_t size)
     return ptr;
 }
 
-static void *
-hook_calloc(void *ctx, size_t nelem, size_t elsize)
+static inline void *
+hook_calloc(mw_domain *d, size_t nelem, size_t elsize)
 {
-    mw_domain *d = (mw_domain *)ctx;
     int busy = tl_busy;
     tl_busy = 1;
     void *ptr = d->prev.calloc(d->prev.ctx, nelem, elsize);
@@ -622,10 +632,9 @@ hook_calloc(void *ctx, size_t nelem, size_t elsize)
     return ptr;
 }
 
-static void *
-hook_realloc(void *ctx, void *ptr, size_t new_size)
+static inline void *
+hook_realloc(mw_domain *d, void *ptr, size_t new_size)
 {
-    mw_domain *d = (mw_domain *)ctx;
     /* The old block leaves the table first: once realloc returns, another thread may
      * already receive the same address from malloc.  (Should realloc fail, the old
      * block stays allocated but untracked: a rare, small undercount.) */
@@ -640,13 +649,34 @@ hook_realloc(void *ctx, void *ptr, size_t new_size)
     return ptr2;
 }
 
-static void
-hook_free(void *ctx, void *ptr)
+static inline void
+hook_free(mw_domain *d, void *ptr)
 {
-    mw_domain *d = (mw_domain *)ctx;
     forget(ptr);
     d->prev.free(d->prev.ctx, ptr);
 }
+
+#define MW_DOMAIN_HOOKS(NAME)                                                   \
+    static void *NAME##_malloc(void *ctx, size_t size)                          \
+    {                                                                           \
+        return hook_malloc(&g_##NAME, size);                                    \
+    }                                                                           \
+    static void *NAME##_calloc(void *ctx, size_t nelem, size_t elsize)          \
+    {                                                                           \
+        return hook_calloc(&g_##NAME, nelem, elsize);                           \
+    }                                                                           \
+    static void *NAME##_realloc(void *ctx, void *ptr, size_t new_size)          \
+    {                                                                           \
+        return hook_realloc(&g_##NAME, ptr, new_size);                          \
+    }                                                                           \
+    static void NAME##_free(void *ctx, void *ptr)                               \
+    {                                                                           \
+        hook_free(&g_##NAME, ptr);                                              \
+    }
+
+MW_DOMAIN_HOOKS(raw)
+MW_DOMAIN_HOOKS(mem)
+MW_DOMAIN_HOOKS(obj)
 
 /* --- tables: allocation, clearing --------------------------------------------- */
 
@@ -779,17 +809,15 @@ atfork_child(void)
 static void
 install_hooks(void)
 {
+    PyMemAllocatorEx hooks[3] = {
+        {NULL, raw_malloc, raw_calloc, raw_realloc, raw_free},
+        {NULL, mem_malloc, mem_calloc, mem_realloc, mem_free},
+        {NULL, obj_malloc, obj_calloc, obj_realloc, obj_free},
+    };
     mw_domain *domains[3] = {&g_raw, &g_mem, &g_obj};
     for (int k = 0; k < 3; k++) {
-        PyMemAllocatorEx alloc = {
-            .ctx = domains[k],
-            .malloc = hook_malloc,
-            .calloc = hook_calloc,
-            .realloc = hook_realloc,
-            .free = hook_free,
-        };
         PyMem_GetAllocator(domains[k]->domain, &domains[k]->prev);
-        PyMem_SetAllocator(domains[k]->domain, &alloc);
+        PyMem_SetAllocator(domains[k]->domain, &hooks[k]);
     }
 }
 

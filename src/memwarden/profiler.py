@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import importlib
 import json
 import logging
 import math
@@ -55,6 +56,7 @@ __all__ = [
     "ProfilerError",
     "StackSample",
     "backend",
+    "clear",
     "current_tag",
     "dumps",
     "is_running",
@@ -73,17 +75,25 @@ __all__ = [
 
 log = logging.getLogger("memwarden.profiler")
 
-try:  # the extension is optional: built when the package is installed with a compiler
-    import memwarden._sampler as _native
-except ImportError as exc:  # pragma: no cover - depends on the build
-    _native = None  # type: ignore[assignment]
-    _NATIVE_ERROR: str | None = str(exc)
-else:
-    _NATIVE_ERROR = None
 
-#: Mean sampling interval. 512 KiB keeps the cost within a few percent on
-#: allocation-heavy programs while a site holding 1 % of a 200 MiB heap still gets
-#: ~40 samples (±16 %); see docs/profiling.md for the measurements.
+def _load_native() -> tuple[Any, str | None]:
+    """The C extension (optional: built when the package is installed with a compiler).
+
+    Loaded by name: the import-linter graph knows only Python sources, and a plain
+    ``import memwarden._sampler`` would read as importing the whole package. Its
+    interface is documented by ``_sampler.pyi``.
+    """
+    try:
+        return importlib.import_module("memwarden._sampler"), None
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        return None, str(exc)
+
+
+_native, _NATIVE_ERROR = _load_native()
+
+#: Mean sampling interval (Go's heap profiler default too). A site of B bytes gets
+#: about B / interval samples, i.e. a relative error near 1 / sqrt(B / interval);
+#: see docs/profiling.md for the measured cost and accuracy.
 DEFAULT_INTERVAL_BYTES = 512 * 1024
 DEFAULT_MAX_FRAMES = 64
 MAX_FRAMES_LIMIT = 256
@@ -524,6 +534,16 @@ _session: _Session | None = None
 _atexit_registered = False
 
 
+def _after_fork_in_child() -> None:
+    # Another thread may have held a lock at fork(); it does not exist in the child.
+    global _lock, _tag_lock
+    _lock = threading.RLock()
+    _tag_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _choose_backend(requested: str | None) -> BackendName:
     wanted = requested or os.environ.get("MEMWARDEN_PROFILER_BACKEND") or "auto"
     source = "backend=" if requested else "MEMWARDEN_PROFILER_BACKEND"
@@ -615,11 +635,11 @@ def start(
             )
             _session = _Session("native", interval, max_frames)
         else:
+            # An outer tracemalloc session is joined, never cleared or stopped: its
+            # traces from before start() stay in the profile.
             started = not tracemalloc.is_tracing()
             if started:
                 tracemalloc.start(max_frames)
-            else:
-                tracemalloc.clear_traces()
             _session = _Session("tracemalloc", 0, max_frames, started_tracemalloc=started)
         if not _atexit_registered:
             # The hooks come out before interpreter finalisation.
@@ -644,6 +664,22 @@ def stop() -> None:
 
 
 _session_snapshots: dict[str, tracemalloc.Snapshot] = {}
+
+
+def clear() -> None:
+    """Forget the last profile and free the native tables (after :func:`stop`).
+
+    Raises:
+        ProfilerError: the profiler is running.
+    """
+    global _session
+    with _lock:
+        if _session is not None and _session.running:
+            raise ProfilerError("the profiler is running: stop() it before clear()")
+        if _native is not None:
+            _native.clear()
+        _session_snapshots.clear()
+        _session = None
 
 
 def is_running() -> bool:

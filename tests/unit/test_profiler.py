@@ -97,7 +97,8 @@ def test_default_interval_large_blocks() -> None:
 @native
 def test_live_and_allocations_after_frees_and_peak() -> None:
     """Freed blocks leave the live heap but stay in allocations; the peak keeps them."""
-    profiler.start(interval_bytes=128 * 1024)
+    # 32 KiB: ~640 samples for the 20 MiB of small objects, so ±15 % is ~4 standard errors.
+    profiler.start(interval_bytes=32 * 1024)
     big = _big_blocks(100)
     del big
     small = _small_objects(20 * MiB)
@@ -181,7 +182,7 @@ def test_diff_shows_growth_between_snapshots() -> None:
 @native
 def test_context_tags_under_threads() -> None:
     """Eight threads allocating and freeing under their own tags: each tag's live bytes."""
-    profiler.start(interval_bytes=64 * 1024)
+    profiler.start(interval_bytes=16 * 1024)
     kept: dict[int, list[bytearray]] = {}
     errors: list[BaseException] = []
 
@@ -308,6 +309,14 @@ def test_start_stop_cycles_reset_the_tables() -> None:
     profiler.start()
     with pytest.raises(ProfilerError, match="already running"):
         profiler.start()
+    with pytest.raises(ProfilerError, match="before clear"):
+        profiler.clear()
+    profiler.stop()
+    profiler.clear()
+    with pytest.raises(ProfilerError, match="has not been started"):
+        profiler.snapshot()
+    with pytest.raises(ProfilerError, match="has not been started"):
+        profiler.stats()
 
 
 def test_bad_arguments_are_named() -> None:

@@ -3,7 +3,8 @@
 Prints the limit memwarden will enforce (the tightest of the cgroup chain,
 RLIMIT_AS/RLIMIT_DATA and physical memory) with every candidate it considered,
 the cgroup version and path, memory pressure-stall figures where the kernel has
-them, and the resolved configuration with the source of each value
+them, the heap profiler backend (native sampler or the tracemalloc fallback), and the
+resolved configuration with the source of each value
 (argument > MEMWARDEN_* environment > [tool.memwarden] in pyproject.toml > profile).
 """
 
@@ -62,7 +63,19 @@ def gather(profile: str | None = None) -> dict[str, Any]:
             "some": vars(psi.some),
             "full": None if psi.full is None else vars(psi.full),
         },
+        "profiler": _profiler_info(),
         "config": cfg.to_dict(),
+    }
+
+
+def _profiler_info() -> dict[str, Any]:
+    from memwarden import profiler
+
+    return {
+        "backend": profiler.backend(),
+        "native_available": profiler.native_available(),
+        "native_error": profiler.native_error(),
+        "default_interval_bytes": profiler.DEFAULT_INTERVAL_BYTES,
     }
 
 
@@ -114,6 +127,15 @@ def _render(data: dict[str, Any]) -> None:
             f"[bold]PSI[/bold] some avg10={some['avg10']:.2f}% avg60={some['avg60']:.2f}% "
             f"avg300={some['avg300']:.2f}% ({psi['source']})"
         )
+    prof = data["profiler"]
+    if prof["backend"] == "native":
+        console.print(
+            f"[bold]Profiler[/bold] native sampler (every "
+            f"{format_size(prof['default_interval_bytes'])} on average)"
+        )
+    else:
+        why = f": {prof['native_error']}" if prof["native_error"] else ""
+        console.print(f"[bold]Profiler[/bold] tracemalloc fallback (exact, slow){why}")
     table = Table(title="Configuration", title_justify="left")
     table.add_column("setting")
     table.add_column("value")

@@ -3,7 +3,10 @@
 The timeline is drawn by matplotlib (Agg, no pyplot state) and embedded as
 inline SVG: RSS of each run, the ``--limit`` with warning/critical threshold
 lines, the peak, limit events, and ``track()`` operation spans on a lane chart
-below. Tables list the top allocation sites and operations. The page loads
+below. When a run carries a heap profile (the native profiler's peak), an icicle
+graph of that live heap is drawn the same way: outermost frames on top, each
+frame as wide as the bytes allocated under it. Tables list the top allocation
+sites and operations. The page loads
 nothing from the network and runs no script. Every string that comes from the
 profiled program (command, paths, code, operation names, labels) is escaped:
 HTML-escaped in the page, and drawn as glyph outlines (never markup or
@@ -16,14 +19,18 @@ import datetime as _dt
 import html
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from memwarden._units import format_size
 from memwarden.report.summary import Summary, site_label, summarize
 from memwarden.report.trace import Sample, SiteSnapshot, Trace
 
-__all__ = ["ReportRun", "render_chart_svg", "render_html", "write_html"]
+if TYPE_CHECKING:
+    from memwarden.profiler import Profile
+
+__all__ = ["ReportRun", "render_chart_svg", "render_flame_svg", "render_html", "write_html"]
 
 _MAX_CHART_POINTS = 4000
 _SVG_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
@@ -168,6 +175,121 @@ def render_chart_svg(runs: Sequence[ReportRun], *, width_in: float = 11.0) -> st
     return _SVG_COMMENT.sub("", svg)
 
 
+#: Frames narrower than this share of the total are merged away (unreadable anyway).
+_FLAME_MIN_FRACTION = 0.004
+_FLAME_MAX_DEPTH = 48
+_FLAME_COLOURS = ("#e8743b", "#f2a541", "#d9534f", "#f0c05a", "#e67e22", "#c0504d")
+
+
+@dataclass
+class _FlameNode:
+    label: str
+    size: int
+    children: dict[str, _FlameNode]
+
+
+def _flame_tree(profile: Profile) -> _FlameNode:
+    root = _FlameNode("all", 0, {})
+    for sample in profile.stacks:
+        if sample.size_bytes <= 0:
+            continue
+        root.size += sample.size_bytes
+        node = root
+        for frame in reversed(sample.frames[:_FLAME_MAX_DEPTH]):
+            label = f"{frame.function} ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+            child = node.children.get(label)
+            if child is None:
+                child = node.children[label] = _FlameNode(label, 0, {})
+            child.size += sample.size_bytes
+            node = child
+    return root
+
+
+def render_flame_svg(profile: Profile, *, width_in: float = 11.0) -> str:
+    """Return an icicle graph of ``profile`` (outermost frames on top) as an SVG fragment.
+
+    Each frame is as wide as the bytes allocated under it; frames narrower than
+    0.4 % of the total are left out. Labels are drawn as glyph outlines, so no
+    program string becomes markup.
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    root = _flame_tree(profile)
+    total = max(root.size, 1)
+    boxes: list[tuple[float, int, float, str]] = []  # x, row, width, label
+
+    def walk(node: _FlameNode, x: float, row: int) -> int:
+        deepest = row - 1
+        for child in sorted(node.children.values(), key=lambda c: (-c.size, c.label)):
+            width = child.size / total
+            if width < _FLAME_MIN_FRACTION:
+                continue
+            boxes.append((x, row, width, child.label))
+            deepest = max(deepest, row, walk(child, x, row + 1))
+            x += width
+        return deepest
+
+    boxes.append((0.0, 0, 1.0, f"all: {format_size(root.size)}"))
+    rows = max(walk(root, 0.0, 1), 0) + 1
+    with matplotlib.rc_context(
+        {"svg.fonttype": "path", "svg.hashsalt": "memwarden", "font.size": 7}
+    ):
+        fig = Figure(figsize=(width_in, 0.3 + 0.22 * rows))
+        ax = fig.add_axes((0.005, 0.01, 0.99, 0.98))
+        glyphs_per_width = width_in * 72 / 4.4  # ~4.4 pt per glyph at 7 pt
+        for x, row, width, label in boxes:
+            colour = "#9fb8d6" if row == 0 else _FLAME_COLOURS[sum(map(ord, label)) % 6]
+            ax.add_patch(
+                Rectangle((x, row), width, 0.94, facecolor=colour, edgecolor="white", lw=0.4)
+            )
+            room = int(width * glyphs_per_width) - 1
+            if room >= 4:
+                text = label + (f" {width:.0%}" if row else "")
+                text = text if len(text) <= room else text[: room - 1] + "…"
+                ax.text(x + 0.002, row + 0.68, _chart_text(text, 400), fontsize=7, clip_on=True)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(rows, 0)
+        ax.axis("off")
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    svg = buf.getvalue()
+    start = svg.find("<svg")
+    svg = svg[start:] if start >= 0 else svg
+    return _SVG_COMMENT.sub("", svg)
+
+
+def _trace_profile(trace: Trace) -> Profile | None:
+    """The heap profile a trace carries (a Profile or its ``to_dict`` form), if any."""
+    raw: Any = getattr(trace, "profile", None)
+    if raw is None:
+        return None
+    from memwarden.profiler import Profile
+
+    if isinstance(raw, Profile):
+        return raw
+    if isinstance(raw, Mapping):
+        return Profile.from_dict(raw, source=f"the profile in {getattr(trace, 'path', 'a trace')}")
+    return None
+
+
+def _flame(profile: Profile | None) -> str:
+    if profile is None or profile.total_bytes <= 0:
+        return ""
+    how = (
+        f"estimated from {profile.samples:,} samples (one per "
+        f"{format_size(profile.interval_bytes)} allocated on average)"
+        if profile.interval_bytes
+        else "exact (tracemalloc)"
+    )
+    return (
+        f"<h3>Live heap at the peak by call stack — {_esc(format_size(profile.total_bytes))}, "
+        f"{_esc(how)}</h3>"
+        f'<div class="chart flame" id="flame">{render_flame_svg(profile)}</div>'
+    )
+
+
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
 color:#1b1f23;background:#f6f8fa}
@@ -294,6 +416,7 @@ def render_html(
     title: str | None = None,
     notes: Sequence[str] = (),
     extra_columns: dict[str, dict[str, str]] | None = None,
+    profiles: Sequence[Profile | None] | None = None,
 ) -> str:
     """Return a complete, self-contained HTML report of ``traces`` (one, or several to compare).
 
@@ -303,6 +426,8 @@ def render_html(
         title: the page title (default: the first run's label).
         notes: paragraphs shown under the title (escaped).
         extra_columns: per run label, extra comparison cells (escaped).
+        profiles: per trace, the heap profile to draw as an icicle graph (default:
+            the trace's own ``profile``, when it carries one).
     """
     if not traces:
         raise ValueError("render_html needs at least one trace")
@@ -316,7 +441,7 @@ def render_html(
     if len(runs) > 1:
         body.append(_comparison(runs, extra_columns or {}))
     body.append(f'<h2>Timeline</h2><div class="chart" id="chart">{render_chart_svg(runs)}</div>')
-    for run in runs:
+    for index, run in enumerate(runs):
         s = run.summary
         body.append(f"<h2>{_esc(s.label)}</h2>")
         body.append(f'<p class="sub">command: <code>{_esc(" ".join(s.command))}</code>')
@@ -327,6 +452,8 @@ def render_html(
         body.append(_growth(s))
         body.append(_sites(s.peak_sites, "near the peak"))
         body.append(_sites(s.exit_sites, "at exit"))
+        given = profiles[index] if profiles is not None and index < len(profiles) else None
+        body.append(_flame(given if given is not None else _trace_profile(run.trace)))
         body.append(_operations(s))
         body.append(_events(s))
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
