@@ -230,3 +230,30 @@ def test_prometheus_families_expose_the_histograms() -> None:
     assert samples[("memwarden_request_rss_delta_bytes_sum", None, prom)] == 6 * MiB
     assert ("memwarden_worker_recycles_total", None, None) in samples
     del meter, mw
+
+
+def test_allocations_are_attributed_per_route_by_the_profilers_tags() -> None:
+    """With the sampling profiler running, each route's requests' allocations are its own."""
+    profiler = pytest.importorskip("memwarden.profiler")
+    if profiler.is_running():
+        pytest.skip("the profiler is already running in this process")
+    kept: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        size = 4 * MiB if environ["PATH_INFO"].startswith("/big") else 16 * 1024
+        kept.append(bytes(size))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    meter = RequestMeter(governor=None)
+    mw = MemwardenMiddleware(app, meter=meter)
+    profiler.start(interval_bytes=64 * 1024)
+    try:
+        for i in range(20):
+            _call(mw, f"/big/{i}")
+            _call(mw, f"/small/{i}")
+        allocated = meter.allocated_by_route()
+    finally:
+        profiler.stop()
+    assert allocated["GET /big"] == pytest.approx(80 * MiB, rel=0.25)
+    assert allocated.get("GET /small", 0) < 4 * MiB
