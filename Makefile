@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: all demo test lint typecheck imports unit bench sysdeps clean
+.PHONY: all demo test lint typecheck imports unit bench fuzz sysdeps clean
 
 all: test
 
@@ -55,6 +55,12 @@ test: $(STAMP) sysdeps lint
 
 bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
+
+# Fuzz parse_size, load_config and the trace reader against their contracts (hypothesis,
+# fresh seeds each round) for FUZZ_MINUTES in total; exit 1 with the failing input.
+FUZZ_MINUTES ?= 3
+fuzz: $(STAMP)
+	$(PY) bench/fuzz.py --minutes $(FUZZ_MINUTES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage* htmlcov build dist

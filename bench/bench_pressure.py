@@ -44,6 +44,7 @@ from typing import Any
 from memwarden.config import MemoryConfig
 from memwarden.pressure import Governor, malloc_trim
 from memwarden.probes import cgroup_info, rss
+from memwarden.report.demo import hard_limit
 
 MiB = 1 << 20
 STEP = 2 * MiB
@@ -221,7 +222,7 @@ def _example_module() -> Any:
 def _in_cgroup(limit_bytes: int, argv: list[str], timeout: float) -> tuple[str | None, Any]:
     """Run ``argv`` in a fresh memory cgroup; (reason it could not, None) or (None, proc)."""
     mod = _example_module()
-    with mod._memory_cgroup(limit_bytes) as cg:
+    with hard_limit(limit_bytes) as (cg, _how):
         if cg is None:
             return (
                 "no writable memory cgroup (needs root and a cgroup v1/v2 memory controller)",

@@ -191,6 +191,23 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext memwarden``: the ``%memwarden`` / ``%%memwarden`` magics (see docs/live.md)."""
+    # Through importlib, as every export of this facade: the package imports no layer eagerly.
+    importlib.import_module("memwarden.integrations.ipython").load_ipython_extension(ipython)
+
+
+def _start_agent_from_environment() -> None:
+    # Opt-in only (MEMWARDEN_AGENT=1): without it nothing is imported or started.
+    import os
+
+    if os.environ.get("MEMWARDEN_AGENT", "0") not in ("", "0"):
+        importlib.import_module("memwarden.agent").start_from_environment()
+
+
+_start_agent_from_environment()
+
+
 # Module paths that moved, kept importable for one release with a DeprecationWarning:
 # old dotted name -> the module that now defines its names. A module may not share its
 # name with a function of the package (``memwarden.snapshot()``): importing a submodule

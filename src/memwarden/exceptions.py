@@ -50,6 +50,7 @@ __all__ = [
     "RegistryFullError",
     "TraceFormatError",
     "UndisposedResourceWarning",
+    "UnsafePathError",
 ]
 
 
@@ -202,6 +203,15 @@ class TraceFormatError(MemwardenError, ValueError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class UnsafePathError(MemwardenError, OSError):
+    """memwarden refused a path it would write: a planted symlink, a file or shared
+    directory owned by another user, or a directory anyone may write to."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class CommandError(MemwardenError):

@@ -157,14 +157,19 @@ class MemoryDelta:
     def summary(self) -> str:
         """One line a person can read."""
         heap = (
-            f", python heap {format_size(self.python_heap_bytes)}"
+            f", python heap {_signed_size(self.python_heap_bytes)}"
             if self.python_heap_bytes is not None
             else ""
         )
         return (
-            f"rss {format_size(self.rss_bytes)}{heap}, "
+            f"rss {_signed_size(self.rss_bytes)}{heap}, "
             f"{self.allocated_blocks:+d} blocks in {self.duration_s:.3f} s"
         )
+
+
+def _signed_size(n: int) -> str:
+    # A delta reads as one: "+212.0 MiB" grew, "-3.1 MiB" shrank.
+    return format_size(n) if n < 0 else "+" + format_size(n)
 
 
 _T = TypeVar("_T", MemorySnapshot, MemoryDelta)

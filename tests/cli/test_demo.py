@@ -57,12 +57,24 @@ def test_demo_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     naive = json.loads((work / "naive.json").read_text())
     assert naive["lines"] > 10_000
     assert (work / "memwarden.trace.jsonl").exists()
+    # Part two: the same service under one hard limit, ungoverned and governed.
+    assert "part two: a caching service under" in out
+    assert "service, governed" in page
+    assert "service, ungoverned" in page
+    governed = json.loads((work / "service-governed.json").read_text())
+    assert governed["requests_done"] == 4400
+    assert governed["relief_runs"] >= 1
+    assert not (work / "service-ungoverned.json").exists()  # it did not survive the limit
+    from memwarden.report.trace import read_trace
+
+    events = read_trace(work / "service-governed.trace.jsonl").events
+    assert any(e.kind == "relief" for e in events)  # relief runs are on the timeline
 
 
 @pytest.mark.slow
 def test_memwarden_version_peaks_lower(tmp_path: Path) -> None:
     """On a 30 MB log the memwarden version's peak RSS is well under the naive one's."""
-    demo = run_demo(size_bytes=30 * 10**6, html_path=None, workdir=tmp_path)
+    demo = run_demo(size_bytes=30 * 10**6, html_path=None, workdir=tmp_path, service=False)
     assert demo.results_equal
     naive = demo.variants["naive"].run.peak_rss_bytes
     lean = demo.variants["memwarden"].run.peak_rss_bytes

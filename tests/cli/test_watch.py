@@ -163,3 +163,13 @@ def test_on_a_terminal_the_live_panel_is_drawn(
     assert "64.0 GiB" in out
     assert "OK" in out
     assert not out.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize("pid", ["-1", "0", "99999999999"])
+def test_impossible_pids_are_usage_errors(pid: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--pid -1`, 0 or beyond any pid: a usage error naming --pid, never a traceback."""
+    code = main(["watch", "--pid", pid, "--count", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--pid" in err
+    assert "Traceback" not in err

@@ -95,7 +95,8 @@ def test_a_real_scrape_returns_the_metrics(mon: MemoryMonitor) -> None:
     assert value(m, "memwarden_usage_ratio") == pytest.approx(rss_now / MAX, rel=0.05)
     gens = {lab["generation"] for lab, _ in m["memwarden_gc_collections_total"]}
     assert gens == {"0", "1", "2"}
-    assert set(m) <= {n + suffix for n in METRICS for suffix in ("", "_created")} | set(METRICS), (
+    suffixes = ("", "_created", "_bucket", "_count", "_sum")  # counters and histograms
+    assert set(m) <= {n + suffix for n in METRICS for suffix in suffixes} | set(METRICS), (
         "undocumented metric"
     )
 

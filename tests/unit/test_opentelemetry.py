@@ -133,3 +133,31 @@ def test_the_default_monitor_is_observed_when_none_is_given(
     finally:
         provider.shutdown()
     assert points(metrics["memwarden.monitor.level"]) == [({}, int(Level.CRITICAL))]
+
+
+def test_request_meters_report_per_route(mon: MemoryMonitor) -> None:
+    """The middleware's per-route figures reach OpenTelemetry with an ``http.route`` attribute."""
+    from memwarden.integrations._requests import RequestMeter
+
+    value = [10 * 2**20]
+
+    def probe() -> int:
+        return value[0]
+
+    meter = RequestMeter(probe=probe, governor=None)
+    for _ in range(3):
+        req = meter.begin()
+        value[0] += 2**20
+        meter.end(req, "GET /otel")
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        instrument(provider, monitor=mon)
+        metrics = collect(reader)
+    finally:
+        provider.shutdown()
+    count = {a["http.route"]: v for a, v in points(metrics["memwarden.request.count"])}
+    delta = {a["http.route"]: v for a, v in points(metrics["memwarden.request.rss_delta"])}
+    assert count["GET /otel"] == 3
+    assert delta["GET /otel"] == 3 * 2**20
+    del meter

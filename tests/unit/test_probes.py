@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -449,3 +450,22 @@ def test_the_process_cgroup_handle_is_resolved_once() -> None:
     assert probes.cgroup() is probes.cgroup()
     outside = probes.pressure_files(root="/nonexistent-root")
     assert outside == (Path("/nonexistent-root/proc/pressure/memory"),)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_the_cgroup_handle_is_resolved_again_in_a_forked_child() -> None:
+    """A child forgets the parent's resolved handle and finds its own on first use."""
+    probes.cgroup()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            forgot = probes._own_cgroup is None
+            again = probes.cgroup() is probes.cgroup()
+            os.write(w, b"1" if forgot and again else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as fh:
+        assert fh.read() == b"1"

@@ -88,3 +88,43 @@ def test_format_size_examples() -> None:
     assert format_size(3 * 2**30) == "3.0 GiB"
     assert format_size(2_500_000, binary=False) == "2.5 MB"
     assert format_size(-2048) == "-2.0 KiB"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1e999999", "1e400 GB", "1e5000", "9223372036854775808", "9.3e18", "8193 PiB", "1" * 64],
+)
+def test_sizes_above_the_bound_are_refused_at_once(text: str) -> None:
+    """Sizes above 2**63 - 1 are refused naming the value (1e999999 no longer takes 43 s)."""
+    with pytest.raises(ConfigurationError, match="too large") as info:
+        parse_size(text, source="MEMWARDEN_MAX_MEMORY")
+    assert text[:20] in str(info.value)
+    assert "MEMWARDEN_MAX_MEMORY" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64, 10**400, 1e19, 1e300])
+def test_numbers_above_the_bound_are_refused(value: int | float) -> None:
+    """Ints and floats above the bound are refused; the message stays short."""
+    with pytest.raises(ConfigurationError, match="too large") as info:
+        parse_size(value)
+    assert len(str(info.value)) < 200
+
+
+def test_the_bound_itself_is_accepted() -> None:
+    """2**63 - 1 bytes is the largest size; tiny exponents round down to zero quickly."""
+    assert parse_size(str(2**63 - 1)) == 2**63 - 1
+    assert parse_size("1e-999999") == 0
+
+
+@pytest.mark.parametrize("text", ["١٠ MB", "１０ MiB", "10\u0663 KB", "²"])
+def test_non_ascii_digits_are_refused(text: str) -> None:
+    """Unicode digits other than ASCII 0-9 are refused with a message that says so."""
+    with pytest.raises(ConfigurationError, match="ASCII digits"):
+        parse_size(text)
+
+
+def test_a_huge_string_is_refused_without_echoing_it() -> None:
+    """A megabyte of digits is refused with a shortened value in the message."""
+    with pytest.raises(ConfigurationError) as info:
+        parse_size("9" * 1_000_000)
+    assert len(str(info.value)) < 300

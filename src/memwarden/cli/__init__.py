@@ -27,6 +27,7 @@ EXIT_INTERRUPTED = 130
 
 # Subcommand name -> module under memwarden.cli. Listed here so `--help` is stable.
 COMMANDS: dict[str, str] = {
+    "attach": "attach",
     "demo": "demo",
     "info": "info",
     "leaks": "leaks",
@@ -110,18 +111,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except CommandError as exc:
-        click.echo(f"memwarden: error: {exc}", err=True)
+        _error(exc)
         return exc.exit_code
     except ConfigurationError as exc:  # bad input (a size, a setting, a config file): usage
-        click.echo(f"memwarden: error: {exc}", err=True)
+        _error(exc)
         return EXIT_USAGE
     except MemwardenError as exc:
-        click.echo(f"memwarden: error: {exc}", err=True)
+        _error(exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return EXIT_INTERRUPTED
     return int(result) if isinstance(result, int) else EXIT_OK
+
+
+def _error(exc: BaseException) -> None:
+    # Messages quote values from files, traces and the environment: escape control
+    # characters so none reaches the terminal raw.
+    from memwarden.report.terminal import printable
+
+    click.echo(f"memwarden: error: {printable(str(exc))}", err=True)
 
 
 def run_main() -> None:

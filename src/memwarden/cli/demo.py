@@ -39,12 +39,22 @@ __all__ = ["command"]
     help="Keep the log, traces and results here [default: a temporary directory].",
 )
 @click.option(
+    "--no-service",
+    is_flag=True,
+    help="Skip part two (the caching service under a hard limit, ungoverned and governed).",
+)
+@click.option(
     "--sequential",
     is_flag=True,
     help="Run the variants one after the other (steadier times) instead of in parallel.",
 )
-def command(
-    size_bytes: int, seed: int, html_out: Path, workdir: Path | None, sequential: bool
+def command(  # noqa: PLR0917 - click passes every option positionally
+    size_bytes: int,
+    seed: int,
+    html_out: Path,
+    workdir: Path | None,
+    no_service: bool,
+    sequential: bool,
 ) -> int:
     """Profile a naive and a memwarden log analysis and compare them.
 
@@ -52,7 +62,9 @@ def command(
     naively (whole-file read, every record kept, a deep clone, an unbounded
     cache) and the memwarden way (streaming, pooled buffers, a bounded cache,
     adaptive batches, track() spans) — then prints peak RSS, time and whether
-    the results are equal, and writes an HTML report with both timelines.
+    the results are equal. Part two runs a service that caches every response under
+    one hard limit (a memory cgroup as root, else RLIMIT_DATA): ungoverned it is killed
+    or fails, governed by memwarden it finishes. The HTML report shows every timeline.
     """
     from rich.console import Console
     from rich.table import Table
@@ -79,6 +91,7 @@ def command(
         workdir=workdir,
         keep=workdir is not None,
         parallel=not sequential,
+        service=not no_service,
         progress=lambda msg: console.print(f"[dim]memwarden demo:[/] {msg}", markup=True),
     )
     naive, mw = demo.variants["naive"], demo.variants["memwarden"]
@@ -103,8 +116,24 @@ def command(
         )
     for name, how in sorted(mw.components.items()):
         console.print(f"  {name}: {how}", markup=False)
+    svc = demo.service
+    if svc is not None:
+        table = Table(title=f"part two: a caching service under {svc.how}")
+        for col in ("service", "outcome", "requests", "peak RSS", "relief runs"):
+            table.add_column(col, justify="left" if col in ("service", "outcome") else "right")
+        for mode, (run, result) in svc.runs.items():
+            table.add_row(
+                mode,
+                svc.outcome(mode),
+                str(result["requests_done"]) if result else "-",
+                format_size(run.peak_rss_bytes),
+                str(result.get("relief_runs", "-")) if result else "-",
+            )
+        console.print(table)
     if demo.html_path is not None:
         console.print(f"report: {demo.html_path}", markup=False)
+    if svc is not None and svc.outcome("governed") != "finished":
+        raise CommandError("the governed service did not finish under the limit", exit_code=1)
     if not demo.results_equal:
         raise CommandError("the two versions disagree or one failed; see above", exit_code=1)
     return 0

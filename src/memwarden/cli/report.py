@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -38,27 +40,30 @@ def command(
     HTML report.
     """
     from memwarden.report.summary import summarize
+    from memwarden.report.terminal import printable
     from memwarden.report.trace import read_trace
 
     loaded = []
     for path in traces:
-        if not path.exists():
-            raise CommandError(f"no such trace file: {path}", exit_code=2)
+        _check_readable(path)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MemwardenWarning)
             try:
                 trace = read_trace(path, strict=strict)
             except TraceFormatError as exc:
-                raise CommandError(str(exc), exit_code=1) from None
+                raise CommandError(printable(str(exc)), exit_code=1) from None
             except OSError as exc:
-                raise CommandError(f"cannot read {path}: {exc}", exit_code=1) from None
+                raise CommandError(
+                    printable(f"cannot read {path}: {exc.strerror or exc}"), exit_code=1
+                ) from None
         for w in caught:
-            click.echo(f"memwarden: warning: {w.message}", err=True)
+            click.echo(f"memwarden: warning: {printable(str(w.message))}", err=True)
         loaded.append(trace)
 
     if as_json:
         out = [summarize(t).to_dict() for t in loaded]
-        click.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+        # to_dict() has no NaN/Infinity; allow_nan=False keeps that a promise.
+        click.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2, allow_nan=False))
     else:
         from rich.console import Console
 
@@ -79,6 +84,31 @@ def command(
                 "install it with: pip install 'memwarden[report]'",
                 exit_code=1,
             ) from None
-        html_out.write_text(page, encoding="utf-8")
-        click.echo(f"memwarden: wrote {html_out}", err=True)
+        from memwarden._files import describe_os_error, write_output
+
+        try:
+            write_output(html_out, page)
+        except OSError as exc:
+            raise CommandError(printable(describe_os_error(exc, html_out)), exit_code=2) from None
+        click.echo(printable(f"memwarden: wrote {html_out}"), err=True)
     return 0
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse a trace argument that is missing, a loop or not a file, with the reason."""
+    from memwarden.report.terminal import printable
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CommandError(printable(f"no such trace file: {path}"), exit_code=2) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            reason = "a symlink loop (too many levels of symbolic links)"
+        else:
+            reason = exc.strerror or str(exc)
+        raise CommandError(printable(f"cannot read {path}: {reason}"), exit_code=2) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CommandError(printable(f"{path}: is a directory, not a trace"), exit_code=2)
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        raise CommandError(printable(f"{path}: not a regular file"), exit_code=2)

@@ -19,6 +19,8 @@ __all__ = ["LiveLine", "command"]
 
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
+#: The trace file cannot be created (missing directory, read-only, a planted name).
+EXIT_OUTPUT = 2
 
 
 class LiveLine:
@@ -169,9 +171,15 @@ def command(  # noqa: PLR0917 - click passes options as arguments
             raise CommandError(
                 f"--python-heap/--spans need a Python script or module: {exc}", exit_code=2
             ) from None
+    from memwarden.report.terminal import printable
+
     trace_path = output or _default_output(target)
     t0 = (time.monotonic(), time.time())
     env = dict(os.environ)
+    if limit_bytes is not None:
+        # A governed child budgets against the limit it runs under, so it relieves
+        # pressure before the guard has to stop it; an explicit budget is kept.
+        env.setdefault("MEMWARDEN_MAX_MEMORY", str(limit_bytes))
     if bootstrap:
         env = runner.bootstrap_env(
             env,
@@ -191,6 +199,11 @@ def command(  # noqa: PLR0917 - click passes options as arguments
             live.clear()
         click.echo(f"memwarden: {message}", err=True)
 
+    def on_warning(message: str) -> None:
+        if live is not None:
+            live.clear()
+        click.echo(f"memwarden: warning: {printable(message)}", err=True)
+
     header = {
         "command": [*(["-m"] if module else []), target, *args],
         "label": label or " ".join([Path(target).name, *args])[:120],
@@ -209,24 +222,40 @@ def command(  # noqa: PLR0917 - click passes options as arguments
             on_sample=live,
             on_limit=on_limit,
             t0=t0,
+            exclusive_trace=output is None,
+            on_warning=on_warning,
+            adopt_orphans=True,
         )
+    except runner.TraceOutputError as exc:
+        hint = "; pass -o to choose another name" if output is None else ""
+        raise CommandError(printable(f"{exc}{hint}"), exit_code=EXIT_OUTPUT) from exc
     except FileNotFoundError as exc:
-        raise CommandError(f"cannot run {argv[0]!r}: not found", exit_code=EXIT_NOT_FOUND) from exc
+        raise CommandError(
+            printable(f"cannot run {argv[0]!r}: not found"), exit_code=EXIT_NOT_FOUND
+        ) from exc
     except PermissionError as exc:
-        raise CommandError(f"cannot run {argv[0]!r}: {exc}", exit_code=EXIT_CANNOT_RUN) from exc
+        raise CommandError(
+            printable(f"cannot run {argv[0]!r}: {exc.strerror or exc}"), exit_code=EXIT_CANNOT_RUN
+        ) from exc
     finally:
         if live is not None:
             live.clear()
     if result.reason == "limit":
         click.echo(
-            f"memwarden: stopped {target!r}: it exceeded --limit {format_size(limit_bytes or 0)} "
-            f"(exit code {runner.EXIT_LIMIT})",
+            printable(
+                f"memwarden: stopped {target!r}: it exceeded --limit "
+                f"{format_size(limit_bytes or 0)} (exit code {runner.EXIT_LIMIT})"
+            ),
             err=True,
         )
     if not quiet:
+        incomplete = " (incomplete: writing it failed)" if result.trace_error else ""
         click.echo(
-            f"memwarden: peak {format_size(result.peak_rss_bytes)} in {result.duration_s:.2f} s, "
-            f"{result.samples} samples -> {trace_path}  (memwarden report {trace_path})",
+            printable(
+                f"memwarden: peak {format_size(result.peak_rss_bytes)} in "
+                f"{result.duration_s:.2f} s, {result.samples} samples -> {trace_path}{incomplete}"
+                f"  (memwarden report {trace_path})"
+            ),
             err=True,
         )
     return result.exit_code

@@ -45,7 +45,7 @@ def _probe_for(pid: int) -> Callable[[], int]:
     try:
         proc = psutil.Process(pid)
         proc.memory_info()
-    except psutil.NoSuchProcess as exc:
+    except (psutil.NoSuchProcess, ValueError, OverflowError) as exc:
         raise CommandError(f"--pid {pid}: no such process", exit_code=1) from exc
     except psutil.AccessDenied as exc:
         raise CommandError(
@@ -119,7 +119,12 @@ def render(pid: int, mon: MemoryMonitor, *, width: int = 60) -> Any:
 
 
 @click.command(help=__doc__)
-@click.option("--pid", type=int, default=None, help="Process to watch (default: this one).")
+@click.option(
+    "--pid",
+    type=click.IntRange(min=1, max=2**31 - 1),
+    default=None,
+    help="Process to watch (default: this one).",
+)
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.001, max=3600),

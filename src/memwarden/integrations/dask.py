@@ -313,7 +313,7 @@ def _worker_report(dask_worker: Any = None, *, detail: bool = True) -> WorkerMem
         address=address,
         rss_bytes=current,
         limit_bytes=state.limit_bytes,
-        level=state.monitor.level.name,
+        level=state.monitor.level.monitor_name,
         pressure=state.governor.level().name,
         under_pressure=bool(state.governor.is_under_pressure()) or status == "paused",
         reliefs=len(state.governor.history()),

@@ -72,6 +72,19 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "s",
         "Total time tasks stalled waiting for memory (PSI).",
     ),
+    # per-route request memory, from the WSGI/ASGI middleware (docs/services.md)
+    "memwarden.request.count": ("counter", "{request}", "Requests finished per route."),
+    "memwarden.request.rss_delta": (
+        "updowncounter",
+        "By",
+        "Summed RSS change of the requests of each route.",
+    ),
+    "memwarden.request.under_pressure": (
+        "counter",
+        "{request}",
+        "Requests of each route that ended under memory pressure.",
+    ),
+    "memwarden.worker.recycles": ("counter", "{recycle}", "Graceful recycles this worker decided."),
 }
 
 
@@ -174,6 +187,24 @@ class Instrumentation:
         op_stats.__name__ = f"op_{field}"
         return op_stats
 
+    def _route(self, field: str) -> Callable[[], Iterable[tuple[float, dict[str, Any]]]]:
+        def route_stats() -> Iterable[tuple[float, dict[str, Any]]]:
+            from memwarden.integrations._requests import meters
+
+            return [
+                (getattr(st, field), {"http.route": st.route})
+                for meter in meters()
+                for st in meter.routes()
+            ]
+
+        route_stats.__name__ = f"route_{field}"
+        return route_stats
+
+    def _recycles(self) -> Iterable[tuple[float, dict[str, Any]]]:
+        from memwarden.integrations._requests import meters
+
+        return [(sum(m.recycles for m in meters()), {})]
+
     def _psi(self) -> Iterable[tuple[float, dict[str, Any]]]:
         psi = probes.pressure_stall()
         if psi is None:
@@ -221,6 +252,10 @@ def instrument(
         "memwarden.operation.calls": inst._op("count"),
         "memwarden.operation.peak": inst._op("max_peak_rss_bytes"),
         "memwarden.memory.pressure.stall.time": inst._psi,
+        "memwarden.request.count": inst._route("requests"),
+        "memwarden.request.rss_delta": inst._route("rss_delta_sum_bytes"),
+        "memwarden.request.under_pressure": inst._route("under_pressure"),
+        "memwarden.worker.recycles": inst._recycles,
     }
     factories = {
         "gauge": meter.create_observable_gauge,

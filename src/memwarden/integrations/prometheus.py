@@ -9,10 +9,15 @@ Metric names follow Prometheus conventions (base units, ``_total`` counters,
 
     from memwarden.integrations.prometheus import expose
     exporter = expose(9464)          # http://127.0.0.1:9464/metrics
+
+``expose()`` serves from one thread with bounded connections and timeouts
+(:mod:`memwarden.integrations._http`), not prometheus_client's thread per
+connection: slow or half-open clients cannot exhaust the host's threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -23,11 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from memwarden import probes
 from memwarden.exceptions import ConfigurationError
+from memwarden.integrations._requests import REQUEST_METRICS
 from memwarden.monitoring import MONITOR_LEVELS, MemoryMonitor
 from memwarden.monitoring import monitor as default_monitor
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
+
+    from memwarden.integrations._http import MetricsServer
 
 __all__ = ["Exporter", "MemwardenCollector", "expose", "register"]
 
@@ -36,6 +44,7 @@ log = logging.getLogger("memwarden.integrations.prometheus")
 #: Every metric family the collector can emit (the ones marked "when present" may be absent).
 METRICS: dict[str, str] = {
     "memwarden_rss_bytes": "gauge: resident set size of the process, read at scrape time",
+    **REQUEST_METRICS,
     "memwarden_peak_rss_bytes": "gauge: highest RSS the monitor has sampled",
     "memwarden_limit_bytes": "gauge: the memory budget (max_memory) levels are measured against",
     "memwarden_effective_limit_bytes": "gauge{source}: the tightest limit found "
@@ -117,6 +126,9 @@ class MemwardenCollector:
         st = mon.stats()
         current = int(self._probe())
         yield _gauge("memwarden_rss_bytes", current)
+        from memwarden.integrations._requests import prometheus_families
+
+        yield from prometheus_families()  # per-route request memory, when middleware runs
         yield _gauge("memwarden_peak_rss_bytes", max(current, st.peak_rss_bytes or 0))
         yield _gauge("memwarden_limit_bytes", cfg.max_memory_bytes)
         yield _gauge("memwarden_warning_threshold_bytes", cfg.warning_bytes)
@@ -232,10 +244,17 @@ def register(
 class Exporter:
     """A running metrics HTTP server; ``close()`` (or leaving ``with``) stops it."""
 
-    def __init__(self, server: Any, thread: threading.Thread, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        server: Any,
+        thread: threading.Thread,
+        registry: CollectorRegistry,
+        collector: MemwardenCollector | None = None,
+    ) -> None:
         self._server = server
         self._thread = thread
         self.registry = registry
+        self.collector = collector
         host, port = server.server_address[:2]
         self.host: str = host
         self.port: int = port
@@ -254,6 +273,11 @@ class Exporter:
         server.shutdown()
         server.server_close()
         self._thread.join(timeout=5)
+        if self.collector is not None:
+            # A caller's registry (the global one) must not keep serving our collector.
+            with contextlib.suppress(KeyError):
+                self.registry.unregister(self.collector)
+            self.collector = None
 
     def __enter__(self) -> Exporter:
         return self
@@ -267,41 +291,104 @@ class Exporter:
         self.close()
 
 
-def expose(
-    port: int = 9464,
-    addr: str = "127.0.0.1",
-    *,
-    monitor: MemoryMonitor | None = None,
-    registry: CollectorRegistry | None = None,
-) -> Exporter:
-    """Serve memwarden's metrics at ``http://addr:port/metrics``.
-
-    Args:
-        port: TCP port; 0 picks a free one (read it from ``Exporter.port``).
-        addr: the address to bind; loopback by default; use ``"0.0.0.0"`` deliberately.
-        monitor: the monitor to report (default: the process-wide one).
-        registry: serve this registry with the collector added (default: a new registry
-            holding only memwarden's metrics).
-
-    Raises:
-        ConfigurationError: ``port`` is not in 0..65535, or it cannot be bound.
-    """
+def check_port(port: object) -> int:
+    """``port`` as a TCP port number, or a ConfigurationError naming it."""
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ConfigurationError(
             f"port={port!r} (argument): expected a TCP port in 0..65535", value=port
         )
-    from prometheus_client import CollectorRegistry, start_http_server
+    return port
 
-    reg = registry if registry is not None else CollectorRegistry(auto_describe=False)
-    reg.register(MemwardenCollector(monitor))
+
+def is_loopback(addr: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    import ipaddress
+
+    if addr.lower() == "localhost":
+        return True
     try:
-        server, thread = start_http_server(port, addr=addr, registry=reg)
+        ip = ipaddress.ip_address(addr.strip("[]"))
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def serve(
+    registry: CollectorRegistry, port: int, addr: str, *, max_connections: int, timeout_s: float
+) -> MetricsServer:
+    """Start a bounded :class:`~memwarden.integrations._http.MetricsServer` for ``registry``.
+
+    Warns (WARNING) when ``addr`` is not loopback: the metrics then reach the network.
+
+    Raises:
+        ConfigurationError: the address cannot be bound.
+    """
+    from memwarden.integrations._http import MetricsServer
+
+    try:
+        server = MetricsServer(
+            registry, addr, port, max_connections=max_connections, timeout_s=timeout_s
+        )
     except OSError as exc:
         raise ConfigurationError(
             f"port={port!r}, addr={addr!r} (argument): cannot serve metrics: {exc}",
             value=port,
             source="argument",
         ) from exc
-    exporter = Exporter(server, thread, reg)
+    if not is_loopback(addr):
+        log.warning(
+            "serving memwarden metrics on %s, which is not a loopback address: anyone who "
+            "can reach it reads this process's memory figures (bind 127.0.0.1 and scrape "
+            "locally, or restrict it with a firewall)",
+            addr,
+        )
+    return server
+
+
+def expose(
+    port: int = 9464,
+    addr: str = "127.0.0.1",
+    *,
+    monitor: MemoryMonitor | None = None,
+    registry: CollectorRegistry | None = None,
+    max_connections: int = 64,
+    timeout_s: float = 10.0,
+) -> Exporter:
+    """Serve memwarden's metrics at ``http://addr:port/metrics``.
+
+    The server runs in one thread whatever the number of clients: at most
+    ``max_connections`` are held (the oldest is dropped for a new one) and each
+    must finish within ``timeout_s``. The body is prometheus_client's exposition
+    (text, or OpenMetrics when the scraper asks).
+
+    Args:
+        port: TCP port; 0 picks a free one (read it from ``Exporter.port``).
+        addr: the address to bind; loopback by default; another address is logged
+            at WARNING (use ``"0.0.0.0"`` deliberately).
+        monitor: the monitor to report (default: the process-wide one).
+        registry: serve this registry with the collector added (default: a new registry
+            holding only memwarden's metrics). ``close()`` removes the collector again.
+        max_connections: connections held at once.
+        timeout_s: seconds a client may take for one scrape.
+
+    Raises:
+        ConfigurationError: ``port`` is not in 0..65535, or it cannot be bound; the
+            collector is then not left registered.
+    """
+    check_port(port)
+    from prometheus_client import CollectorRegistry
+
+    reg = registry if registry is not None else CollectorRegistry(auto_describe=False)
+    collector = MemwardenCollector(monitor)
+    reg.register(collector)
+    try:
+        server = serve(reg, port, addr, max_connections=max_connections, timeout_s=timeout_s)
+    except BaseException:
+        # A failed expose() must leave the registry as it found it: otherwise a retry
+        # registers a second collector and every metric is served twice.
+        reg.unregister(collector)
+        raise
+    exporter = Exporter(server, server.thread, reg, collector)
     log.info("serving memwarden metrics at %s", exporter.url)
     return exporter

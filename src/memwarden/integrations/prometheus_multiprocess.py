@@ -69,6 +69,15 @@ def _directory(path: str | os.PathLike[str] | None) -> str:
         raise ConfigurationError(
             f"{ENV}={value!r} ({source}): not a directory", value=value, source=source
         )
+    from memwarden._files import safe_directory
+    from memwarden.exceptions import UnsafePathError
+
+    try:
+        # Every process writes and the exporter reads these files: a directory another
+        # user owns or can write could feed the exporter forged series or swap files.
+        safe_directory(value, purpose=f"{ENV} ({source})")
+    except UnsafePathError as exc:
+        raise ConfigurationError(str(exc), value=value, source=source) from None
     return value
 
 
@@ -162,7 +171,7 @@ class MultiprocessPublisher:
             g["limit"].set(limit)
 
     def _on_level_change(self, old: Any, new: Any, sample: Sample) -> None:
-        self._level_changes.labels(level=new.name).inc()
+        self._level_changes.labels(level=new.monitor_name).inc()
         self._g["level"].set(int(new))
 
     def close(self) -> None:
@@ -207,16 +216,30 @@ def multiprocess_registry(path: str | os.PathLike[str] | None = None) -> Collect
 
 
 def expose_multiprocess(
-    port: int = 9464, addr: str = "127.0.0.1", *, path: str | os.PathLike[str] | None = None
+    port: int = 9464,
+    addr: str = "127.0.0.1",
+    *,
+    path: str | os.PathLike[str] | None = None,
+    max_connections: int = 64,
+    timeout_s: float = 10.0,
 ) -> Any:
-    """Serve the aggregated metrics at ``http://addr:port/metrics``; return ``(server, thread)``."""
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ConfigurationError(
-            f"port={port!r} (argument): expected a TCP port in 0..65535", value=port
-        )
-    from prometheus_client import start_http_server
+    """Serve the aggregated metrics at ``http://addr:port/metrics``; return ``(server, thread)``.
 
-    return start_http_server(port, addr=addr, registry=multiprocess_registry(path))
+    The same bounded one-thread server as :func:`~memwarden.integrations.prometheus.expose`
+    (``server.shutdown(); server.server_close()`` stops it); a non-loopback ``addr``
+    is logged at WARNING.
+    """
+    from memwarden.integrations.prometheus import check_port, serve
+
+    check_port(port)
+    server = serve(
+        multiprocess_registry(path),
+        port,
+        addr,
+        max_connections=max_connections,
+        timeout_s=timeout_s,
+    )
+    return server, server.thread
 
 
 def mark_process_dead(pid: int, path: str | os.PathLike[str] | None = None) -> None:

@@ -349,12 +349,9 @@ class Governor:
     def _inputs(self) -> list[PressureInput]:
         inputs = self._all_inputs
         if inputs is None:
-            self._slow = self._open_slow_inputs()
+            self._slow = _open_slow_inputs(self)
             inputs = self._all_inputs = [self._usage, *self._slow, self._kernel]
         return inputs
-
-    def _open_slow_inputs(self) -> list[CgroupInput | PsiInput | EventsInput]:
-        return _open_slow_inputs(self)
 
     def _evaluate(self, usage_bytes: int | None = None) -> PressureLevel:
         now = self._clock()
@@ -439,9 +436,6 @@ class Governor:
             return None
         return self._relief.request(reason, interval_s=self.relief_interval_s)
 
-    def _report_if_stuck(self, waited_s: float | None = None) -> None:
-        _report_if_stuck(self, waited_s)
-
     # -- waiting ---------------------------------------------------------
 
     def wait_for_relief(self, timeout: float | None = None, *, poll_s: float = 0.1) -> None:
@@ -460,7 +454,7 @@ class Governor:
                 ``waited_s`` and ``level``).
             MemwardenError: called from inside a reliever.
         """
-        for pause, done in self._wait_steps(timeout, poll_s):
+        for pause, done in _wait_steps(self, timeout, poll_s):
             if done is not None:
                 done.wait(pause)  # the relief run, as long as the deadline allows
             else:
@@ -473,11 +467,6 @@ class Governor:
         with self._changed:
             self._changed.wait(seconds)
 
-    def _wait_steps(
-        self, timeout: float | None, poll_s: float
-    ) -> Iterator[tuple[float, threading.Event | None]]:
-        return _wait_steps(self, timeout, poll_s)
-
     async def async_wait_for_relief(
         self, timeout: float | None = None, *, poll_s: float = 0.1
     ) -> None:
@@ -488,7 +477,7 @@ class Governor:
         """
         import asyncio  # lazy: keeps `import memwarden` cheap
 
-        for pause, done in self._wait_steps(timeout, poll_s):
+        for pause, done in _wait_steps(self, timeout, poll_s):
             if done is not None:  # the relief run, polled so the loop keeps running
                 deadline = time.monotonic() + pause
                 while not done.is_set() and time.monotonic() < deadline:
@@ -514,7 +503,7 @@ class Governor:
         level = self._evaluate(usage_bytes)
         if level > PressureLevel.NONE and self.auto_relieve:
             self._request_relief("pressure")
-        self._report_if_stuck()
+        _report_if_stuck(self)
 
     @property
     def watching(self) -> bool:
@@ -656,7 +645,7 @@ def _wait_steps(
                     level=level,
                 )
             done = gov._request_relief("wait")
-            gov._report_if_stuck(waited)
+            _report_if_stuck(gov, waited)
             left = None if timeout is None else max(0.0, timeout - waited)
             if done is not None:
                 # Wait for the run as long as the deadline allows (1 s at a time).

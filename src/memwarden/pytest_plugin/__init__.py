@@ -324,7 +324,9 @@ class MemwardenPlugin:
             "tests": sorted(self.results, key=lambda r: r["nodeid"]),
         }
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
-        self.json_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        from memwarden._files import write_output
+
+        write_output(self.json_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- fixtures

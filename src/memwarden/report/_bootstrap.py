@@ -338,7 +338,9 @@ def main(argv: list[str] | None = None) -> None:
     env = {k: os.environ.pop(k, "") for k in _ENV}  # not inherited by the target's children
     session: _Session | None = None
     if env["MEMWARDEN_TRACE_FILE"]:
-        fd = os.open(env["MEMWARDEN_TRACE_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        # O_NOFOLLOW: the parent created this file; a symlink swapped in since is refused.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(env["MEMWARDEN_TRACE_FILE"], flags)
         session = _Session(
             fd,
             float(env["MEMWARDEN_TRACE_T0"] or time.monotonic()),

@@ -24,7 +24,14 @@ from typing import Any
 
 from memwarden.report.runner import RunResult, bootstrap_command, bootstrap_env, run_program
 
-__all__ = ["DemoResult", "VariantResult", "run_demo"]
+__all__ = [
+    "DemoResult",
+    "ServiceDemo",
+    "VariantResult",
+    "hard_limit",
+    "run_demo",
+    "run_service_demo",
+]
 
 _WORKLOAD = "memwarden.report._demo_workload"
 VARIANTS = ("naive", "memwarden")
@@ -56,6 +63,7 @@ class DemoResult:
     html_path: Path | None
     workdir: Path
     generate_s: float
+    service: ServiceDemo | None = None
 
 
 def _run_variant(
@@ -112,6 +120,7 @@ def run_demo(
     parallel: bool = True,
     interval_s: float = 0.1,
     progress: Any = None,
+    service: bool = True,
 ) -> DemoResult:
     """Run the demo and return what happened.
 
@@ -125,6 +134,8 @@ def run_demo(
         parallel: run both variants at once (one per core) rather than one after the other.
         interval_s: sampling interval.
         progress: called with a one-line message at each step (the CLI prints it).
+        service: also run part two, the service under a hard limit, ungoverned and
+            governed (:func:`run_service_demo`).
     """
     from memwarden.report._demo_workload import generate_log
 
@@ -167,6 +178,10 @@ def run_demo(
             raise
         a, b = variants["naive"], variants["memwarden"]
         equal = a.ok and b.ok and a.result == b.result
+        svc: ServiceDemo | None = None
+        if service:
+            say("running a caching service under one hard limit, ungoverned then governed…")
+            svc = run_service_demo(work)
         written: Path | None = None
         if html_path is not None:
             from memwarden.report.html import render_html
@@ -180,6 +195,13 @@ def run_demo(
                 }
                 for v in variants.values()
             }
+            if svc is not None:
+                for mode, (run, _res) in svc.runs.items():
+                    traces.append(read_trace(run.trace_path))
+                    extra[f"service, {mode}"] = {
+                        "result": svc.outcome(mode),
+                        "exit code": str(run.exit_code),
+                    }
             notes = [
                 f"A {log_bytes / 1e6:.0f} MB synthetic access log ({lines:,} lines, seed {seed}) "
                 "analysed twice: naively (whole-file read, every record kept, a deep clone, an "
@@ -188,17 +210,26 @@ def run_demo(
                 "memwarden version components: "
                 + "; ".join(f"{k}: {v}" for k, v in sorted(b.components.items())),
             ]
-            html_path.write_text(
+            if svc is not None:
+                notes.append(
+                    f"Part two: a service that caches every response, under {svc.how}, run "
+                    f"ungoverned ({svc.outcome('ungoverned')}) and governed by memwarden "
+                    f"({svc.outcome('governed')}); green lines on the timeline are the "
+                    "governor's relief runs."
+                )
+            from memwarden._files import write_output
+
+            write_output(
+                html_path,
                 render_html(
                     traces,
                     title="memwarden demo: naive vs memwarden",
                     notes=notes,
                     extra_columns=extra,
                 ),
-                encoding="utf-8",
             )
             written = html_path
-        return DemoResult(log_bytes, lines, variants, equal, written, work, generate_s)
+        return DemoResult(log_bytes, lines, variants, equal, written, work, generate_s, svc)
     finally:
         if made_tmp and not keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -212,3 +243,110 @@ def _wait(fut: Any) -> VariantResult:
         except TimeoutError:
             continue
         return result
+
+
+# ---------------------------------------------------------------------------
+# part two: the same service under one hard limit, ungoverned and governed
+
+_SERVICE = "memwarden.report._demo_service"
+SERVICE_MODES = ("ungoverned", "governed")
+
+
+@dataclass(frozen=True)
+class ServiceDemo:
+    """Both service runs under the same hard limit.
+
+    Attributes:
+        limit_bytes: the hard limit.
+        how: how it was imposed (a memory cgroup as root, else RLIMIT_DATA).
+        runs: per mode, the run engine's outcome and the child's result (None if it died).
+    """
+
+    limit_bytes: int
+    how: str
+    runs: dict[str, tuple[RunResult, dict[str, Any] | None]]
+
+    def outcome(self, mode: str) -> str:
+        """``finished``, ``OOM-killed``, ``MemoryError`` or ``exit N``, in words."""
+        run, result = self.runs[mode]
+        if result is not None and run.exit_code == 0:
+            return "finished"
+        if run.signal == signal.SIGKILL:
+            return "OOM-killed (SIGKILL)"
+        return f"failed (exit {run.exit_code})"
+
+
+@contextlib.contextmanager
+def hard_limit(limit_bytes: int) -> Any:
+    """A new memory cgroup with ``limit_bytes`` below ours (root), else None for RLIMIT_DATA.
+
+    Yields:
+        ``(cgroup directory or None, description)``.
+    """
+    import uuid
+
+    from memwarden.probes import cgroup_info
+
+    info = cgroup_info()
+    path: Path | None = None
+    if os.geteuid() == 0 and info is not None and os.access(info.directory, os.W_OK):
+        path = info.directory / f"memwarden-demo-{uuid.uuid4().hex[:8]}"
+        try:
+            path.mkdir(mode=0o755)
+            limit_file = "memory.limit_in_bytes" if info.version == 1 else "memory.max"
+            (path / limit_file).write_text(str(limit_bytes))
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            path = None
+    how = (
+        f"a {limit_bytes >> 20} MiB memory cgroup"
+        if path is not None
+        else f"RLIMIT_DATA of {limit_bytes >> 20} MiB (run as root for a real cgroup)"
+    )
+    try:
+        yield path, how
+    finally:
+        if path is not None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def run_service_demo(
+    work: Path, *, limit_bytes: int | None = None, interval_s: float = 0.05
+) -> ServiceDemo:
+    """Run the demo service ungoverned, then governed, each under the same hard limit."""
+    from memwarden.report._demo_service import LIMIT_BYTES
+
+    limit = limit_bytes or LIMIT_BYTES
+    runs: dict[str, tuple[RunResult, dict[str, Any] | None]] = {}
+    with hard_limit(limit) as (cgroup, how):
+        for mode in SERVICE_MODES:
+            out = work / f"service-{mode}.json"
+            trace = work / f"service-{mode}.trace.jsonl"
+            t0 = (time.monotonic(), time.time())
+            env = dict(os.environ)
+            env.pop("MEMWARDEN_MAX_MEMORY", None)  # the governed child finds the limit itself
+            env["MEMWARDEN_TRACE_FILE"] = str(trace)
+            env["MEMWARDEN_TRACE_T0"] = repr(t0[0])
+            if cgroup is not None:
+                env["MEMWARDEN_DEMO_CGROUP"] = str(cgroup)
+            else:
+                env["MEMWARDEN_DEMO_RLIMIT"] = str(limit)
+            run = run_program(
+                [sys.executable, "-m", _SERVICE, mode, str(out)],
+                trace_path=trace,
+                interval_s=interval_s,
+                env=env,
+                header={"label": f"service, {mode}", "command": [_SERVICE, mode]},
+                t0=t0,
+                foreground=False,
+            )
+            result = json.loads(out.read_text()) if out.exists() else None
+            runs[mode] = (run, result)
+    return ServiceDemo(limit, how, runs)

@@ -112,6 +112,8 @@ def render_chart_svg(runs: Sequence[ReportRun], *, width_in: float = 11.0) -> st
             for event in run.trace.events:
                 if event.kind == "limit":
                     ax.axvline(event.t_s, color="#b00", linestyle=":", linewidth=1)
+                elif event.kind == "relief":
+                    ax.axvline(event.t_s, color="#2a2", linestyle="-", linewidth=0.6, alpha=0.5)
                 elif event.kind == "heap-snapshot" and len(runs) == 1:
                     # tracemalloc snapshots cost the child time and memory: show where.
                     ax.axvline(event.t_s, color="#999", linestyle=":", linewidth=0.8)
@@ -345,7 +347,7 @@ def render_html(
 
 def write_html(path: str, traces: Sequence[Trace], **kwargs: object) -> None:
     """Write :func:`render_html` of ``traces`` to ``path`` (UTF-8)."""
-    from pathlib import Path
+    from memwarden._files import write_output
 
     text = render_html(traces, **kwargs)  # type: ignore[arg-type]
-    Path(path).write_text(text, encoding="utf-8")
+    write_output(path, text)

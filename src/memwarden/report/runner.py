@@ -28,12 +28,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from memwarden._files import describe_os_error
 from memwarden.report.trace import TraceEnd, TraceWriter
 
 __all__ = [
     "EXIT_LIMIT",
     "ProcessTree",
     "RunResult",
+    "TraceOutputError",
     "bootstrap_command",
     "bootstrap_env",
     "is_python_executable",
@@ -44,6 +46,11 @@ log = logging.getLogger("memwarden.report.runner")
 
 #: Exit code of ``memwarden run`` when it stopped the program for exceeding ``--limit``.
 EXIT_LIMIT = 3
+
+
+class TraceOutputError(OSError):
+    """The trace file cannot be created; the message blames the path, not the program."""
+
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _BOOTSTRAP = "memwarden.report._bootstrap"
@@ -77,13 +84,30 @@ class ProcessTree:
     Args:
         root_pid: the process at the top of the tree.
         max_processes: bound on tracked processes (a fork bomb must not grow memwarden).
+        adopter_pid: a child subreaper (``PR_SET_CHILD_SUBREAPER``, this process)
+            that orphans of the tree are re-parented to: its children, other than
+            ``root_pid`` and those in ``foreign``, belong to the tree. This is how a
+            daemon that double-forks away from the program is still counted (and
+            stopped by ``--limit``).
+        foreign: the adopter's children that are not part of the tree.
     """
 
-    def __init__(self, root_pid: int, *, max_processes: int = 4096) -> None:
+    def __init__(
+        self,
+        root_pid: int,
+        *,
+        max_processes: int = 4096,
+        adopter_pid: int | None = None,
+        foreign: frozenset[int] = frozenset(),
+    ) -> None:
         self.root_pid = root_pid
         self.max_processes = max_processes
         self._pids: dict[int, None] = {root_pid: None}
         self._proc_children = Path(f"/proc/{root_pid}/task/{root_pid}/children").exists()
+        self._adopter = adopter_pid
+        self._foreign = set(foreign)
+        #: Orphans re-parented to the adopter: it must reap them when they exit.
+        self.adopted: set[int] = set()
 
     @property
     def pids(self) -> list[int]:
@@ -107,6 +131,13 @@ class ProcessTree:
     def refresh(self) -> None:
         """Discover new descendants of every tracked process."""
         if self._proc_children:
+            if self._adopter is not None:
+                for child in self._children_of(self._adopter):
+                    if child in self._foreign or child == self.root_pid:
+                        continue
+                    self.adopted.add(child)
+                    if len(self._pids) < self.max_processes:
+                        self._pids.setdefault(child, None)
             frontier = list(self._pids)
             while frontier and len(self._pids) < self.max_processes:
                 pid = frontier.pop()
@@ -139,14 +170,25 @@ class ProcessTree:
             if got is None:
                 if pid != self.root_pid:
                     del self._pids[pid]
+                    self.adopted.discard(pid)
                 continue
             rss, pid_hwm = got
             hwm = max(hwm, pid_hwm)
             if rss == 0 and pid != self.root_pid:
+                if pid in self.adopted:
+                    self.reap(pid)
                 continue  # a zombie: counted nowhere, reaped by its parent soon
             total += rss
             count += rss > 0
         return total, count, hwm
+
+    def reap(self, pid: int, *, block: bool = False) -> None:
+        """Collect an adopted orphan's exit status so it does not stay a zombie."""
+        with contextlib.suppress(ChildProcessError, OSError):
+            got, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            if got == pid:
+                self._pids.pop(pid, None)
+                self.adopted.discard(pid)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the root's process group and to tracked processes outside it.
@@ -271,6 +313,8 @@ class RunResult:
     duration_s: float
     samples: int
     signal: int | None = None
+    #: Why the trace stopped being written (a full disk), or None when it is complete.
+    trace_error: str | None = None
 
 
 class _SignalForwarder:
@@ -360,6 +404,38 @@ class _ExitWatcher:
             self._fd = -1
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+
+
+def _prctl_subreaper(on: bool) -> bool | None:
+    """Make this process a child subreaper (or stop); return the previous state, None if unable."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        previous = ctypes.c_int(0)
+        if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(previous), 0, 0, 0) != 0:
+            return None
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return bool(previous.value)
+
+
+def _own_children() -> frozenset[int]:
+    me = os.getpid()
+    out: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{me}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                out.update(int(c) for c in (task / "children").read_bytes().split())
+    return frozenset(out)
+
+
 def run_program(
     argv: Sequence[str],
     *,
@@ -374,6 +450,9 @@ def run_program(
     t0: tuple[float, float] | None = None,
     foreground: bool = True,
     on_start: Callable[[int], None] | None = None,
+    exclusive_trace: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+    adopt_orphans: bool = False,
 ) -> RunResult:
     """Run ``argv`` as a child, sample its process tree every ``interval_s`` and write a trace.
 
@@ -391,13 +470,25 @@ def run_program(
         foreground: hand the terminal to the child when memwarden owns it (off when
             several programs run at once).
         on_start: called with the child's pid once it runs.
+        exclusive_trace: ``trace_path`` is a name memwarden chose: create it
+            exclusively, never following or overwriting what is there.
+        on_warning: called with a message when the trace cannot be written any more
+            (a full disk); the program keeps running, supervised, and ``--limit``
+            is still enforced.
+        adopt_orphans: make this process a child subreaper for the run so processes
+            that double-fork away from the program are re-parented here, counted and
+            stopped with the tree. Its other children started before the run are
+            not counted; meant for a process that runs one program (the CLI).
 
     Returns:
-        The outcome; the trace is complete (it has its end record).
+        The outcome; the trace is complete (it has its end record) unless
+        ``trace_error`` says why writing stopped.
 
     Raises:
+        TraceOutputError: the trace file cannot be created (missing directory,
+            read-only, an existing name with ``exclusive_trace``, a foreign symlink).
         OSError: the command cannot be started (``FileNotFoundError`` when not
-            found); the trace file is removed.
+            found); a trace file created for it is removed.
     """
     if interval_s <= 0:
         raise ValueError(f"interval_s={interval_s!r}: must be positive")
@@ -420,10 +511,27 @@ def run_program(
     except ImportError:  # pragma: no cover
         pass
     head.update(header or {})
-    writer = TraceWriter(trace_path, head)
+    write_errors: list[str] = []
+
+    def on_write_error(exc: OSError) -> None:
+        message = (
+            f"{describe_os_error(exc, trace_path)}; the trace stops here, the program "
+            "keeps running and is still supervised"
+        )
+        write_errors.append(message)
+        if on_warning is not None:
+            on_warning(message)
+
+    try:
+        writer = TraceWriter(trace_path, head, exclusive=exclusive_trace, on_error=on_write_error)
+    except OSError as exc:
+        raise TraceOutputError(describe_os_error(exc, trace_path)) from exc
+    trace_is_file = Path(trace_path).is_file()
     tty_fd = _foreground_fd() if foreground else None
     import subprocess
 
+    foreign = _own_children() if adopt_orphans else frozenset()
+    was_subreaper = _prctl_subreaper(True) if adopt_orphans else None
     try:
         # The child gets its own process group (and the terminal, when we own it)
         # so the whole tree can be signalled at once and Ctrl-C reaches it directly.
@@ -434,13 +542,20 @@ def run_program(
         )
     except OSError:
         writer.close()
-        with contextlib.suppress(OSError):
-            Path(trace_path).unlink()
+        if was_subreaper is not None:
+            _prctl_subreaper(was_subreaper)
+        if trace_is_file:  # never unlink a device the user named (-o /dev/null)
+            with contextlib.suppress(OSError):
+                Path(trace_path).unlink()
         raise
     pid = proc.pid
     if on_start is not None:
         on_start(pid)
-    tree = ProcessTree(pid)
+    tree = ProcessTree(
+        pid,
+        adopter_pid=os.getpid() if was_subreaper is not None else None,
+        foreign=foreign,
+    )
     watcher = _ExitWatcher(pid)
     peak = 0
     samples = 0
@@ -455,12 +570,14 @@ def run_program(
 
     status = 0
     rusage: Any = None
+    reaped = False
     try:
         with _SignalForwarder(forward):
             next_at = time.monotonic()
             while True:
                 wpid, status, rusage = os.wait4(pid, os.WNOHANG)
                 if wpid == pid:
+                    reaped = True
                     break
                 now = time.monotonic()
                 rss, count, hwm = tree.sample()
@@ -503,10 +620,14 @@ def run_program(
                 watcher.wait(delay)
     finally:
         watcher.close()
-        if rusage is None:  # interrupted by an exception in memwarden itself: don't orphan
+        # wait4(WNOHANG) returns a (zeroed) rusage before the child exits too, so
+        # whether it was reaped is tracked on its own.
+        if not reaped:  # interrupted by an exception in memwarden itself: don't orphan
             tree.signal(signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 _, status, rusage = os.wait4(pid, 0)
+        if was_subreaper is not None:
+            _prctl_subreaper(was_subreaper)
         proc.returncode = status  # Popen must not try to reap it again
         if tty_fd is not None:
             _give_terminal(tty_fd, os.getpgrp())
@@ -516,6 +637,10 @@ def run_program(
         for p in for_pids:  # the rest of the tree got the same signals; make sure it is gone
             with contextlib.suppress(OSError):
                 os.kill(p, signal.SIGKILL)
+        for p in list(tree.adopted):
+            tree.reap(p, block=True)
+    for p in list(tree.adopted):  # orphans that already exited: no zombies left behind
+        tree.reap(p)
     code, sig = _exit_code(status)
     if reason == "exited" and sig is not None:
         reason = "signaled"
@@ -544,4 +669,5 @@ def run_program(
         duration_s=end_t,
         samples=samples,
         signal=sig,
+        trace_error=write_errors[0] if write_errors else None,
     )

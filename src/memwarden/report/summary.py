@@ -10,6 +10,7 @@ Mann–Kendall trend test (``memwarden.leaks.suspect_leak``).
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -94,11 +95,25 @@ class Summary:
     problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form (``memwarden report --json``)."""
+        """The JSON-ready form (``memwarden report --json``).
+
+        Every float is finite (a NaN or infinity, which JSON cannot carry, becomes
+        ``None``), so ``json.dumps(..., allow_nan=False)`` always succeeds.
+        """
         out = asdict(self)
         if self.growth is not None:
             out["growth"]["window_s"] = list(self.growth.window_s)
-        return out
+        return _finite(out)  # type: ignore[no-any-return]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _time_weighted_mean(samples: Sequence[Sample]) -> float:
@@ -190,9 +205,16 @@ def summarize(trace: Trace) -> Summary:
         label=trace.label,
         command=trace.command,
         path=trace.path,
-        duration_s=trace.duration_s,
-        samples=len(samples) * trace.stride,
-        interval_s=float(interval) if isinstance(interval, int | float) else 0.0,
+        duration_s=max(0.0, trace.duration_s),
+        samples=trace.sample_count or len(samples),
+        interval_s=(
+            float(interval)
+            if isinstance(interval, int | float)
+            and not isinstance(interval, bool)
+            and math.isfinite(interval)
+            and 0 <= interval <= 3600
+            else 0.0
+        ),
         peak_rss_bytes=trace.peak_rss_bytes,
         peak_t_s=peak_sample.t_s if peak_sample is not None else None,
         mean_rss_bytes=round(_time_weighted_mean(samples)),

@@ -1,11 +1,14 @@
 """Render a trace summary for the terminal with rich (tables, no colour when ``NO_COLOR``).
 
-Text from the profiled program (paths, code, operation names) is printed as
-plain text, never interpreted as rich markup.
+Text from the profiled program (paths, code, operation names, labels, events) is
+printed as plain text, never interpreted as rich markup, and with its control
+characters escaped (:func:`printable`): a trace cannot clear the screen, set the
+window title or forge lines on the terminal that reads it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,9 +18,37 @@ from memwarden.report.summary import Summary, site_label
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["SPARK", "render_terminal", "sparkline"]
+__all__ = ["SPARK", "cut_left", "printable", "render_terminal", "sparkline"]
 
 SPARK = "▁▂▃▄▅▆▇█"
+
+# C0 controls (ESC, CR, BEL, newline...), DEL, C1 controls (CSI U+009B, OSC U+009D)
+# and the Unicode bidirectional overrides/isolates that reorder what the reader sees.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` escapes, safe to write to a terminal.
+
+    Escape sequences (``\\x1b[2J``), carriage returns and newlines from a trace, a
+    file name or a label become visible text instead of acting on the terminal.
+    """
+    return _CONTROL.sub(_escape, text)
+
+
+def cut_left(text: str, width: int) -> str:
+    """Shorten ``text`` to ``width`` characters by dropping its start, as ``…/json/decoder.py:353``.
+
+    The end of a path (the file name and line) is what tells sites apart, so it is kept.
+    """
+    if width <= 1 or len(text) <= width:
+        return text if len(text) <= width else text[-width:]
+    return "…" + text[-(width - 1) :]
 
 
 def sparkline(values: Sequence[float], width: int = 40) -> str:
@@ -57,7 +88,7 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("program", Text(" ".join(summary.command) or summary.label))
+    head.add_row("program", Text(printable(" ".join(summary.command) or summary.label)))
     head.add_row(
         "peak RSS",
         Text(f"{format_size(summary.peak_rss_bytes)} at {_fmt_s(summary.peak_t_s)}"),
@@ -88,10 +119,10 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
             style="",
         )
         head.add_row("growth", verdict)
-    console.print(Text(f"memwarden report: {summary.label}", style="bold"))
+    console.print(Text(f"memwarden report: {printable(summary.label)}", style="bold"))
     console.print(head)
     for problem in summary.problems:
-        console.print(Text(f"warning: {problem}", style="yellow"))
+        console.print(Text(f"warning: {printable(problem)}", style="yellow"))
 
     for snap, title in ((summary.peak_sites, "near the peak"), (summary.exit_sites, "at exit")):
         if snap is None or not snap.sites:
@@ -103,14 +134,17 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
         )
         table.add_column("size", justify="right")
         table.add_column("blocks", justify="right")
-        table.add_column("where")
+        # The site column is cut from the left by us (rich would cut the file name
+        # and line off the right); the code column folds.
+        where_width = max(20, console.width // 2 - 10)
+        table.add_column("where", no_wrap=True, max_width=where_width)
         table.add_column("code", overflow="fold")
         for site in snap.sites[:10]:
             table.add_row(
                 format_size(site.size_bytes),
                 str(site.count),
-                Text(site_label(site)),
-                Text(site.code),
+                Text(cut_left(printable(site_label(site)), where_width)),
+                Text(printable(site.code)),
             )
         console.print(table)
 
@@ -120,7 +154,7 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
             ops.add_column(col, justify="left" if col == "operation" else "right")
         for row in summary.operations[:20]:
             ops.add_row(
-                Text(row.name),
+                Text(printable(row.name)),
                 str(row.count),
                 _fmt_s(row.total_s),
                 _fmt_s(row.mean_s),
@@ -129,4 +163,4 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
             )
         console.print(ops)
     for event in summary.events[:20]:
-        console.print(Text(f"{event.t_s:8.2f} s  {event.kind}: {event.message}"))
+        console.print(Text(printable(f"{event.t_s:8.2f} s  {event.kind}: {event.message}")))

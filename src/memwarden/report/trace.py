@@ -21,17 +21,19 @@ they do not know (later minor additions), and refuse any other format version.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import math
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memwarden._files import create_new, open_output
 from memwarden.exceptions import MemwardenWarning, TraceFormatError
 
 __all__ = [
@@ -65,6 +67,12 @@ DEFAULT_MAX_SAMPLES = 100_000
 _MAX_SPANS = 100_000
 _MAX_EVENTS = 10_000
 _MAX_SITE_SNAPSHOTS = 100
+
+#: Integers in a trace beyond this are damage (no byte count or pid is that large);
+#: a 400-digit ``limit_bytes`` must not reach float conversions downstream.
+MAX_INT = 2**63
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -161,26 +169,32 @@ class Trace:
     stride: int = 1
     damaged_line: int | None = None
     problems: list[str] = field(default_factory=list)
+    #: How many sample records were read (``len(samples)`` is fewer once thinned).
+    sample_count: int = 0
+    _pending: Sample | None = field(default=None, repr=False, compare=False)
+    _pending_n: int = field(default=0, repr=False, compare=False)
 
     @property
     def command(self) -> list[str]:
         """The profiled command line."""
         cmd = self.header.get("command", [])
-        return [str(c) for c in cmd] if isinstance(cmd, list) else [str(cmd)]
+        return [_clean_text(str(c)) for c in cmd] if isinstance(cmd, list) else [str(cmd)]
 
     @property
     def label(self) -> str:
         """A short name for this run (the header's ``label`` or the command)."""
         label = self.header.get("label")
         if isinstance(label, str) and label:
-            return label
+            return _clean_text(label)
         return " ".join(self.command) or (self.path or "trace")
 
     @property
     def limit_bytes(self) -> int | None:
         """The ``--limit`` the run was guarded by, if any."""
         value = self.header.get("limit_bytes")
-        return int(value) if isinstance(value, int) and value > 0 else None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INT:
+            return None
+        return value
 
     @property
     def peak_rss_bytes(self) -> int:
@@ -224,26 +238,64 @@ class TraceWriter:
     """Write a ``memwarden.trace/1`` file record by record (nothing is buffered in memory).
 
     Args:
-        path: the trace file; created or truncated.
+        path: the trace file.
         header: header fields (``command``, ``interval_s``, ``limit_bytes``, ...);
             ``format`` is filled in.
+        exclusive: the name was chosen by memwarden, not the user: create it
+            exclusively (never follow or overwrite what is already there). Otherwise
+            an existing regular file is replaced, see :func:`memwarden._files.open_output`.
+        on_error: called once with the ``OSError`` when a write fails (a full disk).
 
-    Thread-safe; use as a context manager or call :meth:`close`.
+    A failed write (``ENOSPC``, ``EIO``) does not raise: it is logged once at WARNING,
+    ``error`` keeps it, and later records are dropped (counted in ``dropped``), so
+    the caller keeps supervising its program. Thread-safe; use as a context manager
+    or call :meth:`close`.
+
+    Raises:
+        OSError: the file cannot be created (``FileExistsError`` with ``exclusive``;
+            :class:`~memwarden.exceptions.UnsafePathError` for a foreign symlink).
     """
 
-    def __init__(self, path: str | os.PathLike[str], header: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: Mapping[str, Any],
+        *,
+        exclusive: bool = False,
+        on_error: Callable[[OSError], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._fd = os.open(
-            self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644
-        )
+        self.error: OSError | None = None
+        self.dropped = 0
+        self._on_error = on_error
+        opener = create_new if exclusive else open_output
+        self._fd = opener(self.path, append=True)
         self._write({"format": FORMAT, **{k: v for k, v in header.items() if k != "format"}})
 
     def _write(self, record: Mapping[str, Any]) -> None:
         with self._lock:
             if self._fd < 0:
                 raise ValueError(f"trace {self.path} is closed")
-            append_record(self._fd, record)
+            if self.error is not None:
+                self.dropped += 1
+                return
+            try:
+                append_record(self._fd, record)
+            except OSError as exc:
+                self.error = exc
+                self.dropped += 1
+                # Said once; through the caller's callback when it has one (the CLI
+                # words it for the user), else as a warning in the log.
+                log.log(
+                    logging.DEBUG if self._on_error is not None else logging.WARNING,
+                    "cannot write trace %s: %s; recording stops here (the trace is read "
+                    "up to this point)",
+                    self.path,
+                    exc.strerror or exc,
+                )
+                if self._on_error is not None:
+                    self._on_error(exc)
 
     def sample(self, t_s: float, rss_bytes: int, processes: int = 1) -> None:
         """Append one RSS sample of the process tree."""
@@ -298,11 +350,28 @@ def site_snapshot_record(snapshot: SiteSnapshot) -> dict[str, Any]:
 
 
 def _open_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield ``(line_number, raw_line, ended_with_newline)``; lines are bounded in length."""
-    with path.open("rb") as fh:
+    """Yield ``(line_number, raw_line, ended_with_newline)``; lines are bounded in length.
+
+    A gzip-compressed trace (``trace.jsonl.gz``, found by its magic bytes, not its
+    name) is decompressed as it is read; a truncated or corrupt stream ends the
+    trace at the damage like a truncated plain file.
+    """
+    with path.open("rb") as raw_fh:
+        gzipped = raw_fh.read(2) == _GZIP_MAGIC
+        raw_fh.seek(0)
+        fh: Any = gzip.GzipFile(fileobj=raw_fh, mode="rb") if gzipped else raw_fh
         number = 0
         while True:
-            raw = fh.readline(MAX_LINE_BYTES + 1)
+            try:
+                raw = fh.readline(MAX_LINE_BYTES + 1)
+            except (EOFError, OSError, gzip.BadGzipFile) as exc:
+                if not gzipped:
+                    raise
+                raise TraceFormatError(
+                    f"{path}:{number + 1}: compressed data is damaged ({exc})",
+                    path=str(path),
+                    line=number + 1,
+                ) from None
             if not raw:
                 return
             number += 1
@@ -312,12 +381,31 @@ def _open_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
             yield number, raw, raw.endswith(b"\n")
 
 
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which are not JSON: a writer never emits
+    # them (allow_nan=False), so they are damage, and must not reach `report --json`.
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _clean_text(text: str) -> str:
+    """``text`` with lone surrogates (valid in JSON escapes, not in UTF-8) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 def _parse(raw: bytes, path: Path, number: int) -> dict[str, Any]:
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TraceFormatError(
             f"{path}:{number}: not a JSON record ({exc})", path=str(path), line=number
+        ) from None
+    except RecursionError:
+        raise TraceFormatError(
+            f"{path}:{number}: not a JSON record (nested too deeply)", path=str(path), line=number
         ) from None
     if not isinstance(obj, dict):
         raise TraceFormatError(
@@ -378,15 +466,22 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, 
 def _num(rec: Mapping[str, Any], key: str, default: float | None = None) -> float:
     value = rec.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"field {key!r} must be a finite number, got {value!r}")
+        raise ValueError(f"field {key!r} must be a finite number, got {_short(value)}")
     return float(value)
 
 
 def _int(rec: Mapping[str, Any], key: str, default: int | None = None) -> int:
     value = rec.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"field {key!r} must be an integer, got {value!r}")
+        raise ValueError(f"field {key!r} must be an integer, got {_short(value)}")
+    if not -MAX_INT <= value <= MAX_INT:
+        raise ValueError(f"field {key!r} is out of range ({_short(value)})")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _opt_int(rec: Mapping[str, Any], key: str) -> int | None:
@@ -397,8 +492,8 @@ def _opt_int(rec: Mapping[str, Any], key: str) -> int | None:
 def _str(rec: Mapping[str, Any], key: str, default: str | None = None) -> str:
     value = rec.get(key, default)
     if not isinstance(value, str):
-        raise ValueError(f"field {key!r} must be a string, got {value!r}")
-    return value
+        raise ValueError(f"field {key!r} must be a string, got {_short(value)}")
+    return _clean_text(value)
 
 
 def _site(obj: Any) -> Site:
@@ -424,15 +519,45 @@ def _thin(samples: list[Sample]) -> list[Sample]:
     return out
 
 
-def _apply(trace: Trace, rec: dict[str, Any], max_samples: int) -> None:
-    kind = rec.get("type")
-    if kind == "sample":
-        trace.samples.append(
-            Sample(_num(rec, "t_s"), _int(rec, "rss_bytes"), _int(rec, "processes", 1))
-        )
+def _add_sample(trace: Trace, sample: Sample, max_samples: int) -> None:
+    # Once thinned to a stride of N, every N incoming samples are merged into one
+    # before they are held, so the kept samples stand for equal runs of the timeline
+    # (appending later ones one by one would crowd the end of the chart).
+    last_t = trace._pending.t_s if trace._pending is not None else None
+    if last_t is None and trace.samples:
+        last_t = trace.samples[-1].t_s
+    floor = max(0.0, last_t or 0.0)
+    if sample.t_s < floor:
+        # A clock that ran backwards (a restored VM, an edited file): keep time order,
+        # so durations and peak times are never negative.
+        sample = Sample(floor, sample.rss_bytes, sample.processes)
+    trace.sample_count += 1
+    pending = trace._pending
+    if pending is None or sample.rss_bytes > pending.rss_bytes:
+        trace._pending = sample
+    trace._pending_n += 1
+    if trace._pending_n >= trace.stride:
+        _flush_pending(trace)
         if len(trace.samples) > max_samples:
             trace.samples = _thin(trace.samples)
             trace.stride *= 2
+
+
+def _flush_pending(trace: Trace) -> None:
+    if trace._pending is not None:
+        trace.samples.append(trace._pending)
+    trace._pending = None
+    trace._pending_n = 0
+
+
+def _apply(trace: Trace, rec: dict[str, Any], max_samples: int) -> None:
+    kind = rec.get("type")
+    if kind == "sample":
+        _add_sample(
+            trace,
+            Sample(_num(rec, "t_s"), _int(rec, "rss_bytes"), _int(rec, "processes", 1)),
+            max_samples,
+        )
     elif kind == "span":
         if len(trace.spans) < _MAX_SPANS:
             trace.spans.append(
@@ -527,6 +652,12 @@ def read_trace(
         trace.problems.append(note)
         warnings.warn(note, MemwardenWarning, stacklevel=2)
         log.warning("%s", note)
+    _flush_pending(trace)
+    bad_limit = trace.header.get("limit_bytes")
+    if bad_limit is not None and trace.limit_bytes is None:
+        trace.problems.append(
+            f"{p}:1: header limit_bytes={_short(bad_limit)} is not a byte count; ignored"
+        )
     trace.spans.sort(key=lambda s: s.start_s)
     trace.events.sort(key=lambda e: e.t_s)
     trace.sites.sort(key=lambda s: s.t_s)
