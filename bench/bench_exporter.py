@@ -58,7 +58,7 @@ def _one(kind: str, mon: Any) -> tuple[int, float, float]:
 
 
 def run() -> str:
-    from memwarden.monitor import MemoryMonitor
+    from memwarden.monitoring import MemoryMonitor
 
     mon = MemoryMonitor()
     mon.sample_now()

@@ -21,7 +21,7 @@ import memwarden.integrations.prometheus as prom
 from memwarden.config import MemoryConfig
 from memwarden.exceptions import ConfigurationError
 from memwarden.integrations.prometheus import expose
-from memwarden.monitor import MemoryMonitor
+from memwarden.monitoring import MemoryMonitor
 from tests.support.monitoring import FakeProbe
 
 
