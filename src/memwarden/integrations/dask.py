@@ -657,7 +657,15 @@ def adaptive_map(
                 refresh()
             if sizer.all_under_pressure and not pending:
                 wait_for_workers()
-            while not sizer.all_under_pressure and len(pending) < max_in_flight:
+            # Batches held = running + finished out of order (waiting for an earlier one to
+            # be yielded): both count against max_in_flight, or a straggler lets finished
+            # results pile up. Retries are always let through: they are earlier positions,
+            # the ones the held results wait for.
+            while (
+                not sizer.all_under_pressure
+                and len(pending) < max_in_flight
+                and (retry or len(pending) + len(done) < max_in_flight)
+            ):
                 pend = take()
                 if pend is None:
                     break
