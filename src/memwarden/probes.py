@@ -314,9 +314,14 @@ def _unescape_mount(field: str) -> str:
     )
 
 
-def _mounts(root: Path) -> list[tuple[str, str, str, str]]:
+def _proc(root: Path, pid: int | None) -> Path:
+    """``/proc/self`` of this process, or ``/proc/<pid>`` of another one."""
+    return root / "proc" / ("self" if pid is None else str(pid))
+
+
+def _mounts(root: Path, pid: int | None = None) -> list[tuple[str, str, str, str]]:
     """Return ``(fstype, mount_root, mount_point, super_options)`` for cgroup mounts."""
-    text = _read_text(root / "proc/self/mountinfo")
+    text = _read_text(_proc(root, pid) / "mountinfo")
     out: list[tuple[str, str, str, str]] = []
     if not text:
         return out
@@ -358,10 +363,10 @@ def _resolve(root: Path, mount_root: str, mount_point: str, cg_path: str) -> tup
     return directory, mp
 
 
-def cgroup_info(*, root: str | os.PathLike[str] = "/") -> CgroupInfo | None:
-    """Find this process's memory cgroup (v1 memory controller, else v2), or None."""
+def cgroup_info(*, root: str | os.PathLike[str] = "/", pid: int | None = None) -> CgroupInfo | None:
+    """Find this process's (or process ``pid``'s) memory cgroup (v1, else v2), or None."""
     r = Path(root)
-    text = _read_text(r / "proc/self/cgroup")
+    text = _read_text(_proc(r, pid) / "cgroup")
     if not text:
         return None
     v1_path: str | None = None
@@ -375,7 +380,7 @@ def cgroup_info(*, root: str | os.PathLike[str] = "/") -> CgroupInfo | None:
             v2_path = path
         elif "memory" in controllers.split(","):
             v1_path = path
-    mounts = _mounts(r)
+    mounts = _mounts(r, pid)
     if v1_path is not None:
         for fstype, mroot, mpoint, opts in mounts:
             if fstype == "cgroup" and "memory" in opts.split(","):
@@ -453,21 +458,36 @@ def _rlimits() -> list[tuple[str, int]]:
     return found
 
 
-def effective_limit(*, root: str | os.PathLike[str] = "/") -> MemoryLimit:
-    """Return the tightest memory limit on this process.
+def _rlimits_of(pid: int, root: Path) -> list[tuple[str, int]]:
+    """RLIMIT_AS and RLIMIT_DATA of another process, from ``/proc/<pid>/limits``."""
+    found: list[tuple[str, int]] = []
+    text = _read_text(_proc(root, pid) / "limits") or ""
+    for line in text.splitlines():
+        for label, title in (("RLIMIT_AS", "Max address space"), ("RLIMIT_DATA", "Max data size")):
+            if line.startswith(title):
+                soft = line[len(title) :].split()[0]
+                if soft.isdigit() and int(soft) > 0:
+                    found.append((f"{label} (/proc/{pid}/limits)", int(soft)))
+    return found
 
-    The candidates are the cgroup memory limit of this process's cgroup and of each
+
+def effective_limit(*, root: str | os.PathLike[str] = "/", pid: int | None = None) -> MemoryLimit:
+    """Return the tightest memory limit on this process (or on process ``pid``).
+
+    The candidates are the cgroup memory limit of the process's cgroup and of each
     of its ancestors (schedulers such as Slurm set it on a parent), RLIMIT_AS,
     RLIMIT_DATA and physical memory; the smallest wins.
     """
     r = Path(root)
     candidates: list[tuple[str, int]] = []
     high: int | None = None
-    info = cgroup_info(root=r)
+    info = cgroup_info(root=r, pid=pid)
     if info is not None:
         found, high = _cgroup_limits(info)
         candidates.extend(found)
-    if str(root) == "/":
+    if pid is not None and pid != os.getpid():
+        candidates.extend(_rlimits_of(pid, r))
+    elif str(root) == "/":
         candidates.extend(_rlimits())
     ram = physical_memory(root=r)
     candidates.append(("physical memory (/proc/meminfo MemTotal)", ram))
