@@ -11,9 +11,7 @@ from __future__ import annotations
 import ast
 import gc
 import inspect
-import os
 import sys
-import sysconfig
 import tracemalloc
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memwarden import tracing
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import ConfigurationError
 from memwarden.testing import Stack, StackFrame
@@ -42,42 +41,17 @@ NFRAMES = 8
 #: slower allocation than untraced, 16 frames: ~70x).
 NFRAMES_PEAK = 1
 
-_STDLIB = sysconfig.get_paths()["stdlib"]
-_PLATSTDLIB = sysconfig.get_paths()["platstdlib"]
-
-
-def _package_dir(name: str) -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return "\0"  # matches nothing
-    return str(Path(next(iter(spec.submodule_search_locations))).resolve()) + os.sep
-
-
-# Allocations whose nearest non-stdlib frame is in these belong to the test
-# runner, not to the test (pytest's capture buffers, pluggy's hook results,
-# memwarden's own bookkeeping, xdist's channel threads).
-_RUNNER_DIRS = tuple(
-    _package_dir(n)
-    for n in ("_pytest", "pluggy", "memwarden", "xdist", "execnet", "pytest_memray", "coverage")
-)
-
-
-def _is_stdlib(filename: str) -> bool:
-    return (
-        filename.startswith((_STDLIB, _PLATSTDLIB, "<frozen")) and "site-packages" not in filename
-    ) or filename == "<unknown>"
-
 
 def belongs_to_runner(frames: tracemalloc.Traceback) -> bool:
-    """True when the innermost frame outside the stdlib is the runner's (pytest, memwarden…)."""
-    for frame in reversed(frames):  # tracemalloc orders oldest first
-        name = frame.filename
-        if _is_stdlib(name):
-            continue
-        return name.startswith(_RUNNER_DIRS)
-    return True  # only stdlib frames: interpreter or runner machinery, not test code
+    """True when the innermost frame outside the stdlib is the runner's (pytest, memwarden…).
+
+    Such allocations (pytest's capture buffers, pluggy's hook results, memwarden's
+    own bookkeeping, xdist's channel threads) are not the test's; only stdlib
+    frames means interpreter or runner machinery, not test code.
+    """
+    files = [f.filename for f in reversed(frames)]  # tracemalloc orders oldest first
+    i = tracing.user_frame(files, skip=frozenset({"stdlib"}))
+    return i is None or tracing.frame_kind(files[i]) in ("runner", "memwarden")
 
 
 # ----------------------------------------------------------------------------- markers
@@ -206,6 +180,7 @@ class Measurement:
         self.leak_limit_bytes = leak_limit_bytes
         self.filter_fn = filter_fn
         self.ours = False
+        self._user: tracing.TraceUser | None = None
         self.start_bytes = 0
         self.peak_bytes = 0
         self.snapshot: tracemalloc.Snapshot | None = None
@@ -216,20 +191,25 @@ class Measurement:
         )
 
     def start(self) -> None:
-        if tracemalloc.is_tracing():
+        nframes = NFRAMES if self.want_leaks else NFRAMES_PEAK
+        outer = tracing.is_tracing()
+        self._user = tracing.acquire(nframes, name="pytest marker", reset_peak=not outer)
+        if outer:
             if self.want_leaks or self.limit_bytes is not None:
                 self._before = tracemalloc.take_snapshot()
-        else:
-            tracemalloc.start(NFRAMES if self.want_leaks else NFRAMES_PEAK)
-            self.ours = True
-        tracemalloc.reset_peak()
-        self.start_bytes = tracemalloc.get_traced_memory()[0]
+            self._user.reset_peak()  # after the snapshot: its cost is not the test's
+        self.ours = self._user.started
+        self.start_bytes = self._user.base_bytes
 
     def stop(self) -> None:
-        if not tracemalloc.is_tracing():  # the test stopped it: nothing to report
+        user, self._user = self._user, None
+        if user is None:
+            return
+        if not tracing.is_tracing():  # the test stopped it: nothing to report
+            user.release()
             self.ours = False
             return
-        self.peak_bytes = max(0, tracemalloc.get_traced_memory()[1] - self.start_bytes)
+        self.peak_bytes = user.peak_bytes()
         over = self.limit_bytes is not None and self.peak_bytes > self.limit_bytes
         if self.want_leaks or over:
             # Over the limit: what is still alive is the best tracemalloc can show
@@ -244,9 +224,8 @@ class Measurement:
             ):
                 gc.collect()  # older garbage too, before calling it a leak
                 self.snapshot = tracemalloc.take_snapshot()
-        if self.ours:
-            tracemalloc.stop()
-            self.ours = False
+        user.release()
+        self.ours = False
 
     def top_sites(self, n: int = 5) -> list[tuple[str, int]]:
         """Largest allocation sites alive at the end (file:line, bytes), test code only."""
@@ -287,10 +266,12 @@ class Measurement:
 
 def _where(tb: tracemalloc.Traceback) -> str:
     """The innermost frame outside the stdlib (the test's line), else the innermost."""
-    for frame in reversed(tb):
-        if not _is_stdlib(frame.filename):
-            return f"{frame.filename}:{frame.lineno}"
-    return f"{tb[-1].filename}:{tb[-1].lineno}" if len(tb) else "?"
+    frames = list(reversed(tb))
+    if not frames:
+        return "?"
+    i = tracing.user_frame([f.filename for f in frames], skip=frozenset({"stdlib"}))
+    frame = frames[0 if i is None else i]
+    return f"{frame.filename}:{frame.lineno}"
 
 
 _FUNC_CACHE: OrderedDict[str, list[tuple[int, int, str]]] = OrderedDict()

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import linecache
 import logging
-import marshal
 import os
 import runpy
 import signal
 import sys
 import threading
 import time
-import tracemalloc
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from memwarden import tracing
 from memwarden.report.trace import Site, SiteSnapshot, append_record, site_snapshot_record
 
 log = logging.getLogger("memwarden.report.bootstrap")
@@ -54,85 +52,25 @@ _MIN_PEAK_BYTES = 1 << 20
 DEFAULT_FRAMES = 4
 
 
-_OWN_PREFIX = str(Path(__file__).resolve().parent.parent).rstrip("/") + "/"  # memwarden's package
-
-
-@functools.cache
-def _library_prefixes() -> tuple[str, ...]:
-    # Called once before tracemalloc starts: sysconfig's import is not the program's memory.
-    import sysconfig
-
-    paths = sysconfig.get_paths()
-    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    found.add(_OWN_PREFIX)
-    return tuple(sorted(p.rstrip("/") + "/" for p in found))
-
-
-_RawTraces = list[tuple[Any, ...]]
-"""``Snapshot.traces._traces``: ``(domain, size, frames most recent first, nframes)`` tuples."""
-
-
-def _raw_traces(snapshot: tracemalloc.Snapshot) -> _RawTraces:
-    raw = getattr(snapshot.traces, "_traces", None)
-    if isinstance(raw, list):
-        return raw
-    # Another Python's private layout: rebuild it from the public API (slower).
-    return [  # pragma: no cover
-        (0, t.size, tuple((f.filename, f.lineno) for f in reversed(t.traceback)), 0)
-        for t in snapshot.traces
-    ]
-
-
-def _grouped(raw: _RawTraces) -> list[tuple[tuple[tuple[str, int], ...], int, int]]:
-    """``(frames most recent first, size, count)`` per distinct traceback."""
-    # tracemalloc hands out one tuple object per distinct traceback, so grouping by
-    # id() avoids hashing every traceback: several times faster than statistics().
-    sizes: dict[int, int] = {}
-    counts: dict[int, int] = {}
-    frames: dict[int, Any] = {}
-    for trace in raw:
-        tb = trace[2]
-        key = id(tb)
-        if key in sizes:
-            sizes[key] += trace[1]
-            counts[key] += 1
-        else:
-            sizes[key] = trace[1]
-            counts[key] = 1
-            frames[key] = tb
-    return [(frames[k], sizes[k], counts[k]) for k in sizes]
-
-
-def _top_sites(raw: _RawTraces, top: int) -> tuple[Site, ...]:
+def _top_sites(groups: list[tracing.TraceGroup], top: int) -> tuple[Site, ...]:
     """Group allocations by the innermost frame in the program's own code.
 
     ``np.ones(...)`` allocates inside numpy; the line a user can change is the
     caller's, so each traceback is charged to its innermost frame outside the
     standard library, site-packages and memwarden (the innermost frame when all
-    of them are library code). Allocations made only by library code on
-    memwarden's behalf (the monitor's history, this bootstrap) are memwarden's
-    own overhead and are left out.
+    of them are library code). Allocations made by memwarden on its own behalf
+    (the monitor's history, this bootstrap) are its overhead and are left out.
     """
-    library = (*_library_prefixes(), "<")
-    skip = {tracemalloc.__file__, __file__, linecache.__file__, runpy.__file__}
-    totals: dict[tuple[str, int], list[int]] = {}
-    for tb, size, count in _grouped(raw):
-        if not tb:
-            continue
-        chosen = next((f for f in tb if not f[0].startswith(library)), None)
-        if chosen is None:
-            if any(f[0].startswith(_OWN_PREFIX) for f in tb):
-                continue
-            chosen = tb[0]
-        if chosen[0] in skip or chosen[0].startswith("<frozen importlib"):
-            continue
-        acc = totals.setdefault((chosen[0], chosen[1]), [0, 0])
-        acc[0] += size
-        acc[1] += count
-    ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+    ranked = tracing.by_site(groups)[:top]
     return tuple(
-        Site(file, line, size, count, linecache.getline(file, line).strip()[:200])
-        for (file, line), (size, count) in ranked
+        Site(
+            s.filename,
+            s.lineno,
+            s.size_bytes,
+            s.count,
+            linecache.getline(s.filename, s.lineno).strip()[:200],
+        )
+        for s in ranked
     )
 
 
@@ -166,7 +104,8 @@ class _Session:
         self._finished = False
         self._subscription: Any = None
         self._watcher: threading.Thread | None = None
-        self._peak: tuple[float, int, int, bytes] | None = None
+        self._peak: tuple[float, int, int, list[tracing.TraceGroup]] | None = None
+        self._trace: tracing.TraceUser | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         if os.getpid() != self.pid:  # a forked child inherited us; it is not the profiled process
@@ -192,42 +131,48 @@ class _Session:
         )
 
     def capture_peak(self) -> None:
-        """Keep the traces at a new high as compact ``marshal`` bytes, grouped at exit.
+        """Keep the traces at a new high, grouped by traceback (far smaller than the traces).
 
-        Grouping blocks in Python while tracemalloc traces (every int and dict
-        entry it allocates) is tens of times slower than the C-level snapshot and
-        ``marshal`` copy, so the expensive part waits until tracing has stopped.
+        Grouping hashes one int per block and allocates per distinct traceback only,
+        so it costs little even while tracing; the snapshot is dropped at once.
         """
-        current, peak = tracemalloc.get_traced_memory()
+        traced = tracing.traced_memory()
+        if traced is None:
+            return
+        current, peak = traced
         started_s = self.now()
-        snap = tracemalloc.take_snapshot()
-        raw = _raw_traces(snap)
-        data = marshal.dumps(raw)
-        blocks = len(raw)
-        del snap, raw
-        self._peak = (started_s, current, peak, data)
+        snap = tracing.snapshot()
+        blocks = len(snap.traces)
+        groups = tracing.group_traces(snap)
+        del snap
+        self._peak = (started_s, current, peak, groups)
         self._event(
             started_s,
-            f"peak heap snapshot of {blocks} blocks ({len(data) >> 10} KiB kept) took "
+            f"peak heap snapshot of {blocks} blocks ({len(groups)} stacks kept) took "
             f"{self.now() - started_s:.2f} s",
         )
 
     def write_sites(self) -> None:
         """Take the exit snapshot, stop tracing, then group and write the peak and exit sites."""
-        current, peak = tracemalloc.get_traced_memory()
+        traced = tracing.traced_memory()
+        if traced is None:
+            return
+        current, peak = traced
         started_s = self.now()
-        raw = _raw_traces(tracemalloc.take_snapshot())
+        snap = tracing.snapshot()
         # Nothing is traced after the exit snapshot: stop now so that grouping
         # does not itself run traced.
-        tracemalloc.stop()
-        exit_sites = _top_sites(raw, self.top)
-        blocks = len(raw)
-        del raw
+        if self._trace is not None:
+            self._trace.release()
+            self._trace = None
+        blocks = len(snap.traces)
+        exit_sites = _top_sites(tracing.group_traces(snap), self.top)
+        del snap
         if self._peak is not None:
-            t_s, p_current, p_peak, data = self._peak
+            t_s, p_current, p_peak, groups = self._peak
             self._peak = None
-            peak_sites = _top_sites(marshal.loads(data), self.top)  # noqa: S302 - our own bytes
-            del data
+            peak_sites = _top_sites(groups, self.top)
+            del groups
             self.write(
                 site_snapshot_record(SiteSnapshot("peak", t_s, p_current, p_peak, peak_sites))
             )
@@ -238,9 +183,8 @@ class _Session:
 
     def start(self) -> None:
         if self.heap:
-            _library_prefixes()
-            if not tracemalloc.is_tracing():
-                tracemalloc.start(self.frames)
+            tracing.frame_kind(__file__)  # sysconfig's import is not the program's memory
+            self._trace = tracing.acquire(self.frames, name="memwarden run --python-heap")
             self._watcher = threading.Thread(
                 target=self._watch, name="memwarden-heap-watch", daemon=True
             )
@@ -277,9 +221,10 @@ class _Session:
         min_gap_s = 0.5
         last_at = 0.0
         while not self._stop.wait(self.every_s):
-            if not tracemalloc.is_tracing():
+            traced = tracing.traced_memory()
+            if traced is None:
                 return
-            current, _ = tracemalloc.get_traced_memory()
+            current = traced[0]
             now = time.monotonic()
             if (
                 current >= _MIN_PEAK_BYTES
@@ -308,7 +253,7 @@ class _Session:
                 self._subscription.unsubscribe()
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=10)  # let a snapshot in progress finish
-        if self.heap and tracemalloc.is_tracing():
+        if self.heap and tracing.is_tracing():
             try:
                 self.write_sites()
             except Exception as exc:  # never take the program down over a trace
