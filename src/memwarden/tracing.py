@@ -39,6 +39,7 @@ from __future__ import annotations
 # ``import memwarden`` must not pay for. Snapshots import it lazily.
 import _tracemalloc
 import functools
+import operator
 import os
 import sys
 import threading
@@ -191,27 +192,19 @@ def _raw(snap: tracemalloc.Snapshot) -> list[tuple[Any, ...]]:
 
 
 def _by_traceback(raw: Iterable[tuple[Any, ...]]) -> dict[Any, list[int]]:
-    # tracemalloc hands out one tuple per distinct traceback in a snapshot, so
-    # grouping by id() hashes ints instead of nested tuples: several times faster
-    # than Snapshot.statistics() (which also builds a Traceback per group).
-    acc: dict[int, list[Any]] = {}
+    # This may run while tracemalloc traces (a budget's check() inside its block),
+    # where every object the loop allocates costs a traced allocation: so the loop
+    # allocates nothing per trace. It files each trace under its traceback tuple
+    # (hashing allocates nothing) and sums sizes with sum(), whose C fast path
+    # adds without creating an int per step.
+    members: dict[Any, list[tuple[Any, ...]]] = {}
     for trace in raw:
-        tb = trace[2]
-        entry = acc.get(id(tb))
-        if entry is None:
-            acc[id(tb)] = [tb, trace[1], 1]
-        else:
-            entry[1] += trace[1]
-            entry[2] += 1
-    out: dict[Any, list[int]] = {}
-    for tb, size, count in acc.values():
-        prev = out.get(tb)  # equal tracebacks in distinct tuples (rare): merge
-        if prev is None:
-            out[tb] = [size, count]
-        else:
-            prev[0] += size
-            prev[1] += count
-    return out
+        try:
+            members[trace[2]].append(trace)
+        except KeyError:
+            members[trace[2]] = [trace]
+    size_of = operator.itemgetter(1)
+    return {tb: [sum(map(size_of, ts)), len(ts)] for tb, ts in members.items()}
 
 
 def group_traces(

@@ -371,3 +371,12 @@ def test_process_limit_refuses_a_limit_below_current_use() -> None:
         set_process_limit("1 MiB")
     with pytest.raises(ConfigurationError, match="kind='heap'"):
         process_limit("heap")  # type: ignore[arg-type]
+
+
+def test_errors_name_the_limit_as_written() -> None:
+    """A decimal limit is quoted as the user wrote it, not converted to binary units."""
+    budget = memory_budget("1 MB")
+    with pytest.raises(MemoryBudgetExceededError) as info, budget:
+        bytearray(2 * MiB)
+    assert "over the limit of 1 MB" in str(info.value)
+    assert "MiB (python" not in str(info.value).split("limit of")[1]
