@@ -11,7 +11,8 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 all: test
 
-$(STAMP): pyproject.toml
+# setup.py and the C source are prerequisites: `pip install -e` recompiles the extension in place.
+$(STAMP): pyproject.toml setup.py src/memwarden/_sampler.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
