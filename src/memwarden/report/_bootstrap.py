@@ -1,4 +1,18 @@
-"""The child side of ``memwarden run --python-heap``: run a script or module under tracemalloc.
+"""The child side of ``memwarden run``: the sampling profile of every Python process, and
+``--python-heap``'s exact tracemalloc session.
+
+**Profiling (the default for Python targets).** ``memwarden run`` puts a directory
+holding only ``sitecustomize.py`` (``report/_shim``) first on ``PYTHONPATH``, so
+every Python process of the run, the target and the children it starts
+(``subprocess``, multiprocessing ``spawn`` and ``forkserver``), calls
+:func:`install_from_env` at start-up. It starts the sampling profiler through the
+tracing owner and appends ``profile`` records (the live heap at its peak, and at
+exit) to the run's trace, tagged with the process id; a flusher thread rewrites
+the peak record when the peak grew, so a process killed by ``--limit`` (SIGTERM,
+then SIGKILL) still says where its memory was. Forked children (``os.fork``,
+multiprocessing ``fork``) keep profiling and write their own records.
+
+**``--python-heap``.**
 
 Invoked as ``python -m memwarden.report._bootstrap [-m] TARGET [ARGS...]`` with
 ``MEMWARDEN_TRACE_*`` variables naming the trace file. It starts tracemalloc
@@ -27,7 +41,13 @@ from types import FrameType
 from typing import Any
 
 from memwarden import tracing
-from memwarden.report.trace import Site, SiteSnapshot, append_record, site_snapshot_record
+from memwarden.report.trace import (
+    Site,
+    SiteSnapshot,
+    append_record,
+    profile_record,
+    site_snapshot_record,
+)
 
 log = logging.getLogger("memwarden.report.bootstrap")
 
@@ -260,6 +280,173 @@ class _Session:
                 log.debug("exit snapshot failed: %s", exc)
 
 
+#: Stacks kept per profile record: enough for any report, bounded line size.
+PROFILE_STACKS = 400
+#: A peak record is rewritten when the peak estimate grew by this factor...
+_PROFILE_GROWTH = 1.1
+#: ...checked this often (seconds).
+_PROFILE_FLUSH_S = 1.0
+
+
+class _ProfileSession:
+    """The sampling profile of one process of the run, written as ``profile`` records."""
+
+    def __init__(self, fd: int, t0: float, *, interval_bytes: int, frames: int) -> None:
+        self.fd = fd
+        self.t0 = t0
+        self.interval_bytes = interval_bytes
+        self.frames = frames
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._user: tracing.SamplerUser | None = None
+        self._flusher: threading.Thread | None = None
+        self._written_peak = 0.0
+        self._finished = False
+
+    def start(self) -> bool:
+        self._user = tracing.acquire_sampler(self.interval_bytes, self.frames)
+        if self._user is None:
+            log.debug("the sampling profiler is not available here; no profile recorded")
+            return False
+        self._start_flusher()
+        return True
+
+    def _start_flusher(self) -> None:
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="memwarden-profile-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child keeps the (inherited) profile and writes its own records."""
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._written_peak = 0.0
+        self._finished = False
+        if self._user is not None and self._user.profiler.is_running():
+            self._start_flusher()
+            _register_mp_finalizer(self)
+
+    def _write(self, when: str) -> None:
+        assert self._user is not None
+        profiler = self._user.profiler
+        prof = profiler.peak() if when == "peak" else profiler.snapshot("live")
+        stacks = sorted(prof.stacks, key=lambda st: st.size_bytes, reverse=True)
+        if len(stacks) > PROFILE_STACKS:
+            import dataclasses
+
+            prof = dataclasses.replace(prof, stacks=tuple(stacks[:PROFILE_STACKS]))
+        record = profile_record(
+            pid=self.pid,
+            ppid=os.getppid(),
+            when=when,
+            t_s=time.monotonic() - self.t0,
+            argv=sys.argv[:8],
+            profile=prof.to_dict(),
+        )
+        with self._lock:
+            append_record(self.fd, record)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(_PROFILE_FLUSH_S):
+            try:
+                if self._user is None or not self._user.profiler.is_running():
+                    return
+                peak = float(self._user.profiler.stats().get("peak_bytes", 0.0))
+                if peak > self._written_peak * _PROFILE_GROWTH and peak >= _MIN_PEAK_BYTES:
+                    self._write("peak")
+                    self._written_peak = peak
+            except Exception as exc:  # never take the program down over a trace
+                log.debug("profile flush failed: %s", exc)
+                return
+
+    def finish(self) -> None:
+        """Write the peak and exit profiles once (atexit, SIGTERM, a worker's finalizer)."""
+        if self._finished or os.getpid() != self.pid or self._user is None:
+            return
+        self._finished = True
+        self._stop.set()
+        try:
+            if self._user.profiler.is_running():
+                self._write("peak")
+                self._write("exit")
+        except Exception as exc:  # never take the program down over a trace
+            log.debug("profile write failed: %s", exc)
+
+
+_profile_session: _ProfileSession | None = None
+
+
+def _register_mp_finalizer(session: _ProfileSession) -> None:
+    # multiprocessing's forked workers leave through os._exit (no atexit) after
+    # running multiprocessing.util's finalizers: write the profile from there. The
+    # worker's bootstrap clears the finalizers it inherited and then runs the
+    # after-fork callbacks, so the finalizer is registered from one of those.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        with contextlib.suppress(Exception):
+            mp_util.register_after_fork(session, _mp_finalizer)
+
+
+def _mp_finalizer(session: _ProfileSession) -> None:
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        with contextlib.suppress(Exception):
+            mp_util.Finalize(None, session.finish, exitpriority=100)
+
+
+def _on_term_profile(signum: int, frame: FrameType | None) -> None:
+    if _profile_session is not None:
+        _profile_session.finish()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def install_from_env() -> None:
+    """Start this process's sampling profile when ``memwarden run`` asked for one.
+
+    Called by the ``sitecustomize`` shim at interpreter start-up in every Python
+    process of the run. Does nothing without ``MEMWARDEN_TRACE_FILE`` and
+    ``MEMWARDEN_TRACE_PROFILE=1``; never raises.
+    """
+    global _profile_session
+    if _profile_session is not None or os.environ.get("MEMWARDEN_TRACE_PROFILE") != "1":
+        return
+    path = os.environ.get("MEMWARDEN_TRACE_FILE", "")
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        log.debug("cannot open the trace %s: %s", path, exc)
+        return
+    try:
+        session = _ProfileSession(
+            fd,
+            float(os.environ.get("MEMWARDEN_TRACE_T0") or time.monotonic()),
+            interval_bytes=int(os.environ.get("MEMWARDEN_TRACE_PROFILE_INTERVAL") or 512 * 1024),
+            frames=int(os.environ.get("MEMWARDEN_TRACE_PROFILE_FRAMES") or 64),
+        )
+        if not session.start():
+            os.close(fd)
+            return
+    except Exception as exc:  # never take the program down over a trace
+        log.debug("profiling not started: %s", exc)
+        os.close(fd)
+        return
+    _profile_session = session
+    atexit.register(session.finish)
+    os.register_at_fork(after_in_child=session.after_fork_in_child)
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                # The target may install its own handler later; then it decides.
+                signal.signal(signal.SIGTERM, _on_term_profile)
+    _register_mp_finalizer(session)
+
+
 def _install_sigterm(session: _Session) -> None:
     def on_term(signum: int, frame: FrameType | None) -> None:
         session.finish()
@@ -281,6 +468,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("usage: python -m memwarden.report._bootstrap [-m] TARGET [ARGS...]\n")
         raise SystemExit(2)
     env = {k: os.environ.pop(k, "") for k in _ENV}  # not inherited by the target's children
+    if os.environ.get("MEMWARDEN_TRACE_PROFILE") == "1":
+        # Profiling follows the target's Python children: they need the trace's name.
+        for key in ("MEMWARDEN_TRACE_FILE", "MEMWARDEN_TRACE_T0", "MEMWARDEN_TRACE_T0_WALL"):
+            if env[key]:
+                os.environ[key] = env[key]
+    user_path = os.environ.pop("MEMWARDEN_TRACE_PYTHONPATH", None)
+    if user_path is not None:
+        # memwarden's own directory was put on PYTHONPATH to start this bootstrap;
+        # the target's children get the user's PYTHONPATH back.
+        if user_path == "\0":
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = user_path
     session: _Session | None = None
     if env["MEMWARDEN_TRACE_FILE"]:
         fd = os.open(env["MEMWARDEN_TRACE_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
