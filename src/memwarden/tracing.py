@@ -456,6 +456,7 @@ class TraceUser:
                 _owner.offset = 0
                 if tracing:
                     _tracemalloc.stop()
+                    _stop_sampler_if_pending()
             return TraceResult(cur - self.base_bytes, max(0, self._peak_abs - self.base_bytes))
 
     def __enter__(self) -> TraceUser:
@@ -552,6 +553,23 @@ if hasattr(os, "register_at_fork"):
 # --------------------------------------------------------------------------- the sampler
 
 
+# Allocator hooks nest (PEP 445): each saves the allocator it found and restores
+# it when it stops. tracemalloc.stop() restores what it found at its start, so a
+# sampler installed after tracemalloc would be unhooked by it, and a sampler
+# stopped while tracemalloc runs would unhook tracemalloc. The owner keeps the
+# order: the sampler starts only while tracemalloc is off (it then sits below
+# it), and a sampler released while tracemalloc runs is stopped after tracemalloc
+# (when memwarden stops it; else at exit).
+_sampler_stop_pending: Any = None
+
+
+def _stop_sampler_if_pending() -> None:
+    global _sampler_stop_pending
+    module, _sampler_stop_pending = _sampler_stop_pending, None
+    if module is not None and _sampler_users == 0:
+        module.stop()
+
+
 class SamplerUser:
     """One user's hold on the sampling profiler (see :func:`acquire_sampler`)."""
 
@@ -567,7 +585,7 @@ class SamplerUser:
 
     def release(self) -> None:
         """End this hold; stop the profiler after the last user that started it."""
-        global _sampler_users, _sampler_started_here
+        global _sampler_users, _sampler_started_here, _sampler_stop_pending
         with _owner.lock:
             if not self.active:
                 return
@@ -575,7 +593,10 @@ class SamplerUser:
             _sampler_users -= 1
             if _sampler_users == 0 and _sampler_started_here:
                 _sampler_started_here = False
-                self._module.stop()
+                if _tracemalloc.is_tracing():
+                    _sampler_stop_pending = self._module  # after tracemalloc (see above)
+                else:
+                    self._module.stop()
 
 
 _sampler_users = 0
@@ -589,10 +610,11 @@ def acquire_sampler(
 
     Returns:
         A :class:`SamplerUser`, or None when the profiler cannot run here (its
-        extension is not built or not loadable); callers then fall back to
-        :func:`acquire` (tracemalloc).
+        extension is not built or not loadable, or tracemalloc traces already: a
+        sampler started above tracemalloc would be unhooked when tracemalloc
+        stops); callers then fall back to :func:`acquire` (tracemalloc).
     """
-    global _sampler_users, _sampler_started_here
+    global _sampler_users, _sampler_started_here, _sampler_stop_pending
     import importlib
 
     try:
@@ -604,6 +626,8 @@ def acquire_sampler(
     with _owner.lock:
         started = False
         if not profiler.is_running():
+            if _tracemalloc.is_tracing():
+                return None
             kwargs: dict[str, int] = {}
             if interval_bytes is not None:
                 kwargs["interval_bytes"] = interval_bytes
@@ -616,6 +640,10 @@ def acquire_sampler(
             if profiler.backend() == "tracemalloc":  # its fallback: use acquire() instead
                 profiler.stop()
                 return None
+            started = _sampler_started_here = True
+        elif _sampler_stop_pending is not None:
+            # Released while tracemalloc ran and not stopped yet: hold it again.
+            _sampler_stop_pending = None
             started = _sampler_started_here = True
         _sampler_users += 1
         return SamplerUser(profiler, started)
