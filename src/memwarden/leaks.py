@@ -217,6 +217,11 @@ class LeakReport:
                     f"{site.count_per_call:.2f} blocks/call"
                     + (f" (called from {caller})" if caller and caller != site.where else "")
                 )
+                # The stack behind it, innermost first (the largest traceback of the site).
+                stack = [
+                    f for f in reversed(site.traceback) if not f.startswith(tracing.PACKAGE_DIR)
+                ]
+                lines.extend(f"      at {frame}" for frame in stack[:6])
         if self.leaked and self.growing_types:
             lines.append("Growing types (instances per call):")
             lines.extend(

@@ -277,3 +277,27 @@ def test_group_traces_and_by_site_charge_the_users_line() -> None:
     assert top.count >= 50
     assert top.stack[0][0] == __file__  # the largest traceback, most recent first
     del kept
+
+
+_LEAKED: list[list[str]] = []
+
+
+def _leak_helper() -> None:
+    _LEAKED.append([str(i) for i in range(200)])
+
+
+def _leaky() -> None:
+    _leak_helper()
+
+
+def test_leak_reports_show_the_stack_behind_a_site() -> None:
+    """A leak report lists the site's stack (its caller too), not only the innermost line."""
+    report = check_leaks(_leaky, rounds=4, warmup=1, calls_per_round=8)
+    _LEAKED.clear()
+    assert report.leaked
+    text = report.summary()
+    helper_line = _leak_helper.__code__.co_firstlineno + 1
+    caller_line = _leaky.__code__.co_firstlineno + 1
+    assert f"at {__file__}:{helper_line}" in text
+    assert f"at {__file__}:{caller_line}" in text
+    assert tracing.PACKAGE_DIR not in text.split("Top allocation sites", 1)[1]
