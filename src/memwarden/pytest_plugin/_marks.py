@@ -51,7 +51,12 @@ def belongs_to_runner(frames: tracemalloc.Traceback) -> bool:
     """
     files = [f.filename for f in reversed(frames)]  # tracemalloc orders oldest first
     i = tracing.user_frame(files, skip=frozenset({"stdlib"}))
-    return i is None or tracing.frame_kind(files[i]) in ("runner", "memwarden")
+    if i is None or tracing.frame_kind(files[i]) in ("runner", "memwarden"):
+        return True
+    # A library's callback run by memwarden itself (a gc callback during the plugin's
+    # own gc.collect()): memwarden on the stack and no frame of the test's code.
+    kinds = {tracing.frame_kind(f) for f in files}
+    return "memwarden" in kinds and "user" not in kinds
 
 
 # ----------------------------------------------------------------------------- markers
