@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import gc
 import inspect
+import os
 import sys
 import tracemalloc
 from collections import OrderedDict
@@ -329,6 +330,11 @@ def _peak_sampler() -> tracing.SamplerUser | None:
     Only a profiler this plugin started is used: resetting its peak per test
     would disturb a profile someone else is taking (``memwarden run pytest``).
     """
+    # Opt-in for now: with the sampler under tracemalloc, in-process pytester
+    # sessions hung in testing; until that is understood the default stays the
+    # sites still alive at the end.
+    if os.environ.get("MEMWARDEN_PYTEST_PEAK_PROFILE") != "1":
+        return None
     if not _sampler_state["tried"]:
         _sampler_state["tried"] = True
         user = tracing.acquire_sampler(PEAK_SAMPLE_INTERVAL, 32)
