@@ -36,6 +36,7 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
+from memwarden import tracing
 from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import (
@@ -191,7 +192,7 @@ class _PeakMeter:
         self.lifetime_peak_bytes = 0
         self.usage_bytes = 0
         self._fd = -1
-        self._started_tracing = False
+        self._trace: tracing.TraceUser | None = None
         self._registered = False
         self._pid = os.getpid()
         if self.mode == "peak":
@@ -207,11 +208,7 @@ class _PeakMeter:
                     self._registered = True
                 self.lifetime_peak_bytes = process_peak_bytes()
         elif self.mode == "heap":
-            import tracemalloc
-
-            if not tracemalloc.is_tracing():
-                tracemalloc.start()
-                self._started_tracing = True
+            self._trace = tracing.acquire(1, name="AdaptiveBatchProcessor")
 
     def start(self) -> int:
         """Begin a batch; return the baseline its peak is compared with.
@@ -224,11 +221,11 @@ class _PeakMeter:
             self.usage_bytes = self.probe()
             return self.usage_bytes
         if self.mode == "heap":
-            import tracemalloc
-
+            assert self._trace is not None
             self.usage_bytes = rss()
-            tracemalloc.reset_peak()
-            return tracemalloc.get_traced_memory()[0]
+            # The owner folds the peak into enclosing users before the reset.
+            self._trace.reset_peak()
+            return self._trace.base_bytes
         now = self.usage_bytes = rss()
         if self.mode == "peak":
             global _peak_before_resets
@@ -251,9 +248,8 @@ class _PeakMeter:
             assert self.probe is not None
             return self.probe()
         if self.mode == "heap":
-            import tracemalloc
-
-            return tracemalloc.get_traced_memory()[1]
+            assert self._trace is not None
+            return self._trace.peak_abs()
         if self.mode == "peak":
             return peak_rss()
         return rss()
@@ -268,11 +264,9 @@ class _PeakMeter:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
-        if self._started_tracing:
-            import tracemalloc
-
-            tracemalloc.stop()
-            self._started_tracing = False
+        if self._trace is not None:
+            self._trace.release()
+            self._trace = None
 
 
 class BatchSizer:

@@ -1,8 +1,9 @@
 """The Python heap: tracemalloc sessions with top allocation sites, and gc object counts.
 
-``HeapSession`` starts tracemalloc if it was off (and stops it again), or resets
-the peak if it was on, so a block's exact Python-heap peak and its top sites can
-be measured without disturbing an outer session. ``top_sites`` groups a
+``HeapSession`` holds tracing through :mod:`memwarden.tracing` (started if it
+was off and stopped again, its peak folded for any enclosing user), so a block's
+exact Python-heap peak and its top sites can be measured without disturbing an
+outer session. ``top_sites`` groups a
 snapshot diff by ``file:line`` and keeps memwarden's own frames out of it.
 """
 
@@ -13,12 +14,13 @@ import os
 import tracemalloc
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from memwarden import heapdump
+
+from memwarden import tracing
 
 __all__ = [
     "AllocationSite",
@@ -30,13 +32,11 @@ __all__ = [
     "top_sites",
 ]
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
-
 
 def memwarden_filters() -> list[tracemalloc.Filter]:
     """Filters that keep memwarden's own and tracemalloc's frames out of a snapshot."""
     return [
-        tracemalloc.Filter(False, f"{_PACKAGE_DIR}/*"),
+        tracemalloc.Filter(False, f"{tracing.PACKAGE_DIR}*"),
         tracemalloc.Filter(False, tracemalloc.__file__),
         tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
         tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
@@ -120,8 +120,7 @@ class HeapSession:
     def __init__(self, *, frames: int = 1, snapshots: bool = True) -> None:
         self._frames = frames
         self._snapshots = snapshots
-        self._started_here = False
-        self._base_bytes = 0
+        self._user: tracing.TraceUser | None = None
         self.peak_bytes = 0
         self.delta_bytes = 0
         self._before: tracemalloc.Snapshot | None = None
@@ -129,18 +128,16 @@ class HeapSession:
         self._peak_snapshot: tracemalloc.Snapshot | None = None
 
     def __enter__(self) -> HeapSession:
-        if not tracemalloc.is_tracing():
-            tracemalloc.start(self._frames)
-            self._started_here = True
+        user = tracing.acquire(self._frames, name="HeapSession", reset_peak=not self._snapshots)
         if self._snapshots:
             self._before = tracemalloc.take_snapshot()
-        tracemalloc.reset_peak()
-        self._base_bytes = tracemalloc.get_traced_memory()[0]
+            user.reset_peak()  # after the snapshot: its own cost is not the block's
+        self._user = user
         return self
 
     def current_peak_bytes(self) -> int:
         """The peak so far above the starting level (callable inside the block)."""
-        return max(0, tracemalloc.get_traced_memory()[1] - self._base_bytes)
+        return 0 if self._user is None else self._user.peak_bytes()
 
     def snapshot_now(self) -> None:
         """Keep a snapshot taken now (e.g. at the suspected peak) for :meth:`top_sites`."""
@@ -152,13 +149,14 @@ class HeapSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        current, peak = tracemalloc.get_traced_memory()
-        self.peak_bytes = max(0, peak - self._base_bytes)
-        self.delta_bytes = current - self._base_bytes
-        if self._snapshots:
+        user, self._user = self._user, None
+        if user is None:
+            return
+        self.peak_bytes = user.peak_bytes()
+        self.delta_bytes = user.current_bytes()
+        if self._snapshots and tracemalloc.is_tracing():
             self._after = tracemalloc.take_snapshot()
-        if self._started_here:
-            tracemalloc.stop()
+        user.release()
 
     def top_sites(self, limit: int = 10, *, at_peak: bool = False) -> list[AllocationSite]:
         """Sites that grew in the block (``at_peak``: as of :meth:`snapshot_now`)."""

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import array
 import contextlib
+import contextvars
 import ctypes
 import gc
 import linecache
 import logging
 import math
 import sys
-import sysconfig
 import time
 import tracemalloc
 import types
@@ -33,9 +33,9 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from memwarden import tracing
 from memwarden._stats import trend
 from memwarden._units import format_size
 from memwarden.exceptions import ConfigurationError
@@ -60,8 +60,6 @@ __all__ = [
 
 _log = logging.getLogger("memwarden.leaks")
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
-_STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 
 #: Per signal: (unit, smallest per-round growth that counts, smallest total growth).
 #: The floors are what a do-nothing function shows on this interpreter plus margin:
@@ -127,10 +125,9 @@ class SiteGrowth:
     @property
     def caller(self) -> str:
         """The innermost frame outside the standard library: the code to look at."""
-        for frame in reversed(self.traceback):
-            if not _is_stdlib(frame.rsplit(":", 1)[0]):
-                return frame
-        return self.where
+        files = [frame.rsplit(":", 1)[0] for frame in reversed(self.traceback)]
+        i = tracing.user_frame(files, skip=frozenset({"stdlib"}))
+        return self.where if i is None else self.traceback[len(files) - 1 - i]
 
 
 @dataclass(frozen=True)
@@ -220,6 +217,11 @@ class LeakReport:
                     f"{site.count_per_call:.2f} blocks/call"
                     + (f" (called from {caller})" if caller and caller != site.where else "")
                 )
+                # The stack behind it, innermost first (the largest traceback of the site).
+                stack = [
+                    f for f in reversed(site.traceback) if not f.startswith(tracing.PACKAGE_DIR)
+                ]
+                lines.extend(f"      at {frame}" for frame in stack[:6])
         if self.leaked and self.growing_types:
             lines.append("Growing types (instances per call):")
             lines.extend(
@@ -366,10 +368,6 @@ def _collect(abc_classes: Sequence[type] | None = None) -> None:
             break
 
 
-def _is_stdlib(filename: str) -> bool:
-    return filename.startswith((_STDLIB_DIR, "<frozen")) and "site-packages" not in filename
-
-
 # --------------------------------------------------------------------------- measurement
 
 
@@ -388,7 +386,8 @@ class _Recorder:
         _collect(self.abc_classes)
         i = self.n
         self.values["gc_objects"][i] = len(gc.get_objects())
-        self.values["python"][i] = tracemalloc.get_traced_memory()[0]
+        traced = tracing.traced_memory()
+        self.values["python"][i] = 0 if traced is None else traced[0]
         self.values["blocks"][i] = sys.getallocatedblocks()
         self.values["native"][i] = _native_heap()
         self.values["rss"][i] = self.rss_probe()
@@ -495,62 +494,20 @@ def _type_name(t: type) -> str:
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
 
 
-def _grouped(
-    before: tracemalloc.Snapshot | None, after: tracemalloc.Snapshot
-) -> list[tuple[tuple[tuple[str, int], ...], int, int]]:
-    """``(frames oldest first, size growth, count growth)`` per distinct traceback."""
-    raw = getattr(after.traces, "_traces", None)
-    if before is None and isinstance(raw, list):
-        # Snapshot.statistics() builds a Traceback object per trace and hashes it in
-        # Python (~2 s for 100k traces); grouping the raw tuples is ~20x faster.
-        sizes: dict[Any, int] = {}
-        counts: dict[Any, int] = {}
-        for trace in raw:
-            tb = trace[2]
-            sizes[tb] = sizes.get(tb, 0) + trace[1]
-            counts[tb] = counts.get(tb, 0) + 1
-        # raw frames run from the most recent to the oldest
-        return [(tuple(reversed(tb)), size, counts[tb]) for tb, size in sizes.items()]
-    stats: list[Any] = (
-        after.compare_to(before, "traceback")
-        if before is not None
-        else [_AsDiff(st) for st in after.statistics("traceback")]
-    )
-    return [
-        (tuple((f.filename, f.lineno) for f in st.traceback), st.size_diff, st.count_diff)
-        for st in stats
-    ]
-
-
 def _site_growth(
     before: tracemalloc.Snapshot | None, after: tracemalloc.Snapshot, calls: int, limit: int = 10
 ) -> list[SiteGrowth]:
     # Without ``before`` the traces were cleared at the baseline: all are growth.
-    # Our own sites are skipped after grouping (Snapshot.filter_traces is slow).
-    by_site: dict[str, list[Any]] = {}
-    for frames, size_diff, count_diff in _grouped(before, after):
-        if size_diff <= 0 or not frames:
-            continue
-        filename, lineno = frames[-1]  # frames run from the oldest to the most recent
-        owner = next((f for f, _ in reversed(frames) if not _is_stdlib(f)), filename)
-        if owner.startswith(_PACKAGE_DIR) or filename == tracemalloc.__file__:
-            continue  # the detector's own bookkeeping (its code, or stdlib it called)
-        where = f"{filename}:{lineno}"
-        entry = by_site.setdefault(where, [0, 0, (), 0])
-        entry[0] += size_diff
-        entry[1] += count_diff
-        if size_diff > entry[3]:
-            entry[2], entry[3] = frames, size_diff
-    # a site must add at least a byte per call: one-off allocations are not the leak
-    ranked = sorted(
-        (kv for kv in by_site.items() if kv[1][0] >= calls),
-        key=lambda kv: kv[1][0],
-        reverse=True,
-    )[:limit]
+    # Sites are the innermost frames; the detector's own bookkeeping (its code, or
+    # stdlib it called) is left out by the grouping.
+    sites = tracing.by_site(
+        tracing.group_traces(after, before), charge="innermost", skip=frozenset({"stdlib"})
+    )
     out = []
-    for where, (size, count, frames, _) in ranked:
-        text = tuple(f"{f}:{n}" for f, n in frames[-8:])
-        out.append(SiteGrowth(where, size / calls, count / calls, text))
+    # a site must add at least a byte per call: one-off allocations are not the leak
+    for site in [s for s in sites if s.size_bytes >= calls][:limit]:
+        text = tuple(f"{f}:{n}" for f, n in reversed(site.stack[:8]))
+        out.append(SiteGrowth(site.where, site.size_bytes / calls, site.count / calls, text))
     return out
 
 
@@ -664,48 +621,51 @@ def _default_rss() -> Callable[[], int]:
 
 
 class _Session:
-    """Tracemalloc on for the check (if not already), restored afterwards."""
-
-    active_ours = False  # the innermost check started tracing itself
+    """Tracing held through the tracing owner for one check (started if off, then restored)."""
 
     def __init__(self, nframes: int) -> None:
         self.nframes = nframes
-        self.ours = False
-        self._outer = False
+        self.user: tracing.TraceUser | None = None
+        self._token: contextvars.Token[_Session | None] | None = None
+
+    @property
+    def ours(self) -> bool:
+        """This check started tracing: nothing traced before it is the check's."""
+        return self.user is not None and self.user.started
 
     def __enter__(self) -> _Session:
-        self._outer = _Session.active_ours
-        if not tracemalloc.is_tracing():
-            tracemalloc.start(self.nframes)
-            self.ours = True
-        _Session.active_ours = self.ours
+        self.user = tracing.acquire(self.nframes, name="check_leaks")
+        self._token = _innermost.set(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _Session.active_ours = self._outer
-        if self.ours:
-            self.ours = False
-            tracemalloc.stop()
+        if self._token is not None:
+            # A LeakDetector may close in another context than it opened in.
+            with contextlib.suppress(ValueError):
+                _innermost.reset(self._token)
+            self._token = None
+        if self.user is not None:
+            self.user.release()
+            self.user = None
 
 
-class _AsDiff:
-    """A ``Statistic`` read as a ``StatisticDiff`` against nothing."""
-
-    def __init__(self, st: tracemalloc.Statistic) -> None:
-        self.traceback = st.traceback
-        self.size_diff = st.size
-        self.count_diff = st.count
+# The innermost open check of this thread or task (checks nest: a leak check of
+# code that runs one).
+_innermost: contextvars.ContextVar[_Session | None] = contextvars.ContextVar(
+    "memwarden_leak_session", default=None
+)
 
 
 def _baseline() -> tracemalloc.Snapshot | None:
     """Start the measured rounds: clear our own traces, or snapshot a caller's session."""
-    if _Session.active_ours:
+    session = _innermost.get()
+    if session is not None and session.ours:
         # Only blocks allocated from here on are traced: the Python-heap signal is
         # then "live memory the rounds allocated", and the final snapshot is small
         # (comparing snapshots of 100k older blocks costs seconds).
-        tracemalloc.clear_traces()
+        tracing.clear_traces()
         return None
-    return tracemalloc.take_snapshot()
+    return tracing.snapshot()
 
 
 def _finish(
@@ -727,12 +687,13 @@ def _finish(
         if d >= plan.rounds:
             growth.append(TypeGrowth(_type_name(t), d / total_calls, d))
     growth.sort(key=lambda g: g.count_growth, reverse=True)
-    sites = _site_growth(snap0, tracemalloc.take_snapshot(), total_calls) if leaked else []
+    sites = _site_growth(snap0, tracing.snapshot(), total_calls) if leaked else []
     chain: list[str] = []
-    if _Session.active_ours:
+    session = _innermost.get()
+    if session is not None and session.ours and session.user is not None:
         # The figures are taken: stop tracing now (the session would at exit), so the
         # referrer search's own allocations are not traced, which makes it ~3x faster.
-        tracemalloc.stop()
+        tracing.pause(session.user)
     if leaked and growth:
         # A program's own class says more than the list or dict that holds it.
         pick = next((g for g in growth if "." in g.type_name), growth[0])
@@ -968,19 +929,20 @@ class LeakDetector:
 
     def snapshot(self, name: str = "") -> None:
         """Collect garbage and record every signal under ``name``."""
-        if not tracemalloc.is_tracing():
+        if self._session.user is None or not tracing.is_tracing():
+            self._session.__exit__()
             self._session.__enter__()
         _collect()
         if self._counts0 is None:
             self._counts0 = _type_counts()
-        snap = tracemalloc.take_snapshot()
+        snap = tracing.snapshot()
         if self._first is None:
             self._first = snap
         else:
             self._last = snap
         self._values.append(
             (
-                tracemalloc.get_traced_memory()[0],
+                float((tracing.traced_memory() or (0, 0))[0]),
                 float(sys.getallocatedblocks()),
                 float(len(gc.get_objects())),
                 _native_heap(),

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from memwarden import _registry
+from memwarden import tracing as _tracing
 from memwarden._registry import Subscribers, Subscription, reset_after_fork
 from memwarden._units import format_size
 from memwarden.exceptions import DisposedError, MemwardenError
@@ -814,55 +815,36 @@ _active: contextvars.ContextVar[tuple[_Frame, ...]] = contextvars.ContextVar(
     "memwarden_track_frames", default=()
 )
 
-# precise=True frames across all threads: tracemalloc's peak is process-wide, so
-# before anyone resets it the peak so far is folded into every open frame.
+# precise=True frames across all threads hold tracing through memwarden.tracing, which
+# folds the process-wide peak into every open user before anyone resets it.
 _precise_lock = threading.Lock()
-_precise_open: list[_Frame] = []
-_precise_started_tracing = False
+_precise_users: dict[int, _tracing.TraceUser] = {}  # id(frame) -> its hold, while open
 
 
 def _precise_reset_after_fork() -> None:
-    global _precise_lock, _precise_started_tracing
+    global _precise_lock
     _precise_lock = threading.Lock()
-    _precise_open.clear()
-    _precise_started_tracing = False
+    # The tracing owner keeps the forking thread's holds; this map is rebuilt lazily.
+    _precise_users.clear()
 
 
 def _precise_enter(frame: _Frame) -> None:
-    global _precise_started_tracing
+    user = _tracing.acquire(1, name="track(precise=True)")
     with _precise_lock:
-        if not tracemalloc.is_tracing():
-            tracemalloc.start()
-            _precise_started_tracing = True
-        else:
-            peak = tracemalloc.get_traced_memory()[1]
-            for f in _precise_open:
-                f.heap_peak = max(f.heap_peak, peak)
-            tracemalloc.reset_peak()
-        frame.heap_start = tracemalloc.get_traced_memory()[0]
-        frame.heap_peak = frame.heap_start
-        _precise_open.append(frame)
+        _precise_users[id(frame)] = user
+    frame.heap_start = user.base_bytes
+    frame.heap_peak = frame.heap_start
 
 
 def _precise_exit(frame: _Frame) -> tuple[int, int]:
     """Return ``(heap_now, heap_peak)`` for ``frame`` and stop tracing if we started it."""
-    global _precise_started_tracing
     with _precise_lock:
-        if tracemalloc.is_tracing():
-            cur, peak = tracemalloc.get_traced_memory()
-        else:  # someone stopped tracing under us
-            cur, peak = frame.heap_start, frame.heap_peak
-        frame.heap_peak = max(frame.heap_peak, peak)
-        for i in range(len(_precise_open) - 1, -1, -1):
-            if _precise_open[i] is frame:
-                del _precise_open[i]
-                break
-        for f in _precise_open:
-            f.heap_peak = max(f.heap_peak, peak)
-        if not _precise_open and _precise_started_tracing:
-            _precise_started_tracing = False
-            tracemalloc.stop()
-        return cur, frame.heap_peak
+        user = _precise_users.pop(id(frame), None)
+    if user is None:  # opened before a fork in another thread
+        return frame.heap_start, frame.heap_peak
+    result = user.release()
+    frame.heap_peak = max(frame.heap_peak, frame.heap_start + result.peak_bytes)
+    return frame.heap_start + result.current_bytes, frame.heap_peak
 
 
 class track:  # lowercase: used like a function, `with track("load"):` / `@track("load")`

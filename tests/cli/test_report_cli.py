@@ -13,7 +13,7 @@ from memwarden.report.trace import Site, SiteSnapshot, Span, TraceEnd, TraceWrit
 MiB = 2**20
 
 
-def _trace(path: Path, *, label: str = "job", grow: bool = False) -> Path:
+def _trace(path: Path, *, label: str = "job", grow: bool = False, reason: str = "exited") -> Path:
     with TraceWriter(path, {"command": ["job.py"], "interval_s": 0.1, "label": label}) as w:
         for i in range(100):
             w.sample(i * 0.1, (50 + (i if grow else i % 3)) * MiB, 1)
@@ -23,7 +23,7 @@ def _trace(path: Path, *, label: str = "job", grow: bool = False) -> Path:
                 "exit", 9.9, 5 * MiB, 6 * MiB, (Site("job.py", 12, 5 * MiB, 9, "x = load()"),)
             )
         )
-        w.end(TraceEnd(10.0, 0, "exited", None, (150 if grow else 52) * MiB, 0))
+        w.end(TraceEnd(10.0, 0, reason, None, (150 if grow else 52) * MiB, 0))
     return path
 
 
@@ -37,14 +37,28 @@ def test_terminal_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "10.00 s" in out
     assert "job.py:12" in out
     assert "load" in out
-    assert "no steady growth" in out
+    assert "no steady growth: below the noise floor (4.0 MiB)" in out
 
 
 def test_leak_suspicion_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Steady growth after warm-up is called out in the terminal report."""
-    path = _trace(tmp_path / "t.jsonl", grow=True)
+    """Steady growth after warm-up in a program that did not end by itself is a suspected leak."""
+    path = _trace(tmp_path / "t.jsonl", grow=True, reason="interrupted")
     assert main(["report", str(path)]) == 0
-    assert "LEAK SUSPECTED" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "LEAK SUSPECTED" in out
+    assert "did not stop" in out
+
+
+def test_growth_until_exit_is_not_called_a_leak(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A program that builds its data and exits "grows"; it is not a suspected leak."""
+    path = _trace(tmp_path / "t.jsonl", grow=True, reason="exited")
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "LEAK SUSPECTED" not in out
+    assert "grows:" in out
+    assert "until the program" in out
 
 
 def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

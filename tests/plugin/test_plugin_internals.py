@@ -19,7 +19,10 @@ from memwarden.pytest_plugin._marks import (
 
 def test_validate_parses_sizes_and_defaults() -> None:
     """Valid marker arguments come back parsed (decimal MB, binary MiB) with defaults filled."""
-    assert validate("limit_memory", ("24 MB",), {}) == {"limit_bytes": 24_000_000}
+    assert validate("limit_memory", ("24 MB",), {}) == {
+        "limit_bytes": 24_000_000,
+        "limit_text": "24 MB",
+    }
     assert validate("limit_leaks", ("1 MiB",), {})["limit_bytes"] == 1 << 20
     assert validate("no_leaks", (), {"rounds": 6}) == {
         "rounds": 6,

@@ -44,7 +44,7 @@ def test_python_budget_raises_with_peak_limit_and_sites() -> None:
     where, size = err.top_sites[0]
     assert where.endswith("test_budget.py:" + str(_line_of("kept = bytearray(6 * MiB)")))
     assert size >= 6 * MiB
-    assert "over the limit of 4.0 MiB" in str(err)
+    assert "over the limit of 4 MiB" in str(err)  # as written
     del kept
 
 
@@ -73,7 +73,7 @@ def test_peak_counts_memory_freed_before_the_end() -> None:
 def test_warn_mode_warns_instead_of_raising() -> None:
     """``on_exceed='warn'`` emits MemoryPressureWarning and the block's result stands."""
     with (
-        pytest.warns(MemoryPressureWarning, match="over the limit of 1.0 MiB"),
+        pytest.warns(MemoryPressureWarning, match="over the limit of 1 MiB"),
         memory_budget("1 MiB", on_exceed="warn") as b,
     ):
         data = bytearray(2 * MiB)
@@ -352,7 +352,7 @@ def test_repr_shows_the_outcome() -> None:
     with memory_budget("1 MiB", name="step") as b:
         pass
     assert isinstance(b, MemoryBudget)
-    assert repr(b).startswith("<MemoryBudget 'step' limit=1.0 MiB mode=python")
+    assert repr(b).startswith("<MemoryBudget 'step' limit=1 MiB mode=python")
 
 
 def test_process_limit_reads_and_restores() -> None:
@@ -371,3 +371,12 @@ def test_process_limit_refuses_a_limit_below_current_use() -> None:
         set_process_limit("1 MiB")
     with pytest.raises(ConfigurationError, match="kind='heap'"):
         process_limit("heap")  # type: ignore[arg-type]
+
+
+def test_errors_name_the_limit_as_written() -> None:
+    """A decimal limit is quoted as the user wrote it, not converted to binary units."""
+    budget = memory_budget("1 MB")
+    with pytest.raises(MemoryBudgetExceededError) as info, budget:
+        bytearray(2 * MiB)
+    assert "over the limit of 1 MB" in str(info.value)
+    assert "MiB (python" not in str(info.value).split("limit of")[1]

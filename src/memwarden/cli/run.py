@@ -126,10 +126,26 @@ def _default_output(name: str) -> Path:
     help="Seconds between SIGTERM and SIGKILL when the limit is exceeded.",
 )
 @click.option(
+    "--profile/--no-profile",
+    default=True,
+    show_default=True,
+    help="Python targets: sample the heap of every Python process of the run (the target and "
+    "the Python children it starts or forks) with the native sampling profiler: top stacks "
+    "at each process's peak and at exit, at a few percent of cost.",
+)
+@click.option(
+    "--profile-interval",
+    type=SIZE,
+    default="512KiB",
+    show_default=True,
+    help="--profile: mean bytes allocated between two samples (smaller: finer and costlier).",
+)
+@click.option(
     "--python-heap",
     is_flag=True,
-    help="Python targets: trace the heap (tracemalloc): top allocation sites at the peak and "
-    "at exit, plus track() operation spans.",
+    help="Python targets: trace the heap exactly with tracemalloc (costly: often 10x slower "
+    "and more memory); top allocation sites at the peak and at exit, plus track() spans. "
+    "Replaces --profile.",
 )
 @click.option(
     "--spans",
@@ -169,6 +185,8 @@ def command(  # noqa: PLR0917 - click passes options as arguments
     interval: float,
     limit_bytes: int | None,
     grace: float,
+    profile: bool,
+    profile_interval: int,
     python_heap: bool,
     spans: bool,
     top: int,
@@ -222,6 +240,21 @@ def command(  # noqa: PLR0917 - click passes options as arguments
         # A governed child budgets against the limit it runs under, so it relieves
         # pressure before the guard has to stop it; an explicit budget is kept.
         env.setdefault("MEMWARDEN_MAX_MEMORY", str(limit_bytes))
+    python_target = (
+        module or target.endswith((".py", ".pyw")) or runner.is_python_executable(argv[0])
+    )
+    profiling = profile and python_target and not python_heap
+    if profiling:
+        if profile_interval <= 0:
+            raise click.BadParameter("must be above zero", param_hint="--profile-interval")
+        env = runner.profile_env(
+            env,
+            trace_path=trace_path,
+            t0_monotonic=t0[0],
+            t0_wall=t0[1],
+            interval_bytes=profile_interval,
+            frames=64,
+        )
     if bootstrap:
         env = runner.bootstrap_env(
             env,
@@ -251,6 +284,7 @@ def command(  # noqa: PLR0917 - click passes options as arguments
         "label": label or " ".join([Path(target).name, *args])[:120],
         "python_heap": python_heap,
         "spans": bootstrap,
+        "profile": profiling,
     }
     try:
         result = runner.run_program(

@@ -30,6 +30,7 @@ from memwarden.pytest_plugin._marks import (
     MemoryProblem,
     limit_leaks_problem,
     limit_memory_problem,
+    release_peak_sampler,
     validate,
 )
 
@@ -167,6 +168,7 @@ class MemwardenPlugin:
             limit_bytes=limit,
             leak_limit_bytes=leak_settings.get("limit_bytes"),
             filter_fn=leak_settings.get("filter_fn"),
+            test_file=str(item.path) if limit is not None else None,
         )
         m.start()
         t0 = time.perf_counter()
@@ -188,11 +190,12 @@ class MemwardenPlugin:
         problem: MemoryProblem | None = None
         limit_source = "limit_memory marker"
         limit = settings.get("limit_memory", {}).get("limit_bytes")
+        limit_text = settings.get("limit_memory", {}).get("limit_text")
         if limit is None and self.default_limit is not None:
             limit, limit_source = self.default_limit, "--memwarden-limit"
         if limit is not None:
             figures["limit_bytes"] = limit
-            problem = limit_memory_problem(m, limit, limit_source)
+            problem = limit_memory_problem(m, limit, limit_source, limit_text)
         if "limit_leaks" in settings:
             s = settings["limit_leaks"]
             leak_problem, leaked = limit_leaks_problem(m, s["limit_bytes"], s["filter_fn"])
@@ -315,6 +318,7 @@ class MemwardenPlugin:
             )
 
     def pytest_sessionfinish(self) -> None:
+        release_peak_sampler()
         if self._is_worker() or self.json_path is None:
             return
         data = {

@@ -13,7 +13,6 @@ import gc
 import inspect
 import os
 import sys
-import sysconfig
 import tracemalloc
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memwarden import tracing
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import ConfigurationError
 from memwarden.testing import Stack, StackFrame
@@ -42,42 +42,22 @@ NFRAMES = 8
 #: slower allocation than untraced, 16 frames: ~70x).
 NFRAMES_PEAK = 1
 
-_STDLIB = sysconfig.get_paths()["stdlib"]
-_PLATSTDLIB = sysconfig.get_paths()["platstdlib"]
-
-
-def _package_dir(name: str) -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return "\0"  # matches nothing
-    return str(Path(next(iter(spec.submodule_search_locations))).resolve()) + os.sep
-
-
-# Allocations whose nearest non-stdlib frame is in these belong to the test
-# runner, not to the test (pytest's capture buffers, pluggy's hook results,
-# memwarden's own bookkeeping, xdist's channel threads).
-_RUNNER_DIRS = tuple(
-    _package_dir(n)
-    for n in ("_pytest", "pluggy", "memwarden", "xdist", "execnet", "pytest_memray", "coverage")
-)
-
-
-def _is_stdlib(filename: str) -> bool:
-    return (
-        filename.startswith((_STDLIB, _PLATSTDLIB, "<frozen")) and "site-packages" not in filename
-    ) or filename == "<unknown>"
-
 
 def belongs_to_runner(frames: tracemalloc.Traceback) -> bool:
-    """True when the innermost frame outside the stdlib is the runner's (pytest, memwarden…)."""
-    for frame in reversed(frames):  # tracemalloc orders oldest first
-        name = frame.filename
-        if _is_stdlib(name):
-            continue
-        return name.startswith(_RUNNER_DIRS)
-    return True  # only stdlib frames: interpreter or runner machinery, not test code
+    """True when the innermost frame outside the stdlib is the runner's (pytest, memwarden…).
+
+    Such allocations (pytest's capture buffers, pluggy's hook results, memwarden's
+    own bookkeeping, xdist's channel threads) are not the test's; only stdlib
+    frames means interpreter or runner machinery, not test code.
+    """
+    files = [f.filename for f in reversed(frames)]  # tracemalloc orders oldest first
+    i = tracing.user_frame(files, skip=frozenset({"stdlib"}))
+    if i is None or tracing.frame_kind(files[i]) in ("runner", "memwarden"):
+        return True
+    # A library's callback run by memwarden itself (a gc callback during the plugin's
+    # own gc.collect()): memwarden on the stack and no frame of the test's code.
+    kinds = {tracing.frame_kind(f) for f in files}
+    return "memwarden" in kinds and "user" not in kinds
 
 
 # ----------------------------------------------------------------------------- markers
@@ -100,7 +80,11 @@ def limit_memory(limit: SizeLike, *, current_thread_only: bool = False) -> dict[
     apart, so every thread's allocations count (a test passing with all threads also
     passes with one).
     """
-    return {"limit_bytes": parse_size(limit, source="limit_memory marker")}
+    return {
+        "limit_bytes": parse_size(limit, source="limit_memory marker"),
+        # quoted as written in failures ("1 MB", not "976.6 KiB")
+        "limit_text": limit.strip() if isinstance(limit, str) else None,
+    }
 
 
 def limit_leaks(
@@ -200,12 +184,18 @@ class Measurement:
         limit_bytes: int | None = None,
         leak_limit_bytes: int | None = None,
         filter_fn: Callable[[Stack], bool] | None = None,
+        test_file: str | None = None,
     ) -> None:
         self.want_leaks = want_leaks
+        self.test_file = test_file
+        #: The sampled stacks behind the peak, when the limit was exceeded.
+        self.peak_stacks: list[PeakStack] = []
+        self._sampler: tracing.SamplerUser | None = None
         self.limit_bytes = limit_bytes
         self.leak_limit_bytes = leak_limit_bytes
         self.filter_fn = filter_fn
         self.ours = False
+        self._user: tracing.TraceUser | None = None
         self.start_bytes = 0
         self.peak_bytes = 0
         self.snapshot: tracemalloc.Snapshot | None = None
@@ -216,21 +206,36 @@ class Measurement:
         )
 
     def start(self) -> None:
-        if tracemalloc.is_tracing():
+        if self.limit_bytes is not None:
+            # Before tracemalloc starts: the sampler's hook must sit below its hook.
+            self._sampler = _peak_sampler()
+        nframes = NFRAMES if self.want_leaks else NFRAMES_PEAK
+        outer = tracing.is_tracing()
+        self._user = tracing.acquire(nframes, name="pytest marker", reset_peak=not outer)
+        if outer:
             if self.want_leaks or self.limit_bytes is not None:
                 self._before = tracemalloc.take_snapshot()
-        else:
-            tracemalloc.start(NFRAMES if self.want_leaks else NFRAMES_PEAK)
-            self.ours = True
-        tracemalloc.reset_peak()
-        self.start_bytes = tracemalloc.get_traced_memory()[0]
+            self._user.reset_peak()  # after the snapshot: its cost is not the test's
+        self.ours = self._user.started
+        if self._sampler is not None:
+            self._sampler.profiler.reset_peak()
+        self.start_bytes = self._user.base_bytes
 
     def stop(self) -> None:
-        if not tracemalloc.is_tracing():  # the test stopped it: nothing to report
+        user, self._user = self._user, None
+        if user is None:
+            return
+        if not tracing.is_tracing():  # the test stopped it: nothing to report
+            user.release()
             self.ours = False
             return
-        self.peak_bytes = max(0, tracemalloc.get_traced_memory()[1] - self.start_bytes)
+        self.peak_bytes = user.peak_bytes()
         over = self.limit_bytes is not None and self.peak_bytes > self.limit_bytes
+        if over and self._sampler is not None:
+            try:
+                self.peak_stacks = _stacks_behind(self._sampler.profiler.peak(), self.test_file)
+            except Exception:  # the sampled attribution is a bonus; the verdict stands
+                self.peak_stacks = []
         if self.want_leaks or over:
             # Over the limit: what is still alive is the best tracemalloc can show
             # of where the peak came from. The test's garbage is young: collecting
@@ -244,9 +249,8 @@ class Measurement:
             ):
                 gc.collect()  # older garbage too, before calling it a leak
                 self.snapshot = tracemalloc.take_snapshot()
-        if self.ours:
-            tracemalloc.stop()
-            self.ours = False
+        user.release()
+        self.ours = False
 
     def top_sites(self, n: int = 5) -> list[tuple[str, int]]:
         """Largest allocation sites alive at the end (file:line, bytes), test code only."""
@@ -287,10 +291,103 @@ class Measurement:
 
 def _where(tb: tracemalloc.Traceback) -> str:
     """The innermost frame outside the stdlib (the test's line), else the innermost."""
-    for frame in reversed(tb):
-        if not _is_stdlib(frame.filename):
-            return f"{frame.filename}:{frame.lineno}"
-    return f"{tb[-1].filename}:{tb[-1].lineno}" if len(tb) else "?"
+    frames = list(reversed(tb))
+    if not frames:
+        return "?"
+    i = tracing.user_frame([f.filename for f in frames], skip=frozenset({"stdlib"}))
+    frame = frames[0 if i is None else i]
+    return f"{frame.filename}:{frame.lineno}"
+
+
+@dataclass(frozen=True)
+class PeakStack:
+    """A sampled stack alive at the test's peak: its line in the test first, then the stack.
+
+    Attributes:
+        where: ``file:line`` of the test's own frame (the innermost frame in the
+            test's file), else the innermost frame in user code.
+        size_bytes: estimated bytes at the peak.
+        error_bytes: one standard error of the estimate.
+        frames: ``function (file:line)``, innermost first (at most 6).
+    """
+
+    where: str
+    size_bytes: int
+    error_bytes: int
+    frames: tuple[str, ...]
+
+
+#: Mean bytes between samples while limit_memory tests run: fine enough for a
+#: one-megabyte limit, a few percent of cost.
+PEAK_SAMPLE_INTERVAL = 64 * 1024
+
+_sampler_state: dict[str, Any] = {"user": None, "tried": False}
+
+
+def _peak_sampler() -> tracing.SamplerUser | None:
+    """The session's sampling profiler, started on first use if memwarden can start it here.
+
+    Only a profiler this plugin started is used: resetting its peak per test
+    would disturb a profile someone else is taking (``memwarden run pytest``).
+    """
+    # Opt-in for now: with the sampler under tracemalloc, in-process pytester
+    # sessions hung in testing; until that is understood the default stays the
+    # sites still alive at the end.
+    if os.environ.get("MEMWARDEN_PYTEST_PEAK_PROFILE") != "1":
+        return None
+    if not _sampler_state["tried"]:
+        _sampler_state["tried"] = True
+        user = tracing.acquire_sampler(PEAK_SAMPLE_INTERVAL, 32)
+        if user is not None and not user.started:
+            user.release()
+            user = None
+        _sampler_state["user"] = user
+    user = _sampler_state["user"]
+    return user if isinstance(user, tracing.SamplerUser) else None
+
+
+def release_peak_sampler() -> None:
+    """Stop the session's sampling profiler (at the end of the session)."""
+    user = _sampler_state["user"]
+    if isinstance(user, tracing.SamplerUser):
+        user.release()
+    _sampler_state.update(user=None, tried=False)
+
+
+def _stacks_behind(profile: Any, test_file: str | None, n: int = 5) -> list[PeakStack]:
+    """The largest sampled stacks of the test at the peak, charged to the test's own line."""
+    acc: dict[str, list[Any]] = {}
+    for sample in profile.stacks:
+        frames = sample.frames
+        files = [f.filename for f in frames]
+        mine = [i for i, f in enumerate(files) if test_file is not None and f == test_file]
+        if mine:
+            i = mine[0]
+        else:
+            found = tracing.user_frame(files)
+            if found is None:
+                continue  # the runner's or memwarden's own memory
+            i = found
+        key = f"{files[i]}:{frames[i].lineno}"
+        entry = acc.get(key)
+        if entry is None:
+            acc[key] = [sample.size_bytes, sample.variance, frames, sample.size_bytes]
+        else:
+            entry[0] += sample.size_bytes
+            entry[1] += sample.variance
+            if sample.size_bytes > entry[3]:
+                entry[2], entry[3] = frames, sample.size_bytes
+    ranked = sorted(acc.items(), key=lambda kv: -kv[1][0])[:n]
+    return [
+        PeakStack(
+            where,
+            int(size),
+            int(variance**0.5),
+            tuple(f"{f.function} ({f.filename}:{f.lineno})" for f in frames[:6]),
+        )
+        for where, (size, variance, frames, _) in ranked
+        if size > 0
+    ]
 
 
 _FUNC_CACHE: OrderedDict[str, list[tuple[int, int, str]]] = OrderedDict()
@@ -333,14 +430,23 @@ def to_stack(tb: tracemalloc.Traceback) -> Stack:
     )
 
 
-def limit_memory_problem(m: Measurement, limit_bytes: int, source: str) -> MemoryProblem | None:
+def limit_memory_problem(
+    m: Measurement, limit_bytes: int, source: str, limit_text: str | None = None
+) -> MemoryProblem | None:
     """The failure of a ``limit_memory`` check, or None when the peak is within the limit."""
     if m.peak_bytes <= limit_bytes:
         return None
     lines = [
-        f"Test was limited to {format_size(limit_bytes)} ({source}) but allocated "
+        f"Test was limited to {limit_text or format_size(limit_bytes)} ({source}) but allocated "
         f"{format_size(m.peak_bytes)} at its peak (Python heap, tracemalloc).",
     ]
+    if m.peak_stacks:
+        lines.append("Allocations behind the peak (sampling profile, the test's line first):")
+        for st in m.peak_stacks:
+            err = f" ± {format_size(st.error_bytes)}" if st.error_bytes else ""
+            lines.append(f"    {st.where}: {format_size(st.size_bytes)}{err}")
+            lines.extend(f"        {frame}" for frame in st.frames)
+        return MemoryProblem("memory limit exceeded", "\n".join(lines), "limit_memory")
     sites = m.top_sites()
     if sites:
         lines.append("Largest allocation sites still alive at the end of the test:")

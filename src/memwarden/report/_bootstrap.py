@@ -1,4 +1,18 @@
-"""The child side of ``memwarden run --python-heap``: run a script or module under tracemalloc.
+"""The child side of ``memwarden run``: the sampling profile of every Python process, and
+``--python-heap``'s exact tracemalloc session.
+
+**Profiling (the default for Python targets).** ``memwarden run`` puts a directory
+holding only ``sitecustomize.py`` (``report/_shim``) first on ``PYTHONPATH``, so
+every Python process of the run, the target and the children it starts
+(``subprocess``, multiprocessing ``spawn`` and ``forkserver``), calls
+:func:`install_from_env` at start-up. It starts the sampling profiler through the
+tracing owner and appends ``profile`` records (the live heap at its peak, and at
+exit) to the run's trace, tagged with the process id; a flusher thread rewrites
+the peak record when the peak grew, so a process killed by ``--limit`` (SIGTERM,
+then SIGKILL) still says where its memory was. Forked children (``os.fork``,
+multiprocessing ``fork``) keep profiling and write their own records.
+
+**``--python-heap``.**
 
 Invoked as ``python -m memwarden.report._bootstrap [-m] TARGET [ARGS...]`` with
 ``MEMWARDEN_TRACE_*`` variables naming the trace file. It starts tracemalloc
@@ -14,22 +28,26 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import linecache
 import logging
-import marshal
 import os
 import runpy
 import signal
 import sys
 import threading
 import time
-import tracemalloc
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from memwarden.report.trace import Site, SiteSnapshot, append_record, site_snapshot_record
+from memwarden import tracing
+from memwarden.report.trace import (
+    Site,
+    SiteSnapshot,
+    append_record,
+    profile_record,
+    site_snapshot_record,
+)
 
 log = logging.getLogger("memwarden.report.bootstrap")
 
@@ -54,85 +72,25 @@ _MIN_PEAK_BYTES = 1 << 20
 DEFAULT_FRAMES = 4
 
 
-_OWN_PREFIX = str(Path(__file__).resolve().parent.parent).rstrip("/") + "/"  # memwarden's package
-
-
-@functools.cache
-def _library_prefixes() -> tuple[str, ...]:
-    # Called once before tracemalloc starts: sysconfig's import is not the program's memory.
-    import sysconfig
-
-    paths = sysconfig.get_paths()
-    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    found.add(_OWN_PREFIX)
-    return tuple(sorted(p.rstrip("/") + "/" for p in found))
-
-
-_RawTraces = list[tuple[Any, ...]]
-"""``Snapshot.traces._traces``: ``(domain, size, frames most recent first, nframes)`` tuples."""
-
-
-def _raw_traces(snapshot: tracemalloc.Snapshot) -> _RawTraces:
-    raw = getattr(snapshot.traces, "_traces", None)
-    if isinstance(raw, list):
-        return raw
-    # Another Python's private layout: rebuild it from the public API (slower).
-    return [  # pragma: no cover
-        (0, t.size, tuple((f.filename, f.lineno) for f in reversed(t.traceback)), 0)
-        for t in snapshot.traces
-    ]
-
-
-def _grouped(raw: _RawTraces) -> list[tuple[tuple[tuple[str, int], ...], int, int]]:
-    """``(frames most recent first, size, count)`` per distinct traceback."""
-    # tracemalloc hands out one tuple object per distinct traceback, so grouping by
-    # id() avoids hashing every traceback: several times faster than statistics().
-    sizes: dict[int, int] = {}
-    counts: dict[int, int] = {}
-    frames: dict[int, Any] = {}
-    for trace in raw:
-        tb = trace[2]
-        key = id(tb)
-        if key in sizes:
-            sizes[key] += trace[1]
-            counts[key] += 1
-        else:
-            sizes[key] = trace[1]
-            counts[key] = 1
-            frames[key] = tb
-    return [(frames[k], sizes[k], counts[k]) for k in sizes]
-
-
-def _top_sites(raw: _RawTraces, top: int) -> tuple[Site, ...]:
+def _top_sites(groups: list[tracing.TraceGroup], top: int) -> tuple[Site, ...]:
     """Group allocations by the innermost frame in the program's own code.
 
     ``np.ones(...)`` allocates inside numpy; the line a user can change is the
     caller's, so each traceback is charged to its innermost frame outside the
     standard library, site-packages and memwarden (the innermost frame when all
-    of them are library code). Allocations made only by library code on
-    memwarden's behalf (the monitor's history, this bootstrap) are memwarden's
-    own overhead and are left out.
+    of them are library code). Allocations made by memwarden on its own behalf
+    (the monitor's history, this bootstrap) are its overhead and are left out.
     """
-    library = (*_library_prefixes(), "<")
-    skip = {tracemalloc.__file__, __file__, linecache.__file__, runpy.__file__}
-    totals: dict[tuple[str, int], list[int]] = {}
-    for tb, size, count in _grouped(raw):
-        if not tb:
-            continue
-        chosen = next((f for f in tb if not f[0].startswith(library)), None)
-        if chosen is None:
-            if any(f[0].startswith(_OWN_PREFIX) for f in tb):
-                continue
-            chosen = tb[0]
-        if chosen[0] in skip or chosen[0].startswith("<frozen importlib"):
-            continue
-        acc = totals.setdefault((chosen[0], chosen[1]), [0, 0])
-        acc[0] += size
-        acc[1] += count
-    ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+    ranked = tracing.by_site(groups)[:top]
     return tuple(
-        Site(file, line, size, count, linecache.getline(file, line).strip()[:200])
-        for (file, line), (size, count) in ranked
+        Site(
+            s.filename,
+            s.lineno,
+            s.size_bytes,
+            s.count,
+            linecache.getline(s.filename, s.lineno).strip()[:200],
+        )
+        for s in ranked
     )
 
 
@@ -166,7 +124,8 @@ class _Session:
         self._finished = False
         self._subscription: Any = None
         self._watcher: threading.Thread | None = None
-        self._peak: tuple[float, int, int, bytes] | None = None
+        self._peak: tuple[float, int, int, list[tracing.TraceGroup]] | None = None
+        self._trace: tracing.TraceUser | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         if os.getpid() != self.pid:  # a forked child inherited us; it is not the profiled process
@@ -192,42 +151,48 @@ class _Session:
         )
 
     def capture_peak(self) -> None:
-        """Keep the traces at a new high as compact ``marshal`` bytes, grouped at exit.
+        """Keep the traces at a new high, grouped by traceback (far smaller than the traces).
 
-        Grouping blocks in Python while tracemalloc traces (every int and dict
-        entry it allocates) is tens of times slower than the C-level snapshot and
-        ``marshal`` copy, so the expensive part waits until tracing has stopped.
+        Grouping hashes one int per block and allocates per distinct traceback only,
+        so it costs little even while tracing; the snapshot is dropped at once.
         """
-        current, peak = tracemalloc.get_traced_memory()
+        traced = tracing.traced_memory()
+        if traced is None:
+            return
+        current, peak = traced
         started_s = self.now()
-        snap = tracemalloc.take_snapshot()
-        raw = _raw_traces(snap)
-        data = marshal.dumps(raw)
-        blocks = len(raw)
-        del snap, raw
-        self._peak = (started_s, current, peak, data)
+        snap = tracing.snapshot()
+        blocks = len(snap.traces)
+        groups = tracing.group_traces(snap)
+        del snap
+        self._peak = (started_s, current, peak, groups)
         self._event(
             started_s,
-            f"peak heap snapshot of {blocks} blocks ({len(data) >> 10} KiB kept) took "
+            f"peak heap snapshot of {blocks} blocks ({len(groups)} stacks kept) took "
             f"{self.now() - started_s:.2f} s",
         )
 
     def write_sites(self) -> None:
         """Take the exit snapshot, stop tracing, then group and write the peak and exit sites."""
-        current, peak = tracemalloc.get_traced_memory()
+        traced = tracing.traced_memory()
+        if traced is None:
+            return
+        current, peak = traced
         started_s = self.now()
-        raw = _raw_traces(tracemalloc.take_snapshot())
+        snap = tracing.snapshot()
         # Nothing is traced after the exit snapshot: stop now so that grouping
         # does not itself run traced.
-        tracemalloc.stop()
-        exit_sites = _top_sites(raw, self.top)
-        blocks = len(raw)
-        del raw
+        if self._trace is not None:
+            self._trace.release()
+            self._trace = None
+        blocks = len(snap.traces)
+        exit_sites = _top_sites(tracing.group_traces(snap), self.top)
+        del snap
         if self._peak is not None:
-            t_s, p_current, p_peak, data = self._peak
+            t_s, p_current, p_peak, groups = self._peak
             self._peak = None
-            peak_sites = _top_sites(marshal.loads(data), self.top)  # noqa: S302 - our own bytes
-            del data
+            peak_sites = _top_sites(groups, self.top)
+            del groups
             self.write(
                 site_snapshot_record(SiteSnapshot("peak", t_s, p_current, p_peak, peak_sites))
             )
@@ -238,9 +203,8 @@ class _Session:
 
     def start(self) -> None:
         if self.heap:
-            _library_prefixes()
-            if not tracemalloc.is_tracing():
-                tracemalloc.start(self.frames)
+            tracing.frame_kind(__file__)  # sysconfig's import is not the program's memory
+            self._trace = tracing.acquire(self.frames, name="memwarden run --python-heap")
             self._watcher = threading.Thread(
                 target=self._watch, name="memwarden-heap-watch", daemon=True
             )
@@ -277,9 +241,10 @@ class _Session:
         min_gap_s = 0.5
         last_at = 0.0
         while not self._stop.wait(self.every_s):
-            if not tracemalloc.is_tracing():
+            traced = tracing.traced_memory()
+            if traced is None:
                 return
-            current, _ = tracemalloc.get_traced_memory()
+            current = traced[0]
             now = time.monotonic()
             if (
                 current >= _MIN_PEAK_BYTES
@@ -308,11 +273,178 @@ class _Session:
                 self._subscription.unsubscribe()
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=10)  # let a snapshot in progress finish
-        if self.heap and tracemalloc.is_tracing():
+        if self.heap and tracing.is_tracing():
             try:
                 self.write_sites()
             except Exception as exc:  # never take the program down over a trace
                 log.debug("exit snapshot failed: %s", exc)
+
+
+#: Stacks kept per profile record: enough for any report, bounded line size.
+PROFILE_STACKS = 400
+#: A peak record is rewritten when the peak estimate grew by this factor...
+_PROFILE_GROWTH = 1.1
+#: ...checked this often (seconds).
+_PROFILE_FLUSH_S = 1.0
+
+
+class _ProfileSession:
+    """The sampling profile of one process of the run, written as ``profile`` records."""
+
+    def __init__(self, fd: int, t0: float, *, interval_bytes: int, frames: int) -> None:
+        self.fd = fd
+        self.t0 = t0
+        self.interval_bytes = interval_bytes
+        self.frames = frames
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._user: tracing.SamplerUser | None = None
+        self._flusher: threading.Thread | None = None
+        self._written_peak = 0.0
+        self._finished = False
+
+    def start(self) -> bool:
+        self._user = tracing.acquire_sampler(self.interval_bytes, self.frames)
+        if self._user is None:
+            log.debug("the sampling profiler is not available here; no profile recorded")
+            return False
+        self._start_flusher()
+        return True
+
+    def _start_flusher(self) -> None:
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="memwarden-profile-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child keeps the (inherited) profile and writes its own records."""
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._written_peak = 0.0
+        self._finished = False
+        if self._user is not None and self._user.profiler.is_running():
+            self._start_flusher()
+            _register_mp_finalizer(self)
+
+    def _write(self, when: str) -> None:
+        assert self._user is not None
+        profiler = self._user.profiler
+        prof = profiler.peak() if when == "peak" else profiler.snapshot("live")
+        stacks = sorted(prof.stacks, key=lambda st: st.size_bytes, reverse=True)
+        if len(stacks) > PROFILE_STACKS:
+            import dataclasses
+
+            prof = dataclasses.replace(prof, stacks=tuple(stacks[:PROFILE_STACKS]))
+        record = profile_record(
+            pid=self.pid,
+            ppid=os.getppid(),
+            when=when,
+            t_s=time.monotonic() - self.t0,
+            argv=sys.argv[:8],
+            profile=prof.to_dict(),
+        )
+        with self._lock:
+            append_record(self.fd, record)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(_PROFILE_FLUSH_S):
+            try:
+                if self._user is None or not self._user.profiler.is_running():
+                    return
+                peak = float(self._user.profiler.stats().get("peak_bytes", 0.0))
+                if peak > self._written_peak * _PROFILE_GROWTH and peak >= _MIN_PEAK_BYTES:
+                    self._write("peak")
+                    self._written_peak = peak
+            except Exception as exc:  # never take the program down over a trace
+                log.debug("profile flush failed: %s", exc)
+                return
+
+    def finish(self) -> None:
+        """Write the peak and exit profiles once (atexit, SIGTERM, a worker's finalizer)."""
+        if self._finished or os.getpid() != self.pid or self._user is None:
+            return
+        self._finished = True
+        self._stop.set()
+        try:
+            if self._user.profiler.is_running():
+                self._write("peak")
+                self._write("exit")
+        except Exception as exc:  # never take the program down over a trace
+            log.debug("profile write failed: %s", exc)
+
+
+_profile_session: _ProfileSession | None = None
+
+
+def _register_mp_finalizer(session: _ProfileSession) -> None:
+    # multiprocessing's forked workers leave through os._exit (no atexit) after
+    # running multiprocessing.util's finalizers: write the profile from there. The
+    # worker's bootstrap clears the finalizers it inherited and then runs the
+    # after-fork callbacks, so the finalizer is registered from one of those.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        with contextlib.suppress(Exception):
+            mp_util.register_after_fork(session, _mp_finalizer)
+
+
+def _mp_finalizer(session: _ProfileSession) -> None:
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        with contextlib.suppress(Exception):
+            mp_util.Finalize(None, session.finish, exitpriority=100)
+
+
+def _on_term_profile(signum: int, frame: FrameType | None) -> None:
+    if _profile_session is not None:
+        _profile_session.finish()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def install_from_env() -> None:
+    """Start this process's sampling profile when ``memwarden run`` asked for one.
+
+    Called by the ``sitecustomize`` shim at interpreter start-up in every Python
+    process of the run. Does nothing without ``MEMWARDEN_TRACE_FILE`` and
+    ``MEMWARDEN_TRACE_PROFILE=1``; never raises.
+    """
+    global _profile_session
+    if _profile_session is not None or os.environ.get("MEMWARDEN_TRACE_PROFILE") != "1":
+        return
+    path = os.environ.get("MEMWARDEN_TRACE_FILE", "")
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        log.debug("cannot open the trace %s: %s", path, exc)
+        return
+    try:
+        session = _ProfileSession(
+            fd,
+            float(os.environ.get("MEMWARDEN_TRACE_T0") or time.monotonic()),
+            interval_bytes=int(os.environ.get("MEMWARDEN_TRACE_PROFILE_INTERVAL") or 512 * 1024),
+            frames=int(os.environ.get("MEMWARDEN_TRACE_PROFILE_FRAMES") or 64),
+        )
+        if not session.start():
+            os.close(fd)
+            return
+    except Exception as exc:  # never take the program down over a trace
+        log.debug("profiling not started: %s", exc)
+        os.close(fd)
+        return
+    _profile_session = session
+    atexit.register(session.finish)
+    os.register_at_fork(after_in_child=session.after_fork_in_child)
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                # The target may install its own handler later; then it decides.
+                signal.signal(signal.SIGTERM, _on_term_profile)
+    _register_mp_finalizer(session)
 
 
 def _install_sigterm(session: _Session) -> None:
@@ -336,6 +468,19 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("usage: python -m memwarden.report._bootstrap [-m] TARGET [ARGS...]\n")
         raise SystemExit(2)
     env = {k: os.environ.pop(k, "") for k in _ENV}  # not inherited by the target's children
+    if os.environ.get("MEMWARDEN_TRACE_PROFILE") == "1":
+        # Profiling follows the target's Python children: they need the trace's name.
+        for key in ("MEMWARDEN_TRACE_FILE", "MEMWARDEN_TRACE_T0", "MEMWARDEN_TRACE_T0_WALL"):
+            if env[key]:
+                os.environ[key] = env[key]
+    user_path = os.environ.pop("MEMWARDEN_TRACE_PYTHONPATH", None)
+    if user_path is not None:
+        # memwarden's own directory was put on PYTHONPATH to start this bootstrap;
+        # the target's children get the user's PYTHONPATH back.
+        if user_path == "\0":
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = user_path
     session: _Session | None = None
     if env["MEMWARDEN_TRACE_FILE"]:
         # O_NOFOLLOW: the parent created this file; a symlink swapped in since is refused.

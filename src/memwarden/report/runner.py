@@ -39,7 +39,9 @@ __all__ = [
     "bootstrap_command",
     "bootstrap_env",
     "is_python_executable",
+    "profile_env",
     "run_program",
+    "shim_dir",
 ]
 
 log = logging.getLogger("memwarden.report.runner")
@@ -273,6 +275,9 @@ def bootstrap_env(
     src = str(Path(memwarden.__file__).resolve().parent.parent)
     old = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = src + (os.pathsep + old if old else "")
+    # The bootstrap puts the user's own PYTHONPATH back before the target runs, so
+    # the target's children never see memwarden's site-packages.
+    env["MEMWARDEN_TRACE_PYTHONPATH"] = old if "PYTHONPATH" in base else "\0"
     env.update(
         {
             "MEMWARDEN_TRACE_FILE": str(Path(trace_path).resolve()),
@@ -283,6 +288,47 @@ def bootstrap_env(
             "MEMWARDEN_TRACE_TOP": str(top),
             "MEMWARDEN_TRACE_INTERVAL": repr(interval_s),
             "MEMWARDEN_TRACE_FRAMES": str(frames),
+        }
+    )
+    return env
+
+
+def shim_dir() -> Path:
+    """The directory holding only the ``sitecustomize`` start-up shim (see ``_bootstrap``)."""
+    return Path(__file__).resolve().parent / "_shim"
+
+
+def profile_env(
+    base: Mapping[str, str],
+    *,
+    trace_path: str | os.PathLike[str],
+    t0_monotonic: float,
+    t0_wall: float,
+    interval_bytes: int,
+    frames: int,
+) -> dict[str, str]:
+    """The environment that makes every Python process of the run profile itself.
+
+    Only the shim's directory goes on ``PYTHONPATH`` (first); the shim loads
+    memwarden from ``MEMWARDEN_RUN_PKG`` when the interpreter matches
+    ``MEMWARDEN_RUN_CACHE_TAG``. The variables stay in the environment so the
+    program's Python children profile too.
+    """
+    import memwarden
+
+    env = dict(base)
+    old = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(shim_dir()) + (os.pathsep + old if old else "")
+    env.update(
+        {
+            "MEMWARDEN_RUN_PKG": str(Path(memwarden.__file__).resolve().parent.parent),
+            "MEMWARDEN_RUN_CACHE_TAG": str(sys.implementation.cache_tag),
+            "MEMWARDEN_TRACE_FILE": str(Path(trace_path).resolve()),
+            "MEMWARDEN_TRACE_T0": repr(t0_monotonic),
+            "MEMWARDEN_TRACE_T0_WALL": repr(t0_wall),
+            "MEMWARDEN_TRACE_PROFILE": "1",
+            "MEMWARDEN_TRACE_PROFILE_INTERVAL": str(int(interval_bytes)),
+            "MEMWARDEN_TRACE_PROFILE_FRAMES": str(int(frames)),
         }
     )
     return env

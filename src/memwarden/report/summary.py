@@ -16,10 +16,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from memwarden._units import format_size
 from memwarden.leaks import suspect_leak
 from memwarden.report.trace import Event, Sample, Site, SiteSnapshot, Span, Trace
 
-__all__ = ["Growth", "OperationRow", "Summary", "summarize"]
+__all__ = [
+    "Growth",
+    "OperationRow",
+    "ProcessHeap",
+    "StackRow",
+    "Summary",
+    "growth_verdict",
+    "summarize",
+]
 
 #: Share of the run treated as warm-up and left out of the growth test.
 WARMUP_FRACTION = 0.25
@@ -70,6 +79,47 @@ class OperationRow:
 
 
 @dataclass(frozen=True)
+class StackRow:
+    """One call stack of a sampling profile and the bytes it held.
+
+    Attributes:
+        size_bytes: estimated bytes.
+        error_bytes: one standard error of the estimate.
+        where: ``file:line`` of the innermost frame in the program's own code (past
+            the standard library, site-packages and memwarden), else the innermost.
+        frames: the stack as ``function (file:line)``, innermost first (at most 8).
+    """
+
+    size_bytes: int
+    error_bytes: int
+    where: str
+    frames: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProcessHeap:
+    """What one Python process of the run held at its sampled peak (or at exit).
+
+    Attributes:
+        pid: the process.
+        ppid: its parent.
+        command: its first command-line words.
+        when: ``"peak"`` or ``"exit"`` (exit when no peak profile was written).
+        t_s: when the profile was taken, seconds since the run started.
+        total_bytes: the profile's estimated live heap.
+        stacks: the largest stacks, largest first.
+    """
+
+    pid: int
+    ppid: int
+    command: str
+    when: str
+    t_s: float
+    total_bytes: int
+    stacks: tuple[StackRow, ...]
+
+
+@dataclass(frozen=True)
 class Summary:
     """Everything a report shows about one trace."""
 
@@ -93,6 +143,8 @@ class Summary:
     operations: list[OperationRow]
     events: list[Event]
     problems: list[str] = field(default_factory=list)
+    #: The sampling profile of each Python process, largest first.
+    processes: list[ProcessHeap] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form (``memwarden report --json``).
@@ -194,12 +246,98 @@ def _pick_sites(trace: Trace) -> tuple[SiteSnapshot | None, SiteSnapshot | None]
     return peak, exit_
 
 
+def _stack_rows(profile: Any, n: int) -> tuple[StackRow, ...]:
+    from memwarden import tracing
+
+    rows = []
+    for entry in profile.top(by="stack", n=n, frame_filter=None):
+        frames = entry.frames
+        i = tracing.user_frame([f.filename for f in frames])
+        key = frames[0 if i is None else i] if frames else None
+        where = f"{key.filename}:{key.lineno}" if key is not None else "?"
+        text = tuple(f"{f.function} ({f.filename}:{f.lineno})" for f in frames[:8])
+        rows.append(StackRow(entry.size_bytes, entry.error_bytes, where, text))
+    return tuple(rows)
+
+
+def processes_of(trace: Trace, *, stacks: int = 5) -> tuple[list[ProcessHeap], list[str]]:
+    """Each profiled process's heap at its peak (its exit profile when no peak was written).
+
+    Returns:
+        The processes, largest heap first, and notes about unreadable profiles.
+    """
+    from memwarden.exceptions import TraceFormatError
+
+    problems: list[str] = []
+    out: list[ProcessHeap] = []
+    pids = sorted({pid for pid, _ in trace.profiles})
+    for pid in pids:
+        rec = trace.profiles.get((pid, "peak")) or trace.profiles.get((pid, "exit"))
+        if rec is None:
+            continue
+        try:
+            profile = rec.profile()
+        except TraceFormatError as exc:
+            problems.append(str(exc))
+            continue
+        if profile.total_bytes <= 0:
+            continue
+        out.append(
+            ProcessHeap(
+                pid=pid,
+                ppid=rec.ppid,
+                command=" ".join(rec.argv)[:120],
+                when=rec.when,
+                t_s=rec.t_s,
+                total_bytes=profile.total_bytes,
+                stacks=_stack_rows(profile, stacks),
+            )
+        )
+    out.sort(key=lambda p: (-p.total_bytes, p.pid))
+    return out, problems
+
+
+def growth_verdict(summary: Summary) -> tuple[str, str]:
+    """The growth line of a report and its kind: ``leak``, ``grows`` or ``ok``.
+
+    "LEAK SUSPECTED" only where :func:`memwarden.leaks.suspect_leak`'s criteria
+    hold (steady growth after warm-up, the floor rising too) in a program that
+    did not end by itself; a program that grew until it exited on its own is
+    said to grow (it builds its data and exits); growth within the noise floor
+    is said to be below it.
+    """
+    g = summary.growth
+    if g is None:
+        return "too few samples to judge growth", "ok"
+    rate = f"{format_size(round(g.slope_bytes_per_s))}/s"
+    span = f"{g.window_s[0]:.1f}–{g.window_s[1]:.1f} s"
+    if g.leak_suspected and summary.end_reason != "exited":
+        return (
+            f"LEAK SUSPECTED: memory grows steadily ({rate}, "
+            f"{format_size(round(g.total_bytes))} over {span}, and did not stop)",
+            "leak",
+        )
+    if g.leak_suspected:
+        return (
+            f"grows: {format_size(round(g.total_bytes))} over {span} ({rate}) until the program "
+            "exited (it builds its data and exits; a leak needs a longer run to tell)",
+            "grows",
+        )
+    if g.total_bytes <= g.noise_floor_bytes:
+        return (
+            f"no steady growth: below the noise floor ({format_size(round(g.noise_floor_bytes))})",
+            "ok",
+        )
+    return f"no steady growth: {g.reason}", "ok"
+
+
 def summarize(trace: Trace) -> Summary:
     """Return the :class:`Summary` of ``trace``."""
     samples = trace.samples
     peak_sample = max(samples, key=lambda s: s.rss_bytes, default=None)
     end = trace.end
     peak_sites, exit_sites = _pick_sites(trace)
+    processes, profile_problems = processes_of(trace)
     interval = trace.header.get("interval_s", 0.0)
     return Summary(
         label=trace.label,
@@ -228,7 +366,8 @@ def summarize(trace: Trace) -> Summary:
         exit_sites=exit_sites,
         operations=operations_of(trace.spans),
         events=list(trace.events),
-        problems=list(trace.problems),
+        problems=[*trace.problems, *profile_problems],
+        processes=processes,
     )
 
 

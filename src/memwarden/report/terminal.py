@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from memwarden._units import format_size
-from memwarden.report.summary import Summary, site_label
+from memwarden.report.summary import Summary, growth_verdict, site_label
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -105,20 +105,10 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
         head.add_row("ended", Text(f"{summary.end_reason} (exit code {summary.exit_code})"))
     if spark:
         head.add_row("timeline", Text(sparkline(spark, 60)))
-    g = summary.growth
-    if g is not None:
-        verdict = (
-            Text("LEAK SUSPECTED: memory grows steadily", style="bold red")
-            if g.leak_suspected
-            else Text("no steady growth", style="green")
-        )
-        verdict.append(
-            f"  ({format_size(round(g.slope_bytes_per_s))}/s, "
-            f"{format_size(round(g.total_bytes))} over {g.window_s[0]:.1f}–{g.window_s[1]:.1f} s, "
-            f"Mann–Kendall p={g.p_value:.2g})",
-            style="",
-        )
-        head.add_row("growth", verdict)
+    if summary.growth is not None:
+        text, kind = growth_verdict(summary)
+        style = {"leak": "bold red", "grows": "yellow"}.get(kind, "green")
+        head.add_row("growth", Text(text, style=style))
     console.print(Text(f"memwarden report: {printable(summary.label)}", style="bold"))
     console.print(head)
     for problem in summary.problems:
@@ -148,6 +138,8 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
             )
         console.print(table)
 
+    _render_processes(summary, console)
+
     if summary.operations:
         ops = Table(title="Operations (track())", title_justify="left")
         for col in ("operation", "count", "total", "mean", "max RSS Δ", "max peak RSS"):
@@ -164,3 +156,34 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
         console.print(ops)
     for event in summary.events[:20]:
         console.print(Text(printable(f"{event.t_s:8.2f} s  {event.kind}: {event.message}")))
+
+
+def _render_processes(summary: Summary, console: Console, *, processes: int = 4) -> None:
+    """The top stacks of each profiled process at its peak (the largest processes first)."""
+    from rich.text import Text
+
+    shown = summary.processes[:processes]
+    if not shown:
+        return
+    total = sum(p.total_bytes for p in summary.processes)
+    console.print(
+        Text(
+            f"Where the Python heap was (sampling profile, {len(summary.processes)} process(es), "
+            f"{format_size(total)} at their peaks):",
+            style="bold",
+        )
+    )
+    for proc in shown:
+        console.print(
+            Text(
+                f"  pid {proc.pid} ({printable(proc.command or '?')}): "
+                f"{format_size(proc.total_bytes)} at its {proc.when} ({proc.t_s:.2f} s)"
+            )
+        )
+        for row in proc.stacks:
+            err = f" ± {format_size(row.error_bytes)}" if row.error_bytes else ""
+            console.print(Text(f"    {format_size(row.size_bytes)}{err}  {printable(row.where)}"))
+            for frame in row.frames[:5]:
+                console.print(Text(f"        {printable(str(frame))}", style="dim"))
+    if len(summary.processes) > processes:
+        console.print(Text(f"  … and {len(summary.processes) - processes} more process(es)"))

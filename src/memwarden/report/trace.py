@@ -28,7 +28,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from memwarden.exceptions import MemwardenWarning, TraceFormatError
 __all__ = [
     "FORMAT",
     "Event",
+    "ProcessProfile",
     "Sample",
     "Site",
     "SiteSnapshot",
@@ -48,6 +49,7 @@ __all__ = [
     "TraceWriter",
     "append_record",
     "iter_records",
+    "profile_record",
     "read_trace",
 ]
 
@@ -67,6 +69,8 @@ DEFAULT_MAX_SAMPLES = 100_000
 _MAX_SPANS = 100_000
 _MAX_EVENTS = 10_000
 _MAX_SITE_SNAPSHOTS = 100
+#: Processes whose profiles a reader keeps (a fork bomb must not grow the reader).
+_MAX_PROFILED_PROCESSES = 256
 
 #: Integers in a trace beyond this are damage (no byte count or pid is that large);
 #: a 400-digit ``limit_bytes`` must not reach float conversions downstream.
@@ -147,6 +151,33 @@ class TraceEnd:
     max_rss_bytes: int = 0
 
 
+@dataclass(frozen=True)
+class ProcessProfile:
+    """A sampling profile one process of the run wrote (the last of its kind wins).
+
+    Attributes:
+        pid: the process.
+        ppid: its parent when it wrote the record.
+        when: ``"peak"`` (the live heap at its highest estimate) or ``"exit"``.
+        t_s: seconds since the run started.
+        argv: the process's first command-line words (``sys.argv``).
+        data: the profile as :meth:`memwarden.profiler.Profile.to_dict` wrote it.
+    """
+
+    pid: int
+    ppid: int
+    when: str
+    t_s: float
+    argv: tuple[str, ...]
+    data: dict[str, Any]
+
+    def profile(self) -> Any:
+        """The :class:`memwarden.profiler.Profile` (raises ``TraceFormatError`` if malformed)."""
+        from memwarden.profiler import Profile
+
+        return Profile.from_dict(self.data, source=f"profile of pid {self.pid}")
+
+
 @dataclass
 class Trace:
     """A trace read back: header, samples and the other records, in time order.
@@ -164,6 +195,8 @@ class Trace:
     spans: list[Span] = field(default_factory=list)
     sites: list[SiteSnapshot] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: The last profile of each kind per process, by ``(pid, when)``.
+    profiles: dict[tuple[int, str], ProcessProfile] = field(default_factory=dict)
     end: TraceEnd | None = None
     path: str | None = None
     stride: int = 1
@@ -342,6 +375,21 @@ def site_snapshot_record(snapshot: SiteSnapshot) -> dict[str, Any]:
         "traced_bytes": snapshot.traced_bytes,
         "peak_traced_bytes": snapshot.peak_traced_bytes,
         "sites": [asdict(s) for s in snapshot.sites],
+    }
+
+
+def profile_record(
+    *, pid: int, ppid: int, when: str, t_s: float, argv: Sequence[str], profile: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON record of one process's sampling profile (written by the child bootstrap)."""
+    return {
+        "type": "profile",
+        "pid": pid,
+        "ppid": ppid,
+        "when": when,
+        "t_s": round(t_s, 4),
+        "argv": [str(a) for a in argv],
+        "profile": profile,
     }
 
 
@@ -584,6 +632,21 @@ def _apply(trace: Trace, rec: dict[str, Any], max_samples: int) -> None:
         )
         if len(trace.sites) < _MAX_SITE_SNAPSHOTS:
             trace.sites.append(snap)
+    elif kind == "profile":
+        data = rec.get("profile")
+        if not isinstance(data, dict):
+            raise ValueError("field 'profile' must be an object")
+        key = (_int(rec, "pid"), _str(rec, "when"))
+        if key in trace.profiles or len(trace.profiles) < _MAX_PROFILED_PROCESSES * 2:
+            argv = rec.get("argv", [])
+            trace.profiles[key] = ProcessProfile(
+                pid=key[0],
+                ppid=_int(rec, "ppid", 0),
+                when=key[1],
+                t_s=_num(rec, "t_s"),
+                argv=tuple(str(a) for a in argv) if isinstance(argv, list) else (),
+                data=data,
+            )
     elif kind == "event":
         if len(trace.events) < _MAX_EVENTS:
             trace.events.append(Event(_num(rec, "t_s"), _str(rec, "kind"), _str(rec, "message")))
