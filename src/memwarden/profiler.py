@@ -527,6 +527,7 @@ class _Session:
     max_frames: int
     started_tracemalloc: bool = False
     running: bool = True
+    trace_user: Any = None  # the tracing owner's hold (tracemalloc backend)
 
 
 _lock = threading.RLock()
@@ -635,12 +636,14 @@ def start(
             )
             _session = _Session("native", interval, max_frames)
         else:
-            # An outer tracemalloc session is joined, never cleared or stopped: its
-            # traces from before start() stay in the profile.
-            started = not tracemalloc.is_tracing()
-            if started:
-                tracemalloc.start(max_frames)
-            _session = _Session("tracemalloc", 0, max_frames, started_tracemalloc=started)
+            # Through the tracing owner: an outer tracemalloc session is joined, never
+            # cleared or stopped, and its traces from before start() stay in the profile.
+            from memwarden import tracing
+
+            user = tracing.acquire(max_frames, name="profiler (tracemalloc backend)")
+            _session = _Session(
+                "tracemalloc", 0, max_frames, started_tracemalloc=user.started, trace_user=user
+            )
         if not _atexit_registered:
             # The hooks come out before interpreter finalisation.
             atexit.register(stop)
@@ -656,10 +659,11 @@ def stop() -> None:
         if _session.backend == "native":
             assert _native is not None
             _native.stop()
-        elif _session.started_tracemalloc:
-            # Keep the final live heap readable after tracemalloc stops.
-            _session_snapshots["final"] = tracemalloc.take_snapshot()
-            tracemalloc.stop()
+        elif _session.trace_user is not None:
+            # Keep the final live heap readable after the owner stops tracemalloc.
+            if _session.started_tracemalloc:
+                _session_snapshots["final"] = tracemalloc.take_snapshot()
+            _session.trace_user.release()
         _session.running = False
 
 
@@ -821,8 +825,8 @@ def reset_peak() -> None:
         if session.backend == "native":
             assert _native is not None
             _native.reset_peak()
-        elif tracemalloc.is_tracing():
-            tracemalloc.reset_peak()
+        elif session.trace_user is not None:
+            session.trace_user.reset_peak()
 
 
 def dumps(profile: Profile) -> str:

@@ -449,3 +449,20 @@ def test_pprof_encoding_is_a_valid_gzipped_protobuf() -> None:
     assert raw[0] == (1 << 3) | 2  # field 1 (sample_type), length-delimited
     for text in (b"inuse_space", b"bytes", b"/app/x.py", b"load", b"parse", b"req"):
         assert text in raw
+
+
+def test_the_tracemalloc_fallback_goes_through_the_tracing_owner() -> None:
+    """The fallback holds tracing like any other user: an outer user's peak survives it."""
+    from memwarden import tracing
+
+    outer = tracing.acquire(4, name="outer")
+    try:
+        block = bytearray(8 * 2**20)
+        del block
+        profiler.start(backend="tracemalloc", max_frames=4)
+        profiler.reset_peak()
+        profiler.stop()
+        assert tracing.is_tracing()  # the outer user still holds it
+        assert outer.peak_bytes() >= 8 * 2**20
+    finally:
+        outer.release()
