@@ -28,7 +28,8 @@ def test_python_budget_passes_under_the_limit() -> None:
         data = bytearray(2 * MiB)
         del data
     assert not b.exceeded
-    assert 2 * MiB <= b.peak_bytes < 3 * MiB
+    # less the bookkeeping bytes (more under coverage) freed after the start level was read
+    assert 2 * MiB - 4096 <= b.peak_bytes < 3 * MiB
     assert not tracemalloc.is_tracing()
 
 
@@ -66,7 +67,7 @@ def test_peak_counts_memory_freed_before_the_end() -> None:
 
     with pytest.raises(MemoryBudgetExceededError) as info:
         block()
-    assert info.value.peak_bytes >= 5 * MiB
+    assert info.value.peak_bytes >= 5 * MiB - 4096  # less bookkeeping freed after the start
     assert "freed before the block ended" in str(info.value)
 
 

@@ -463,6 +463,6 @@ def test_the_tracemalloc_fallback_goes_through_the_tracing_owner() -> None:
         profiler.reset_peak()
         profiler.stop()
         assert tracing.is_tracing()  # the outer user still holds it
-        assert outer.peak_bytes() >= 8 * 2**20
+        assert outer.peak_bytes() >= 8 * 2**20 - 4096  # less bookkeeping freed since its start
     finally:
         outer.release()

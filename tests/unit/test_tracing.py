@@ -7,7 +7,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
-from memwarden.monitor import MemoryMonitor, track
+from memwarden.monitoring import MemoryMonitor, track
 
 from memwarden import tracing
 from memwarden.batch import AdaptiveBatchProcessor
@@ -179,7 +179,7 @@ def test_each_user_sees_its_own_peak_since_its_own_start() -> None:
         assert MIB - 1024 <= got.peak_bytes < 2 * MIB
         inner.reset_peak()  # released: a no-op
         outer_peak = outer.peak_bytes()
-        assert outer_peak >= BIG
+        assert outer_peak >= BIG - 4096  # less bookkeeping freed since its start (coverage)
     finally:
         outer.release()
 

@@ -473,14 +473,13 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("MEMWARDEN_TRACE_FILE", "MEMWARDEN_TRACE_T0", "MEMWARDEN_TRACE_T0_WALL"):
             if env[key]:
                 os.environ[key] = env[key]
+    # memwarden's own directory was put on PYTHONPATH to start this bootstrap; the
+    # target's children get the user's PYTHONPATH back (or none, if there was none).
     user_path = os.environ.pop("MEMWARDEN_TRACE_PYTHONPATH", None)
-    if user_path is not None:
-        # memwarden's own directory was put on PYTHONPATH to start this bootstrap;
-        # the target's children get the user's PYTHONPATH back.
-        if user_path == "\0":
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = user_path
+    if os.environ.pop("MEMWARDEN_TRACE_PYTHONPATH_UNSET", None) == "1":
+        os.environ.pop("PYTHONPATH", None)
+    elif user_path is not None:
+        os.environ["PYTHONPATH"] = user_path
     session: _Session | None = None
     if env["MEMWARDEN_TRACE_FILE"]:
         # O_NOFOLLOW: the parent created this file; a symlink swapped in since is refused.

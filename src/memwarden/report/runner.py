@@ -277,7 +277,11 @@ def bootstrap_env(
     env["PYTHONPATH"] = src + (os.pathsep + old if old else "")
     # The bootstrap puts the user's own PYTHONPATH back before the target runs, so
     # the target's children never see memwarden's site-packages.
-    env["MEMWARDEN_TRACE_PYTHONPATH"] = old if "PYTHONPATH" in base else "\0"
+    # (An environment value cannot hold NUL, so "unset" is its own variable.)
+    if "PYTHONPATH" in base:
+        env["MEMWARDEN_TRACE_PYTHONPATH"] = old
+    else:
+        env["MEMWARDEN_TRACE_PYTHONPATH_UNSET"] = "1"
     env.update(
         {
             "MEMWARDEN_TRACE_FILE": str(Path(trace_path).resolve()),
