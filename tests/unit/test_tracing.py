@@ -7,7 +7,6 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
-from memwarden.monitoring import MemoryMonitor, track
 
 from memwarden import tracing
 from memwarden.batch import AdaptiveBatchProcessor
@@ -15,6 +14,7 @@ from memwarden.budget import memory_budget
 from memwarden.config import MemoryConfig
 from memwarden.heap import HeapSession
 from memwarden.leaks import _innermost, check_leaks
+from memwarden.monitoring import MemoryMonitor, track
 from memwarden.pytest_plugin._marks import Measurement
 
 MIB = 1 << 20
