@@ -254,3 +254,34 @@ def test_a_non_socket_in_the_way_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not a socket"):
         Agent(p).start()
     assert p.read_text() == "keep"
+
+
+def test_inject_starts_an_agent_through_gdb() -> None:
+    """A process started without an agent gets one with --inject (gdb), then answers."""
+    import shutil
+
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb is not installed")
+    if os.geteuid() != 0 and Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip() != "0":
+        pytest.skip("ptrace of another process is not permitted here (yama ptrace_scope)")
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.05)"])
+    try:
+        time.sleep(0.5)
+        done = _memwarden("attach", "--inject", str(proc.pid), "snapshot", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["pid"] == proc.pid
+        assert proc.poll() is None  # the target lives on
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_run_agent_starts_an_agent_in_the_target(tmp_path: Path) -> None:
+    """`memwarden run --agent` gives the Python target an agent (through the start-up shim)."""
+    prog = tmp_path / "t.py"
+    prog.write_text(
+        "import memwarden.agent\nprint('agent', memwarden.agent.agent() is not None, flush=True)\n"
+    )
+    done = _memwarden("run", "-q", "--agent", "-o", str(tmp_path / "t.jsonl"), str(prog))
+    assert done.returncode == 0, done.stderr
+    assert "agent True" in done.stdout

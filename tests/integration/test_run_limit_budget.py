@@ -59,3 +59,49 @@ def test_an_explicit_budget_is_kept(tmp_path: Path) -> None:
     """A budget the user set in the environment wins over --limit."""
     done = _run(tmp_path, "--limit", "250MiB", env_budget="200MiB")
     assert f"budget {200 * MiB}" in done.stdout, done.stdout + done.stderr
+
+
+SERVER = """
+    from memwarden.integrations.wsgi import MemwardenMiddleware
+    kept = []
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"].startswith("/leak"):
+            block = bytearray(2**20)
+            block[::4096] = b"x" * 256
+            kept.append(block)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    mw = MemwardenMiddleware(app)
+    for i in range(60):
+        for path in (f"/leak/{i}", f"/health/{i}"):
+            body = mw({"REQUEST_METHOD": "GET", "PATH_INFO": path}, lambda *a: None)
+            body.close()
+"""
+
+
+def test_report_names_the_routes_that_grew(tmp_path: Path) -> None:
+    """A server run under `memwarden run`: the report lists its growing route first."""
+    prog = tmp_path / "server.py"
+    prog.write_text(textwrap.dedent(SERVER))
+    trace = tmp_path / "t.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "memwarden", "run", "-q", "-o", str(trace), str(prog)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from memwarden.report.summary import summarize
+    from memwarden.report.trace import read_trace
+
+    routes = summarize(read_trace(trace)).routes
+    assert routes[0].route == "GET /leak"
+    assert routes[0].requests == 60
+    assert routes[0].rss_delta_sum_bytes > 40 * MiB
+    assert routes[0].allocated_bytes > 40 * MiB  # the profiler's tag for the route
+    shown = subprocess.run(
+        [sys.executable, "-m", "memwarden", "report", str(trace)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "Routes that grew memory most" in shown.stdout
+    assert "GET /leak" in shown.stdout

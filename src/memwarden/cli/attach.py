@@ -7,7 +7,8 @@ or ``memwarden run --agent``. Only the same user can attach (the socket is 0600 
 the agent checks the peer's uid). ``--inject`` starts an agent in a process that has
 none by running two lines of Python in it through gdb (as memray's attach does: it
 stops the process briefly, needs gdb and ptrace permission, and is for debugging, not
-production).
+production). On Python 3.14 and later ``--inject`` uses ``sys.remote_exec`` (PEP 768)
+instead, which needs no gdb.
 """
 
 from __future__ import annotations
@@ -48,8 +49,32 @@ _HOW_TO_ENABLE = (
 )
 
 
+def _remote_exec(pid: int) -> bool:
+    """Python >= 3.14: ask the target to start its agent (PEP 768); False where unavailable."""
+    remote_exec = getattr(sys, "remote_exec", None)
+    if remote_exec is None:
+        return False
+    import tempfile
+
+    # The target runs the file at its next safe point; it must outlive that moment,
+    # so it is left in the private runtime directory, not deleted at once.
+    from memwarden._files import runtime_dir, safe_directory
+
+    directory = safe_directory(runtime_dir(), purpose="agent directory", create=True)
+    fd, script = tempfile.mkstemp(prefix=f"inject-{pid}-", suffix=".py", dir=directory)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("import memwarden.agent\nmemwarden.agent.start()\n")
+    try:
+        remote_exec(pid, script)
+    except (OSError, RuntimeError) as exc:
+        raise CommandError(f"sys.remote_exec could not reach {pid}: {exc}", exit_code=1) from None
+    return True
+
+
 def _inject(pid: int, timeout_s: float = 30.0) -> None:
-    """Start an agent in ``pid`` through gdb (it must be able to import memwarden)."""
+    """Start an agent in ``pid``: PEP 768 where Python has it, else through gdb."""
+    if _remote_exec(pid):
+        return
     gdb = shutil.which("gdb")
     if gdb is None:
         raise CommandError("--inject needs gdb (apt-get install gdb)", exit_code=1)

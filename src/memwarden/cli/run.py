@@ -175,6 +175,13 @@ def _default_output(name: str) -> Path:
     "$MEMWARDEN_HEAP_DUMP_DIR or the current directory) when memory pressure turns "
     "CRITICAL near the limit, and on SIGUSR2.",
 )
+@click.option(
+    "--agent",
+    is_flag=True,
+    help="Python targets: start memwarden's agent in every Python process of the run, for "
+    "`memwarden attach PID ...` (sets MEMWARDEN_AGENT=1; the start-up shim of the default "
+    "profiling loads memwarden in each process).",
+)
 @click.option("--label", help="Name of this run in reports [default: the command].")
 @click.option("-q", "--quiet", is_flag=True, help="No live line and no summary.")
 @click.argument("target")
@@ -192,6 +199,7 @@ def command(  # noqa: PLR0917 - click passes options as arguments
     top: int,
     frames: int,
     heap_dump: bool,
+    agent: bool,
     label: str | None,
     quiet: bool,
     target: str,
@@ -240,6 +248,8 @@ def command(  # noqa: PLR0917 - click passes options as arguments
         # A governed child budgets against the limit it runs under, so it relieves
         # pressure before the guard has to stop it; an explicit budget is kept.
         env.setdefault("MEMWARDEN_MAX_MEMORY", str(limit_bytes))
+    if agent:
+        env["MEMWARDEN_AGENT"] = "1"
     python_target = (
         module or target.endswith((".py", ".pyw")) or runner.is_python_executable(argv[0])
     )

@@ -157,6 +157,7 @@ class RequestMeter:
         self._profiler = _profiler()
         self._tags: set[str] = set()  # the profiler tags this meter's requests ran under
         self.recycles = 0
+        self._trace = _TraceRoutes.from_environment()
         _meters.add(self)
 
     def _governor(self) -> Governor | None:
@@ -198,6 +199,8 @@ class RequestMeter:
             st.rss_delta_sum_bytes += delta
             st.rss_delta_buckets[bisect.bisect_left(BUCKETS_BYTES, max(delta, 0))] += 1
         req.rss_bytes = delta  # the request's RSS change, for the debugging header
+        if self._trace is not None:
+            self._trace.maybe_write(self, rss)
         if self.recycler is not None and self.recycler.after_unit().recycle:
             self.recycles += 1
             return True
@@ -228,15 +231,20 @@ class RequestMeter:
         """Bytes the sampling profiler attributed to each route label since it started.
 
         Estimates from the profiler's samples (read at call time, e.g. at a scrape);
-        empty when the profiler does not run.
+        empty when no request ran under a profiler tag.
         """
         prof = self._profiler
-        if prof is None or not prof.is_running():
-            return {}
         with self._lock:
             tags = set(self._tags)
+        if prof is None or not tags:
+            return {}
+        try:
+            # Readable after stop() too (at exit the profiler may stop before we write).
+            snap = prof.snapshot("allocations")
+        except Exception:  # no session, or a backend without an allocations profile
+            return {}
         out: dict[str, int] = {}
-        for tag, part in prof.snapshot("allocations").by_tag().items():
+        for tag, part in snap.by_tag().items():
             if tag is not None and tag.startswith(TAG_PREFIX) and tag[len(TAG_PREFIX) :] in tags:
                 out[tag[len(TAG_PREFIX) :]] = part.total_bytes
         return out
@@ -312,3 +320,86 @@ def prometheus_families() -> Iterator[Any]:
         REQUEST_METRICS["memwarden_worker_recycles_total"].split(": ", 1)[1],
         value=sum(m.recycles for m in live),
     )
+
+
+class _TraceRoutes:
+    """Writes the meter's per-route figures into the ``memwarden run`` trace (when under it).
+
+    A ``routes`` record at most every :attr:`EVERY_S` seconds (checked after a request,
+    one clock read) and once at exit, so ``memwarden report`` can name the routes that
+    grew most; appended with one ``O_APPEND`` write to the file the run engine created.
+    """
+
+    EVERY_S = 5.0
+
+    def __init__(self, path: str, t0: float) -> None:
+        self.path = path
+        self.t0 = t0
+        self.next_s = 0.0
+        self._meter: weakref.ref[RequestMeter] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls) -> _TraceRoutes | None:
+        import os
+
+        path = os.environ.get("MEMWARDEN_TRACE_FILE")
+        t0 = os.environ.get("MEMWARDEN_TRACE_T0")
+        if not path or not t0:
+            return None
+        try:
+            return cls(path, float(t0))
+        except ValueError:
+            return None
+
+    def maybe_write(self, meter: RequestMeter, rss_bytes: int) -> None:
+        now = time.monotonic()
+        if now < self.next_s:
+            return
+        with self._lock:
+            if now < self.next_s:
+                return
+            self.next_s = now + self.EVERY_S
+            if self._meter is None:
+                import atexit
+
+                self._meter = weakref.ref(meter)
+                atexit.register(self.write_at_exit)
+        self.write(meter)
+
+    def write_at_exit(self) -> None:
+        meter = self._meter() if self._meter is not None else None
+        if meter is not None:
+            self.write(meter)
+
+    def write(self, meter: RequestMeter) -> None:
+        import os
+
+        from memwarden.report.trace import append_record
+
+        allocated = meter.allocated_by_route()
+        record = {
+            "type": "routes",
+            "pid": os.getpid(),
+            "t_s": round(time.monotonic() - self.t0, 4),
+            "routes": [
+                {
+                    "route": st.route,
+                    "requests": st.requests,
+                    "rss_delta_sum_bytes": st.rss_delta_sum_bytes,
+                    "under_pressure": st.under_pressure,
+                    "allocated_bytes": allocated.get(st.route, 0),
+                }
+                for st in meter.routes()
+            ],
+        }
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return  # the run's trace is gone or not ours: never fail a request over it
+        try:
+            append_record(fd, record)
+        except (OSError, ValueError):
+            log.debug("cannot write route figures to %s", self.path, exc_info=True)
+        finally:
+            os.close(fd)

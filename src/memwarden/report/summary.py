@@ -18,7 +18,7 @@ from typing import Any
 
 from memwarden._units import format_size
 from memwarden.leaks import suspect_leak
-from memwarden.report.trace import Event, Sample, Site, SiteSnapshot, Span, Trace
+from memwarden.report.trace import Event, RouteRow, Sample, Site, SiteSnapshot, Span, Trace
 
 __all__ = [
     "Growth",
@@ -27,6 +27,7 @@ __all__ = [
     "StackRow",
     "Summary",
     "growth_verdict",
+    "routes_of",
     "summarize",
 ]
 
@@ -145,6 +146,8 @@ class Summary:
     problems: list[str] = field(default_factory=list)
     #: The sampling profile of each Python process, largest first.
     processes: list[ProcessHeap] = field(default_factory=list)
+    #: Server routes (WSGI/ASGI middleware), summed over processes, most growth first.
+    routes: list[RouteRow] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form (``memwarden report --json``).
@@ -368,7 +371,23 @@ def summarize(trace: Trace) -> Summary:
         events=list(trace.events),
         problems=[*trace.problems, *profile_problems],
         processes=processes,
+        routes=routes_of(trace),
     )
+
+
+def routes_of(trace: Trace, *, n: int = 20) -> list[RouteRow]:
+    """The routes whose requests grew RSS most, summed over the server's processes."""
+    acc: dict[str, list[int]] = {}
+    for rows in trace.routes.values():
+        for r in rows:
+            a = acc.setdefault(r.route, [0, 0, 0, 0])
+            a[0] += r.requests
+            a[1] += r.rss_delta_sum_bytes
+            a[2] += r.under_pressure
+            a[3] += r.allocated_bytes
+    out = [RouteRow(route, *figures) for route, figures in acc.items()]
+    out.sort(key=lambda r: (-r.rss_delta_sum_bytes, -r.allocated_bytes, r.route))
+    return out[:n]
 
 
 def site_label(site: Site) -> str:

@@ -139,6 +139,7 @@ def render_terminal(summary: Summary, console: Console, *, spark: Sequence[float
         console.print(table)
 
     _render_processes(summary, console)
+    _render_routes(summary, console)
 
     if summary.operations:
         ops = Table(title="Operations (track())", title_justify="left")
@@ -187,3 +188,25 @@ def _render_processes(summary: Summary, console: Console, *, processes: int = 4)
                 console.print(Text(f"        {printable(str(frame))}", style="dim"))
     if len(summary.processes) > processes:
         console.print(Text(f"  … and {len(summary.processes) - processes} more process(es)"))
+
+
+def _render_routes(summary: Summary, console: Console, *, n: int = 8) -> None:
+    """The server routes whose requests grew memory most (from the WSGI/ASGI middleware)."""
+    from rich.table import Table
+
+    if not summary.routes:
+        return
+    table = Table(title="Routes that grew memory most (request RSS change, summed)")
+    for col in ("route", "requests", "RSS change", "per request", "allocated", "under pressure"):
+        table.add_column(col, justify="left" if col == "route" else "right")
+    for r in summary.routes[:n]:
+        per = r.rss_delta_sum_bytes / r.requests if r.requests else 0.0
+        table.add_row(
+            printable(r.route),
+            str(r.requests),
+            ("+" if r.rss_delta_sum_bytes >= 0 else "-") + format_size(abs(r.rss_delta_sum_bytes)),
+            format_size(round(abs(per))),
+            format_size(r.allocated_bytes) if r.allocated_bytes else "-",
+            str(r.under_pressure),
+        )
+    console.print(table)

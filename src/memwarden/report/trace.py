@@ -40,6 +40,7 @@ __all__ = [
     "FORMAT",
     "Event",
     "ProcessProfile",
+    "RouteRow",
     "Sample",
     "Site",
     "SiteSnapshot",
@@ -71,6 +72,8 @@ _MAX_EVENTS = 10_000
 _MAX_SITE_SNAPSHOTS = 100
 #: Processes whose profiles a reader keeps (a fork bomb must not grow the reader).
 _MAX_PROFILED_PROCESSES = 256
+#: Route rows a reader keeps per process (the middleware bounds its labels too).
+_MAX_ROUTES = 1000
 
 #: Integers in a trace beyond this are damage (no byte count or pid is that large);
 #: a 400-digit ``limit_bytes`` must not reach float conversions downstream.
@@ -152,6 +155,25 @@ class TraceEnd:
 
 
 @dataclass(frozen=True)
+class RouteRow:
+    """One route's request memory in one server process (from the WSGI/ASGI middleware).
+
+    Attributes:
+        route: the route label.
+        requests: requests finished.
+        rss_delta_sum_bytes: the summed RSS change of its requests.
+        under_pressure: requests that ended under memory pressure.
+        allocated_bytes: bytes the sampling profiler attributed to it (0 when not profiling).
+    """
+
+    route: str
+    requests: int
+    rss_delta_sum_bytes: int
+    under_pressure: int
+    allocated_bytes: int
+
+
+@dataclass(frozen=True)
 class ProcessProfile:
     """A sampling profile one process of the run wrote (the last of its kind wins).
 
@@ -197,6 +219,8 @@ class Trace:
     events: list[Event] = field(default_factory=list)
     #: The last profile of each kind per process, by ``(pid, when)``.
     profiles: dict[tuple[int, str], ProcessProfile] = field(default_factory=dict)
+    #: The last per-route request figures each server process wrote, by pid.
+    routes: dict[int, tuple[RouteRow, ...]] = field(default_factory=dict)
     end: TraceEnd | None = None
     path: str | None = None
     stride: int = 1
@@ -646,6 +670,23 @@ def _apply(trace: Trace, rec: dict[str, Any], max_samples: int) -> None:
                 t_s=_num(rec, "t_s"),
                 argv=tuple(str(a) for a in argv) if isinstance(argv, list) else (),
                 data=data,
+            )
+    elif kind == "routes":
+        rows = rec.get("routes", [])
+        if not isinstance(rows, list):
+            raise ValueError(f"field 'routes' must be a list, got {type(rows).__name__}")
+        pid = _int(rec, "pid")
+        if pid in trace.routes or len(trace.routes) < _MAX_PROFILED_PROCESSES:
+            trace.routes[pid] = tuple(
+                RouteRow(
+                    route=_str(r, "route"),
+                    requests=_int(r, "requests", 0),
+                    rss_delta_sum_bytes=_int(r, "rss_delta_sum_bytes", 0),
+                    under_pressure=_int(r, "under_pressure", 0),
+                    allocated_bytes=_int(r, "allocated_bytes", 0),
+                )
+                for r in rows[:_MAX_ROUTES]
+                if isinstance(r, dict)
             )
     elif kind == "event":
         if len(trace.events) < _MAX_EVENTS:
