@@ -105,11 +105,12 @@ def test_pool_workers_and_a_python_child_are_profiled(tmp_path: Path, method: st
     assert 13 in lines.get(root, set()), lines  # the parent's own allocation
     workers = [pid for pid, seen in lines.items() if 8 in seen and pid != root]
     assert workers, lines  # a worker's allocations, in the worker's own profile
-    # Both workers profiled themselves (which one got the tasks depends on the load).
+    # The workers profiled themselves. Pool.__exit__ terminates them: on a loaded machine
+    # a worker that got no task can be stopped before its first record, so at least one.
     pool_pids = {
         pid for (pid, _), rec in trace.profiles.items() if rec.argv[:1] == (str(prog),)
     } - {root}
-    assert len(pool_pids) >= 2, sorted(trace.profiles)
+    assert len(pool_pids) >= 1, sorted(trace.profiles)
     children = [rec for (_, when), rec in trace.profiles.items() if rec.argv[:1] == ("-c",)]
     assert any(rec.profile().total_bytes >= 10 * 2**20 for rec in children), children
     report = _memwarden("report", str(trace_path), cwd=tmp_path)
