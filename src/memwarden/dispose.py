@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable, Iterator
 from types import MethodType, TracebackType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from memwarden import _registry
 from memwarden._leaktrack import creation_site
 from memwarden.exceptions import (
     DisposalError,
@@ -570,12 +571,17 @@ class _Listener:
         return self.ref() if self.ref is not None else None
 
 
-class Subscription:
-    """What ``EventEmitter.on()`` returns: ``dispose()`` (or ``with``) removes the listener."""
+class Subscription(_registry.Subscription):
+    """What ``EventEmitter.on()`` returns: ``dispose()`` (or ``with``) removes the listener.
+
+    The one subscription handle type of memwarden (:class:`memwarden._registry.Subscription`),
+    here bound to an emitter's listener table instead of a callback list.
+    """
 
     __slots__ = ("_emitter", "_listener")
 
     def __init__(self, emitter: EventEmitter, listener: _Listener) -> None:
+        super().__init__(None)
         self._emitter: EventEmitter | None = emitter
         self._listener = listener
 
@@ -597,17 +603,7 @@ class Subscription:
             emitter._remove(self._listener)
 
     unsubscribe = dispose
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.dispose()
+    close = dispose
 
     def __repr__(self) -> str:
         return f"<Subscription {self._listener.event!r} {'active' if self.active else 'inactive'}>"

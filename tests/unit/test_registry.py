@@ -175,3 +175,24 @@ def test_subscription_without_registry_is_inactive() -> None:
     assert not sub.active
     sub.close()
     assert "inactive" in repr(sub)
+
+
+def test_every_registry_hands_out_the_one_subscription_type() -> None:
+    """The governor's, the monitor's and EventEmitter's handles are all _registry.Subscription."""
+    from memwarden._registry import Subscription
+    from memwarden.dispose import EventEmitter
+    from memwarden.monitoring import MemoryMonitor
+    from memwarden.pressure import Governor
+
+    emitter = EventEmitter()
+    listener = emitter.on("x", lambda *a: None)
+    gov = Governor(probe=lambda: 1, builtin_relievers=False)
+    mon = MemoryMonitor(probe=lambda: 1)
+    try:
+        handles = [listener, gov.on_pressure(lambda old, new: None), mon.on_sample(lambda s: None)]
+        assert all(isinstance(h, Subscription) for h in handles)
+        with listener:
+            assert listener.active
+        assert not listener.active  # leaving ``with`` removed it
+    finally:
+        mon.close()
