@@ -22,8 +22,17 @@ def ip() -> Any:
     return shell
 
 
+def _fresh_heap() -> None:
+    # A worker that ran other tests keeps freed heap pages resident; a new block would
+    # reuse them without moving RSS. Give them back first, so the cell's pages are new.
+    from memwarden.pressure import malloc_trim
+
+    malloc_trim()
+
+
 def test_cell_magic_reports_the_cells_peak_and_what_it_left(ip: Any) -> None:
     """A cell that keeps 60 MiB: peak and change both at least that; its line is on top."""
+    _fresh_heap()
     res = ip.run_cell_magic("memwarden", "", ALLOC)
     assert res.peak_increment_bytes >= 55 * MiB
     assert res.change_bytes >= 55 * MiB
@@ -37,6 +46,7 @@ def test_cell_magic_reports_the_cells_peak_and_what_it_left(ip: Any) -> None:
 
 def test_a_temporary_shows_in_the_peak_not_in_the_change(ip: Any) -> None:
     """Memory freed before the cell ends counts in the peak only."""
+    _fresh_heap()
     res = ip.run_line_magic(
         "memwarden", "tmp = bytearray(80 * 2**20); tmp[::4096] = b'1' * (len(tmp) // 4096); del tmp"
     )
@@ -65,6 +75,7 @@ def test_bad_options_say_so(ip: Any, capsys: pytest.CaptureFixture[str]) -> None
 
 def test_the_footer_prints_under_every_cell(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
     ip.run_line_magic("memwarden_footer", "on")
+    _fresh_heap()
     try:
         ip.run_cell("y = bytearray(30 * 2**20); y[::4096] = b'1' * (len(y) // 4096)")
         out = capsys.readouterr().out
