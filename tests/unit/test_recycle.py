@@ -185,3 +185,21 @@ def test_bad_gate_names_are_refused(bad: str) -> None:
 def test_a_bad_line_names_the_value() -> None:
     with pytest.raises(ConfigurationError, match="lots"):
         Recycler("lots", governor=None)
+
+
+def test_a_worker_over_the_line_pauses_until_its_turn(tmp_path: Path) -> None:
+    """While another process holds the gate the worker waits (intake paused), then recycles."""
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(tmp_path), ready, release))
+    holder.start()
+    assert ready.wait(30)
+    r = Recycler("10 MiB", gate=RecycleGate("shared", lock_dir=tmp_path, cooldown_s=0),
+                 probe=Probe(50 * MiB), governor=None, min_uptime_s=0, wait_s=0.1)  # fmt: skip
+    waited = r.after_unit()
+    assert not waited.recycle
+    assert waited.waiting  # over the line, not its turn: the caller keeps intake paused
+    release.set()
+    holder.join(30)
+    r.wait_s = 30  # the holder is gone: the next wait ends with the gate taken
+    assert r.after_unit().recycle

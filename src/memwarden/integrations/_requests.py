@@ -97,10 +97,14 @@ class RouteStats:
         return self.rss_delta_sum_bytes / self.requests if self.requests else 0.0
 
 
-@dataclass
 class _Request:
-    route: str
-    rss_bytes: int
+    """One request in flight: its fallback route and the RSS it started from."""
+
+    __slots__ = ("route", "rss_bytes")
+
+    def __init__(self, route: str, rss_bytes: int) -> None:
+        self.route = route
+        self.rss_bytes = rss_bytes
 
 
 def _profiler() -> Any:
@@ -154,6 +158,8 @@ class RequestMeter:
         self._clock = clock
         self._lock = threading.Lock()
         self._routes: dict[str, RouteStats] = {}
+        self._last_rss: int | None = None
+        self.last_decision_waiting = False
         self._profiler = _profiler()
         self._tags: set[str] = set()  # the profiler tags this meter's requests ran under
         self.recycles = 0
@@ -172,17 +178,26 @@ class RequestMeter:
         return gov is not None and gov.current_level >= _MODERATE
 
     def begin(self, route: str = OTHER) -> _Request:
-        """Start accounting one request (call :meth:`end` with the result when it is done)."""
-        return _Request(route, self._probe())
+        """Start accounting one request (call :meth:`end` with the result when it is done).
 
-    def end(self, req: _Request, route: str | None = None) -> bool:
+        Reads no RSS: a request starts from the reading the previous request ended on
+        (in a sync worker that is this request's own start; under concurrency RSS is
+        the process's anyway). One RSS read a request, in :meth:`end`, halves the cost.
+        """
+        last = self._last_rss
+        return _Request(route, self._probe() if last is None else last)
+
+    def end(self, req: _Request, route: str | None = None, *, wait: bool = True) -> bool:
         """Finish a request; returns whether the worker should now recycle.
 
         Args:
             req: what :meth:`begin` returned.
             route: the route template, if it became known while the request ran.
+            wait: let the recycler pause intake (block) while the worker waits for its
+                turn to recycle; async servers pass False and wait themselves.
         """
         rss = self._probe()
+        self._last_rss = rss
         delta = rss - req.rss_bytes
         pressure = self._pressure()
         name = route or req.route
@@ -201,10 +216,19 @@ class RequestMeter:
         req.rss_bytes = delta  # the request's RSS change, for the debugging header
         if self._trace is not None:
             self._trace.maybe_write(self, rss)
-        if self.recycler is not None and self.recycler.after_unit().recycle:
-            self.recycles += 1
-            return True
+        if self.recycler is not None:
+            decision = self.recycler.after_unit(rss_bytes=rss, wait=wait)
+            self.last_decision_waiting = decision.waiting
+            if decision.recycle:
+                self.recycles += 1
+                return True
         return False
+
+    @property
+    def profiling(self) -> bool:
+        """Whether the sampling profiler runs (requests then run under a context tag)."""
+        prof = self._profiler
+        return prof is not None and bool(prof.is_running())
 
     @contextlib.contextmanager
     def tagged(self, route: Callable[[], str]) -> Iterator[None]:

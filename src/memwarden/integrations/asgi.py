@@ -95,8 +95,25 @@ class MemwardenMiddleware:
 
             send_inner = send_with_header
         try:
-            with meter.tagged(lambda: route_of_scope(scope)):
+            if meter.profiling:
+                with meter.tagged(lambda: route_of_scope(scope)):
+                    await self.app(scope, receive, send_inner)
+            else:
                 await self.app(scope, receive, send_inner)
         finally:
-            if meter.end(req, route_of_scope(scope)):
+            recycle = meter.end(req, route_of_scope(scope), wait=False)
+            recycler = meter.recycler
+            if not recycle and recycler is not None and meter.last_decision_waiting:
+                # Over the line, not our turn yet: pause this worker's intake without
+                # blocking the event loop, until the gate is ours or wait_s has passed.
+                import asyncio
+                import time
+
+                deadline = time.monotonic() + recycler.wait_s
+                decision = recycler.after_unit(wait=False)
+                while decision.waiting and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                    decision = recycler.after_unit(wait=False)
+                recycle = decision.recycle
+            if recycle:
                 self._on_recycle()

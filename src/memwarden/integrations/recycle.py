@@ -47,6 +47,7 @@ log = logging.getLogger("memwarden.integrations.recycle")
 # The lock file holds the wall-clock time of the last recycle (a little-endian double),
 # so the cooldown spans processes.
 _STAMP = struct.Struct("<d")
+_MODERATE = 1  # PressureLevel.MODERATE (the levels are an IntEnum)
 
 
 def default_lock_dir() -> Path:
@@ -170,9 +171,12 @@ class RecycleDecision:
     reason: str
     rss_bytes: int
     line_bytes: int
+    waiting: bool = False
+    """Over the line but the gate is taken (or cooling down): intake should pause."""
 
 
 _NO = "below the line"
+_POLL_S = 0.02
 
 
 class Recycler:
@@ -190,6 +194,7 @@ class Recycler:
         probe: RSS in bytes (default :func:`memwarden.probes.rss`).
         clock: monotonic seconds.
         min_uptime_s: a worker younger than this never recycles.
+        wait_s: how long a worker over the line pauses intake waiting for its turn.
         start_headroom: a worker that starts at or above its line raises the line to its
             starting RSS times this (and logs it), so it does not recycle in a loop.
         stuck_after_s: pressure that lasted this long despite relief recycles the worker
@@ -209,6 +214,7 @@ class Recycler:
         probe: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         min_uptime_s: float = 1.0,
+        wait_s: float = 2.0,
         start_headroom: float = 1.25,
         stuck_after_s: float | None = -1.0,
     ) -> None:
@@ -238,6 +244,9 @@ class Recycler:
         self._gov_arg = governor
         self._gate = gate if gate is not None else RecycleGate(f"ppid-{os.getppid()}")
         self.min_uptime_s = float(min_uptime_s)
+        self.wait_s = float(wait_s)
+        self._gov: Governor | None = None
+        self._gov_resolved = False
         self.start_headroom = float(start_headroom)
         self._stuck_arg = stuck_after_s
         self._start_s = clock()
@@ -263,6 +272,12 @@ class Recycler:
         from memwarden.pressure import resolve_governor
 
         return resolve_governor(self._gov_arg)
+
+    def _cached_governor(self) -> Governor | None:
+        if not self._gov_resolved:
+            self._gov = self._governor()
+            self._gov_resolved = True
+        return self._gov
 
     def effective_line(self) -> int:
         """The line in force: the configured one, raised once for a worker that started above it."""
@@ -292,31 +307,45 @@ class Recycler:
 
     # -- the decision --------------------------------------------------------
 
-    def after_unit(self) -> RecycleDecision:
+    def after_unit(self, *, rss_bytes: int | None = None, wait: bool = True) -> RecycleDecision:
         """Call after each request or task; returns whether to drain and exit now.
 
-        Cheap when under the line (one RSS read, about 2 µs). Over it, the governor's
-        relief runs first (at most once per ``relief_interval_s``, the governor's own
-        rate limit) and the RSS is read again.
+        Cheap when under the line (one RSS read, about 2 µs, or none when the caller
+        passes the ``rss_bytes`` it just read). Over it, the governor's relief runs
+        first (at most once per ``relief_interval_s``, the governor's own rate limit)
+        and the RSS is read again. A worker over the line whose turn has not come
+        (another worker holds the gate, or it is cooling down) **pauses intake**: with
+        ``wait`` it blocks here, taking no new work, for up to ``wait_s`` until the gate
+        is free, so it does not grow while it waits. Async callers pass ``wait=False``
+        and wait themselves while ``decision.waiting``.
         """
+        decision = self._decide(rss_bytes, count=True)
+        if wait and decision.waiting:
+            deadline = time.monotonic() + self.wait_s
+            while decision.waiting and time.monotonic() < deadline:
+                time.sleep(_POLL_S)
+                decision = self._decide(None, count=False)
+        return decision
+
+    def _decide(self, rss_bytes: int | None, *, count: bool) -> RecycleDecision:
         with self._lock:
-            self.units += 1
+            if count:
+                self.units += 1
             if self._decided is not None:
                 return self._decided
             line = self.effective_line()
-            rss = self._probe()
+            rss = self._probe() if rss_bytes is None else rss_bytes
             gov = self._governor() if rss >= line else None
             stuck = False
             if rss >= line and gov is not None:
                 gov.relieve(reason="over the recycle line")
                 rss = self._probe()
             if rss < line:
-                if self._gov_arg is None:
+                gov = self._cached_governor()
+                # Stuck pressure is looked at only under pressure: one attribute read.
+                if gov is None or gov.current_level < _MODERATE or not self._stuck(gov):
                     return RecycleDecision(False, _NO, rss, line)
-                gov = self._governor()
-                stuck = self._stuck(gov)
-                if not stuck:
-                    return RecycleDecision(False, _NO, rss, line)
+                stuck = True
             uptime = self._clock() - self._start_s
             if uptime < self.min_uptime_s:
                 return RecycleDecision(
@@ -324,7 +353,7 @@ class Recycler:
                 )
             if not self._gate.try_acquire():
                 return RecycleDecision(
-                    False, "over the line; another worker is recycling", rss, line
+                    False, "over the line; waiting for the recycle gate", rss, line, True
                 )
             why = (
                 "pressure lasted despite relief"

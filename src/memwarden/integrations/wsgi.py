@@ -120,7 +120,10 @@ class MemwardenMiddleware:
                 return inner_start(status, headers, exc_info)
 
         try:
-            with meter.tagged(lambda: default_route(environ)):
+            if meter.profiling:
+                with meter.tagged(lambda: default_route(environ)):
+                    body = self.app(environ, start_response)
+            else:
                 body = self.app(environ, start_response)
         except BaseException:
             finish()
