@@ -194,8 +194,10 @@ def test_a_worker_over_the_line_pauses_until_its_turn(tmp_path: Path) -> None:
     holder = ctx.Process(target=_hold, args=(str(tmp_path), ready, release))
     holder.start()
     assert ready.wait(30)
+    probe = Probe(5 * MiB)
     r = Recycler("10 MiB", gate=RecycleGate("shared", lock_dir=tmp_path, cooldown_s=0),
-                 probe=Probe(50 * MiB), governor=None, min_uptime_s=0, wait_s=0.1)  # fmt: skip
+                 probe=probe, governor=None, min_uptime_s=0, wait_s=0.1)  # fmt: skip
+    probe.value = 50 * MiB
     waited = r.after_unit()
     assert not waited.recycle
     assert waited.waiting  # over the line, not its turn: the caller keeps intake paused
