@@ -9,6 +9,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # Celery's broker in the service tests
 command -v go >/dev/null 2>&1 || need+=(golang-go)               # `go tool pprof` reads our profiles
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)          # the C extension's memory check
+command -v wrk >/dev/null 2>&1 || need+=(wrk)                    # the services bench's load generator
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "sysdeps: cannot install ${need[*]} (not root or no apt-get); the tests that need them will skip"
