@@ -500,6 +500,11 @@ class _Sizer:
     def all_under_pressure(self) -> bool:
         return bool(self.under_pressure) and all(self.under_pressure.values())
 
+    @property
+    def relieved_workers(self) -> list[str]:
+        """The workers last seen out of pressure (where new batches go)."""
+        return sorted(a for a, p in self.under_pressure.items() if not p)
+
     def room(self) -> int | None:
         """The smallest headroom among workers not under pressure (None: none known)."""
         usable = [h for a, h in self.headroom_bytes.items() if not self.under_pressure.get(a)]
@@ -669,7 +674,17 @@ def adaptive_map(
                 pend = take()
                 if pend is None:
                     break
-                fut = client.submit(_run_batch, fn, pend.batch, batched, pure=False)
+                # Only to workers out of pressure: the scheduler may otherwise queue a batch
+                # on a worker Dask has paused, where it waits until that worker recovers.
+                fut = client.submit(
+                    _run_batch,
+                    fn,
+                    pend.batch,
+                    batched,
+                    pure=False,
+                    workers=sizer.relieved_workers or None,
+                    allow_other_workers=not sizer.relieved_workers,
+                )
                 pending[fut] = pend
                 st.batch_sizes.append(len(pend.batch))
             if not pending:
