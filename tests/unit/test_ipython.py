@@ -48,7 +48,11 @@ def test_a_temporary_shows_in_the_peak_not_in_the_change(ip: Any) -> None:
     """Memory freed before the cell ends counts in the peak only."""
     _fresh_heap()
     res = ip.run_line_magic(
-        "memwarden", "tmp = bytearray(80 * 2**20); tmp[::4096] = b'1' * (len(tmp) // 4096); del tmp"
+        "memwarden",
+        # glibc may keep a freed block resident (its mmap threshold grows after big
+        # frees): the cell gives it back, as a user measuring a temporary would.
+        "tmp = bytearray(80 * 2**20); tmp[::4096] = b'1' * (len(tmp) // 4096); del tmp; "
+        "__import__('memwarden.pressure').pressure.malloc_trim()",
     )
     assert res.peak_increment_bytes >= 70 * MiB
     assert res.change_bytes < 20 * MiB

@@ -36,6 +36,11 @@ def test_snapshot_fields_without_tracing() -> None:
 
 def test_delta_sees_allocation_and_python_heap() -> None:
     """snapshot_b - snapshot_a shows a 32 MiB allocation in RSS and in the traced heap."""
+    from memwarden.pressure import malloc_trim
+
+    # A worker that ran other tests keeps freed heap pages resident, and a new block may
+    # reuse them without moving RSS: give them back first, so the block's pages are new.
+    malloc_trim()
     tracemalloc.start()
     try:
         a = snapshot()
