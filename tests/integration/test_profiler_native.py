@@ -126,6 +126,11 @@ def test_stress_threads_forks_exceptions_and_cycles(tmp_path: Path) -> None:
             p.peak()
             p.stop()
             p.start(interval_bytes=random.choice([1, 512, 8 * 1024, 512 * 1024]))
+        # The last cycle samples finely for a moment, so the final stats have samples
+        # whatever interval the random choice left running.
+        p.stop()
+        p.start(interval_bytes=8 * 1024)
+        time.sleep(0.2)
         stop.set()
         for t in threads:
             t.join()
