@@ -136,26 +136,14 @@ def _cmd_snapshot(args: dict[str, Any]) -> dict[str, Any]:
         else None,
         **_level(),
     }
-    prof = _profiler()
-    out["profiling"] = bool(prof is not None and prof.is_running())
+    out["profiling"] = bool(_need_profiler().is_running())
     return out
 
 
-def _profiler() -> Any:
-    import importlib.util
-
-    if importlib.util.find_spec("memwarden.profiler") is None:
-        return None
-    import importlib
-
-    return importlib.import_module("memwarden.profiler")
-
-
 def _need_profiler() -> Any:
-    prof = _profiler()
-    if prof is None:
-        raise AgentError("this memwarden has no sampling profiler", code="failed")
-    return prof
+    from memwarden import profiler
+
+    return profiler
 
 
 def _cmd_profile_start(args: dict[str, Any]) -> dict[str, Any]:
@@ -225,11 +213,8 @@ def _cmd_heap_dump(args: dict[str, Any]) -> dict[str, Any]:
         raise AgentError("heap.dump needs a 'path' (a new file to create)", code="bad_request")
     from memwarden import heap
 
-    dump = getattr(heap, "dump", None)
-    if dump is None:
-        raise AgentError("this memwarden cannot write heap snapshots", code="failed")
     t0 = time.perf_counter()
-    result = dump(path)
+    result = heap.dump(path)
     return {
         "path": str(Path(path).resolve()),
         "bytes": Path(path).stat().st_size,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pytest
@@ -38,7 +37,9 @@ def test_cell_magic_reports_the_cells_peak_and_what_it_left(ip: Any) -> None:
     assert res.change_bytes >= 55 * MiB
     assert "peak +" in res.summary()
     assert "<table>" in res._repr_html_() or not res.top_lines
-    if importlib.util.find_spec("memwarden.profiler") is not None:
+    from memwarden import profiler
+
+    if profiler.native_available():
         assert res.top_lines, res
         assert res.top_lines[0][1] >= 40 * MiB  # sampled estimate of the 60 MiB line
     ip.user_ns.pop("blob", None)

@@ -234,7 +234,8 @@ def test_prometheus_families_expose_the_histograms() -> None:
 
 def test_allocations_are_attributed_per_route_by_the_profilers_tags() -> None:
     """With the sampling profiler running, each route's requests' allocations are its own."""
-    profiler = pytest.importorskip("memwarden.profiler")
+    from memwarden import profiler
+
     if profiler.is_running():
         pytest.skip("the profiler is already running in this process")
     kept: list[bytes] = []

@@ -107,17 +107,6 @@ class _Request:
         self.rss_bytes = rss_bytes
 
 
-def _profiler() -> Any:
-    """The sampling profiler module, or None where this build has none."""
-    import importlib.util
-
-    if importlib.util.find_spec("memwarden.profiler") is None:
-        return None
-    import importlib
-
-    return importlib.import_module("memwarden.profiler")
-
-
 class RequestMeter:
     """Per-route request accounting, with an optional recycler.
 
@@ -160,7 +149,9 @@ class RequestMeter:
         self._routes: dict[str, RouteStats] = {}
         self._last_rss: int | None = None
         self.last_decision_waiting = False
-        self._profiler = _profiler()
+        from memwarden import profiler  # always importable; its extension is optional
+
+        self._profiler: Any = profiler
         self._tags: set[str] = set()  # the profiler tags this meter's requests ran under
         self.recycles = 0
         self._trace = _TraceRoutes.from_environment()
@@ -227,8 +218,7 @@ class RequestMeter:
     @property
     def profiling(self) -> bool:
         """Whether the sampling profiler runs (requests then run under a context tag)."""
-        prof = self._profiler
-        return prof is not None and bool(prof.is_running())
+        return bool(self._profiler.is_running())
 
     @contextlib.contextmanager
     def tagged(self, route: Callable[[], str]) -> Iterator[None]:
@@ -239,7 +229,7 @@ class RequestMeter:
         the route labels.
         """
         prof = self._profiler
-        if prof is None or not prof.is_running():
+        if not prof.is_running():
             yield
             return
         label = route()
@@ -260,7 +250,7 @@ class RequestMeter:
         prof = self._profiler
         with self._lock:
             tags = set(self._tags)
-        if prof is None or not tags:
+        if not tags:
             return {}
         try:
             # Readable after stop() too (at exit the profiler may stop before we write).

@@ -92,13 +92,11 @@ class CellMemory:
 
 
 def _profiler() -> Any:
-    import importlib.util
+    """The sampling profiler when its native backend can run (the tracemalloc fallback has
+    no allocations profile and would slow the cell down), else None."""
+    from memwarden import profiler
 
-    if importlib.util.find_spec("memwarden.profiler") is None:
-        return None
-    import importlib
-
-    return importlib.import_module("memwarden.profiler")
+    return profiler if profiler.native_available() else None
 
 
 def _frame_text(frame: Any) -> str:
