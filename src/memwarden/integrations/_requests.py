@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from memwarden._registry import DEFAULT, DefaultType
 from memwarden.exceptions import ConfigurationError
+from memwarden.levels import PressureLevel
 
 if TYPE_CHECKING:
     from memwarden.integrations.recycle import Recycler
@@ -52,7 +53,6 @@ BUCKETS_BYTES: tuple[int, ...] = (
 OTHER = "other"
 #: The profiler's context tags of requests are ``request:<route label>``.
 TAG_PREFIX = "request:"
-_MODERATE = 1  # PressureLevel.MODERATE, compared without importing the policy layer per call
 
 _meters: weakref.WeakSet[RequestMeter] = weakref.WeakSet()
 
@@ -166,7 +166,7 @@ class RequestMeter:
 
     def _pressure(self) -> bool:
         gov = self._governor()
-        return gov is not None and gov.current_level >= _MODERATE
+        return gov is not None and gov.current_level >= PressureLevel.MODERATE
 
     def begin(self, route: str = OTHER) -> _Request:
         """Start accounting one request (call :meth:`end` with the result when it is done).

@@ -36,6 +36,7 @@ from memwarden._files import runtime_dir, safe_directory
 from memwarden._registry import DEFAULT, DefaultType, reset_after_fork
 from memwarden._units import SizeLike, format_size, parse_size
 from memwarden.exceptions import ConfigurationError, UnsafePathError
+from memwarden.levels import PressureLevel
 
 if TYPE_CHECKING:
     from memwarden.pressure import Governor
@@ -47,7 +48,6 @@ log = logging.getLogger("memwarden.integrations.recycle")
 # The lock file holds the wall-clock time of the last recycle (a little-endian double),
 # so the cooldown spans processes.
 _STAMP = struct.Struct("<d")
-_MODERATE = 1  # PressureLevel.MODERATE (the levels are an IntEnum)
 
 
 def default_lock_dir() -> Path:
@@ -343,7 +343,11 @@ class Recycler:
             if rss < line:
                 gov = self._cached_governor()
                 # Stuck pressure is looked at only under pressure: one attribute read.
-                if gov is None or gov.current_level < _MODERATE or not self._stuck(gov):
+                if (
+                    gov is None
+                    or gov.current_level < PressureLevel.MODERATE
+                    or not self._stuck(gov)
+                ):
                     return RecycleDecision(False, _NO, rss, line)
                 stuck = True
             uptime = self._clock() - self._start_s
